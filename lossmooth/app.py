@@ -1,0 +1,71 @@
+"""The Hydra application behind ``lossmooth run``: compose ``conf/``, dispatch to the setting.
+
+Multiruns (``-m``) go through Hydra's launchers (``hydra/launcher=joblib`` locally,
+``hydra/launcher=submitit_slurm`` on a cluster); seeds are vmapped inside each job.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lossmooth.errors import ConfigError
+from lossmooth.provenance import CONF_DIR
+
+SETTINGS = {"supervised": "lossmooth.settings.supervised_run"}
+
+
+def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
+    """Run a resolved config (a plain dict without ``hydra``); return the run directory."""
+    from lossmooth.core import engine
+
+    setting = (cfg.get("setting") or {}).get("name")
+    if setting not in SETTINGS:
+        raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(SETTINGS)}")
+    engine.enable_compilation_cache(cfg.get("cache_dir"))
+    mesh = _mesh(cfg.get("devices", "all"))
+    module = importlib.import_module(SETTINGS[setting])
+    return module.execute(cfg, choices, mesh=mesh,
+                          progress=cfg.get("progress", True) if progress is None else progress)
+
+
+def _mesh(devices):
+    import jax
+
+    from lossmooth.core import engine
+
+    n = len(jax.devices())
+    if devices == "all":
+        return engine.run_mesh() if n > 1 else None
+    if isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= n:
+        raise ConfigError(f"devices: must be 'all' or an integer in [1, {n}], got {devices!r}")
+    return engine.run_mesh(jax.devices()[:devices]) if devices > 1 else None
+
+
+def print_run_table(run_dir: str) -> None:
+    from lossmooth.results import aggregate as agg
+    from lossmooth.results import report
+
+    rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
+    print(report.markdown(agg.aggregate(rows), agg.paired_differences(rows)))
+    print(f"results: {run_dir}")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        choices = dict(HydraConfig.get().runtime.choices)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        plain.pop("hydra", None)
+        run_dir = run_config(plain, choices)
+    except (ConfigError, OmegaConfBaseException) as e:
+        print(f"lossmooth: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    print_run_table(run_dir)
+    return run_dir

@@ -1,0 +1,163 @@
+"""The one training-loop engine: ``jit(vmap(train))`` over a batch of runs, run as ``lax.scan`` chunks.
+
+A *run* is one (method, swept numbers, seed) combination. A setting supplies, for a single run,
+
+    step_fn(state, hp, data) -> (state, train_metrics)      one optimizer update
+    eval_fn(state, hp, data) -> eval_metrics                 evaluation at the current state
+
+where ``state`` and ``hp`` carry a leading run axis and ``data`` (arrays shared by every run: the
+datasets) does not; data is an argument, never a closed-over constant, so it is not baked into the
+compiled program. The engine builds ``chunk(state, hp, data)``: ``evals_per_chunk`` x (``steps_per_eval`` steps, then
+one evaluation), vmapped over the leading run axis (named ``runs`` so collectives such as
+:func:`lossmooth.core.objective.source_needed` can reduce over it), jit-compiled once, with the run
+axis sharded over the visible devices. The host loop runs chunks and does host work only between
+them: progress, loggers, a divergence check, checkpoints. The state between chunks is exactly what a
+checkpoint holds, so a run restored from one continues bit-identically.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lossmooth.core.objective import RUN_AXIS
+
+
+def enable_compilation_cache(cache_dir: str | None) -> None:
+    """Turn on JAX's persistent compilation cache (a second run skips most XLA compile time)."""
+    if not cache_dir:
+        return
+    cache_dir = os.path.expanduser(cache_dir)
+    os.makedirs(cache_dir, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# ----------------------------------------------------------------------------- run batches
+
+
+def stack_runs(items: list) -> object:
+    """Stack a list of same-structure pytrees into one pytree with a leading run axis."""
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
+
+
+def run_mesh(devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (RUN_AXIS,))
+
+
+def padded_size(n_runs: int, n_devices: int) -> int:
+    return -(-n_runs // n_devices) * n_devices
+
+
+def pad_runs(tree, n_runs: int, target: int):
+    """Repeat the last run so the run axis divides evenly over devices (padding is dropped later)."""
+    if target == n_runs:
+        return tree
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], target - n_runs, 0)]), tree)
+
+
+def shard_runs(tree, mesh: Mesh | None):
+    """Place every leaf with its leading (run) axis split over the mesh; unsharded if mesh is None."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, P(RUN_AXIS))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+# ----------------------------------------------------------------------------- compiled programs
+
+
+def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_per_chunk: int):
+    """``jit(vmap(chunk))``: per run, ``evals_per_chunk`` x (scan of ``steps_per_eval`` steps + eval).
+
+    Returns ``(state, metrics)`` where each metric has shape ``[runs, evals_per_chunk]``; the train
+    metrics are averaged over the steps of each interval (``lam`` is the last step's).
+    """
+
+    def chunk(state, hp, data):
+        def one_eval(state, _):
+            state, train = jax.lax.scan(lambda s, _: step_fn(s, hp, data), state, None,
+                                        length=steps_per_eval)
+            train = {k: (v[-1] if k == "lam" else jnp.mean(v)) for k, v in train.items()}
+            return state, {**train, **eval_fn(state, hp, data)}
+
+        return jax.lax.scan(one_eval, state, None, length=evals_per_chunk)
+
+    # CPU cannot reuse donated buffers (and warns); accelerators save a copy of the state
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None), axis_name=RUN_AXIS), donate_argnums=donate)
+
+
+def make_eval(eval_fn: Callable):
+    """``jit(vmap(eval_fn))`` for an evaluation outside the chunks (e.g. at the switch)."""
+    return jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, None), axis_name=RUN_AXIS))
+
+
+# ----------------------------------------------------------------------------- host loop
+
+
+@dataclass
+class LoopResult:
+    state: object
+    metrics: dict  # name -> np.ndarray [runs, n_evals]
+    diverged_at: np.ndarray  # [runs] first eval index with a non-finite metric, -1 if none
+    chunks_done: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk: int = 0,
+             metrics_so_far: dict | None = None) -> LoopResult:
+    """Run ``n_chunks`` compiled chunks; after each, call ``cb(chunk_index, state, chunk_metrics)``.
+
+    Host work happens only here, between chunks. A run whose metrics turn non-finite is recorded in
+    ``diverged_at`` (its numbers keep flowing so the batch's shapes stay static).
+    """
+    collected = {k: [v] for k, v in (metrics_so_far or {}).items()}
+    for c in range(start_chunk, n_chunks):
+        state, m = chunk_fn(state, hp, data)
+        m = jax.device_get(m)
+        for k, v in m.items():
+            collected.setdefault(k, []).append(np.asarray(v))
+        for cb in callbacks:
+            cb(c, state, m)
+    metrics = {k: np.concatenate(v, axis=1) for k, v in collected.items()}
+    return LoopResult(state=state, metrics=metrics, diverged_at=first_nonfinite(metrics),
+                      chunks_done=n_chunks)
+
+
+def first_nonfinite(metrics: dict) -> np.ndarray:
+    """Per run, the first eval index where any metric is NaN/inf (-1 where none is)."""
+    if not metrics:
+        return np.zeros((0,), np.int64)
+    bad = np.zeros_like(next(iter(metrics.values())), dtype=bool)
+    for v in metrics.values():
+        bad |= ~np.isfinite(v)
+    return np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_state(path: str, state) -> None:
+    """Save a state pytree (orbax); the directory appears whole or not at all."""
+    import orbax.checkpoint as ocp
+
+    path = os.path.abspath(path)
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(path, jax.device_get(state), force=True)
+
+
+def restore_state(path: str, like):
+    """Restore a state saved by :func:`save_state` into the structure (and shardings) of ``like``."""
+    import orbax.checkpoint as ocp
+
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore(os.path.abspath(path), abstract)

@@ -1,0 +1,137 @@
+"""Image classification datasets, as in-memory arrays: ``x`` uint8 [N, H, W, C], ``y`` int32 [N].
+
+Two paths:
+
+- embedded default: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (IDX ``.gz`` files under
+  ``/usr/share/datasets/fashion-mnist``; any directory holding those four files works);
+- paper path: CIFAR-10 / CIFAR-100 prepared by tensorflow-datasets in the ``array_record`` format
+  (``python scripts/prepare_data.py cifar10 --data-dir DIR``), read through
+  ``tfds.builder_from_directory(...).as_data_source(split)`` which needs no TensorFlow.
+
+A missing dataset raises a one-line :class:`ConfigError` naming it, where we looked and the command
+that prepares it.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct as _struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from lossmooth.errors import ConfigError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+TFDS_DATASETS = {"cifar10": 10, "cifar100": 100}
+DATASETS = ("fashion_mnist",) + tuple(TFDS_DATASETS)
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    """Train and test arrays of one dataset; ``paper_data`` is False for a stand-in."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    paper_data: bool
+    source: str  # where the files were read from
+
+
+def load(name: str, data_dir: str | None = None) -> ImageSplits:
+    """Load dataset ``name`` (see :data:`DATASETS`) from ``data_dir`` (its default when None)."""
+    if name == "fashion_mnist":
+        return load_fashion_mnist(data_dir or FASHION_MNIST_DIR)
+    if name in TFDS_DATASETS:
+        return load_tfds_images(name, data_dir or os.path.expanduser("~/tensorflow_datasets"))
+    raise ConfigError(f"data.name: unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------------------- IDX (Fashion-MNIST)
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic 0x0000 <dtype> <ndim>, big-endian dims, data."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise ConfigError(f"{path}: cannot read IDX file ({e.__class__.__name__}: {e}); "
+                          "reinstall it with: apt-get install --reinstall dataset-fashion-mnist")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ConfigError(f"{path}: not an unsigned-byte IDX file (bad magic); "
+                          "reinstall it with: apt-get install --reinstall dataset-fashion-mnist")
+    ndim = raw[3]
+    dims = _struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ConfigError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} values); "
+                          "reinstall it with: apt-get install --reinstall dataset-fashion-mnist")
+    return data.reshape(dims)
+
+
+def load_fashion_mnist(data_dir: str) -> ImageSplits:
+    arrays = {}
+    for split, (img, lab) in FASHION_MNIST_FILES.items():
+        for fname in (img, lab):
+            if not os.path.exists(os.path.join(data_dir, fname)):
+                raise ConfigError(
+                    f"fashion_mnist: {os.path.join(data_dir, fname)} not found; install it with: "
+                    "apt-get install dataset-fashion-mnist (or set data.data_dir to a folder with the IDX files)")
+        x = read_idx(os.path.join(data_dir, img))
+        y = read_idx(os.path.join(data_dir, lab))
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise ConfigError(f"fashion_mnist: {data_dir} holds mismatched image/label files for '{split}'")
+        arrays[split] = (x[..., None], y.astype(np.int32))
+    return ImageSplits("fashion_mnist", *arrays["train"], *arrays["test"], num_classes=10,
+                       paper_data=False, source=data_dir)
+
+
+# ----------------------------------------------------------------------------- tfds (CIFAR)
+
+
+def load_tfds_images(name: str, data_dir: str) -> ImageSplits:
+    """Read a tfds image dataset prepared as array_record under ``data_dir/name/<version>/``."""
+    path = _tfds_version_dir(data_dir, name)
+    import tensorflow_datasets as tfds  # heavy import: only on the paper path
+
+    builder = tfds.builder_from_directory(path)
+    out = {}
+    for split in ("train", "test"):
+        if split not in builder.info.splits:
+            raise ConfigError(f"{name}: split '{split}' missing in {path}; re-prepare it with: "
+                              f"python scripts/prepare_data.py {name} --data-dir {data_dir}")
+        source = builder.as_data_source(split=split)
+        n = len(source)
+        first = source[0]
+        x = np.empty((n,) + np.asarray(first["image"]).shape, np.uint8)
+        y = np.empty((n,), np.int32)
+        for i in range(n):
+            rec = source[i]
+            x[i] = rec["image"]
+            y[i] = rec["label"]
+        out[split] = (x, y)
+    num_classes = builder.info.features["label"].num_classes
+    return ImageSplits(name, *out["train"], *out["test"], num_classes=num_classes, paper_data=True,
+                       source=path)
+
+
+def _tfds_version_dir(data_dir: str, name: str) -> str:
+    root = os.path.join(data_dir, name)
+    versions = sorted(
+        (d for d in (os.listdir(root) if os.path.isdir(root) else [])
+         if os.path.exists(os.path.join(root, d, "dataset_info.json"))),
+        key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+    if not versions:
+        raise ConfigError(
+            f"{name}: no prepared tensorflow-datasets copy under {root}; prepare it with: "
+            f"python scripts/prepare_data.py {name} --data-dir {data_dir}")
+    return os.path.join(root, versions[-1])

@@ -1,0 +1,115 @@
+"""How a result was made: versions, commit, devices, and every ``# assumed:`` config value used.
+
+Assumed values are read from the ``conf/`` files the run composed: a field whose line carries a
+``# assumed: ...`` comment is listed with its final value (after overrides) and the reason, so a
+user with the paper's full text can correct any of them with one override.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+PACKAGES = ("lossmooth", "jax", "jaxlib", "flax", "optax", "numpy", "hydra-core", "orbax-checkpoint",
+            "tensorflow-datasets", "wandb", "tensorboardX", "rliable")
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+_LINE = re.compile(r"^(\s*)([A-Za-z_][\w-]*)\s*:(.*)$")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def git_commit() -> dict:
+    root = os.path.dirname(CONF_DIR)
+    try:
+        sha = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = None, None
+    return {"commit": sha, "dirty": dirty}
+
+
+def devices() -> dict:
+    import jax
+
+    devs = jax.devices()
+    return {"backend": jax.default_backend(), "count": len(devs),
+            "kinds": sorted({d.device_kind for d in devs}), "host": platform.node()}
+
+
+def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:
+    """``{dotted.key: {"value": final value, "why": reason, "file": conf file}}`` for every
+    ``# assumed:`` line in the primary config and the chosen option of each group."""
+    files = [("config.yaml", "")]
+    for group, opts in choices.items():
+        if group.startswith("hydra") or opts is None:
+            continue
+        if isinstance(opts, str) and opts.startswith("["):
+            opts = [o.strip() for o in opts.strip("[]").split(",") if o.strip()]
+        for o in ([opts] if isinstance(opts, str) else list(opts)):
+            files.append((os.path.join(group, f"{o}.yaml"), group.replace("/", ".")))
+    out = {}
+    for rel, default_pkg in files:
+        path = os.path.join(conf_dir, rel)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            lines = f.read().splitlines()
+        pkg = default_pkg
+        for ln in lines[:3]:
+            m = re.match(r"#\s*@package\s+(\S+)", ln)
+            if m:
+                pkg = "" if m.group(1) == "_global_" else m.group(1).replace("_group_", default_pkg)
+        stack: list[tuple[int, str]] = []
+        for ln in lines:
+            m = _LINE.match(ln)
+            if not m or ln.lstrip().startswith("#"):
+                continue
+            indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, key))
+            if "# assumed:" in rest:
+                dotted = ".".join(([pkg] if pkg else []) + [k for _, k in stack])
+                out[dotted] = {"value": _lookup(cfg, dotted), "why": rest.split("# assumed:", 1)[1].strip(),
+                               "file": rel}
+    return out
+
+
+def _lookup(cfg, dotted: str):
+    cur = cfg
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def metadata(cfg: dict, choices: dict, data_info: dict) -> dict:
+    """Everything ``meta.json`` records about how a run was made."""
+    stand_in = not data_info.get("paper_data", False)
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "versions": versions(),
+        "git": git_commit(),
+        "devices": devices(),
+        "data": data_info,
+        "stand_in": stand_in,
+        "stand_in_note": ("results on stand-in data (not the paper's datasets)" if stand_in else None),
+        "assumed": assumed_fields(choices, cfg),
+        "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
+    }

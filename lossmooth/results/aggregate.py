@@ -1,0 +1,113 @@
+"""Aggregate complete runs into tables: mean and IQM over seeds with 95% bootstrap CIs (rliable),
+and paired differences (method minus hard switch, paired by seed on the same source model).
+
+A *row* is one run (method, numbers, seed) read from a run directory's ``runs.json`` together with
+its context (setting, data, model, shift, stand-in flag). Rows group by context + method + numbers.
+Diverged runs are excluded from the statistics and counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+
+from lossmooth.results import store
+from lossmooth.results.summaries import METRICS
+
+GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
+BASELINE = "hard_switch"
+
+
+def collect(results_dir: str, setting: str | None = None, filters: dict | None = None) -> list[dict]:
+    """Rows of every complete run under ``results_dir`` matching ``filters`` (``key=value`` on row
+    fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``)."""
+    rows = []
+    for path, meta, runs in store.complete_runs(results_dir, setting):
+        for r in runs:
+            row = dict(r)
+            row.update(run_dir=path, stand_in=meta.get("stand_in", True))
+            if all(str(row.get(k)) == str(v) for k, v in (filters or {}).items()):
+                rows.append(row)
+    return rows
+
+
+def group_label(row: dict) -> tuple:
+    return tuple(json.dumps(row.get(k), sort_keys=True) if k == "hparams" else row.get(k)
+                 for k in GROUP_KEYS)
+
+
+def interval(values: np.ndarray, stat: str, reps: int, seed: int = 0) -> tuple[float, float, float]:
+    """(point, lo, hi) for the mean or IQM over runs with a 95% stratified bootstrap CI (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics as rmetrics
+
+    values = np.asarray(values, np.float64).reshape(-1, 1)
+    if len(values) == 1:
+        v = float(values[0, 0])
+        return v, float("nan"), float("nan")
+    func = rmetrics.aggregate_iqm if stat == "iqm" else rmetrics.aggregate_mean
+    np.random.seed(seed)  # rliable draws from numpy's global generator; fixed for reproducible tables
+    with contextlib.redirect_stdout(io.StringIO()):  # rliable prints a line per estimate
+        point, ci = rly.get_interval_estimates({"x": values}, lambda s: np.array([func(s)]), reps=reps)
+    return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
+
+
+def paired_interval(diffs: np.ndarray, reps: int, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi) of paired differences with a 95% percentile bootstrap CI (arch)."""
+    from arch.bootstrap import IIDBootstrap
+
+    diffs = np.asarray(diffs, np.float64)
+    if len(diffs) < 2:
+        return (float(diffs.mean()) if len(diffs) else float("nan")), float("nan"), float("nan")
+    bs = IIDBootstrap(diffs, seed=np.random.default_rng(seed))
+    lo, hi = bs.conf_int(np.mean, reps=reps, method="percentile", size=0.95)
+    return float(diffs.mean()), float(lo[0]), float(hi[0])
+
+
+def aggregate(rows: list[dict], metrics=METRICS, reps: int = 2000) -> list[dict]:
+    """One entry per group: n, n_diverged, and for each metric mean/IQM with CIs."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(group_label(r), []).append(r)
+    out = []
+    for label, rs in groups.items():
+        ok = [r for r in rs if r.get("diverged_step", -1) < 0]
+        entry = dict(zip(GROUP_KEYS, label), n=len(ok), n_diverged=len(rs) - len(ok),
+                     stand_in=any(r.get("stand_in", True) for r in rs))
+        entry["hparams"] = json.loads(entry["hparams"])
+        for m in metrics:
+            vals = np.array([r["summary"][m] for r in ok], np.float64)
+            for stat in ("mean", "iqm"):
+                p, lo, hi = interval(vals, stat, reps) if len(vals) else (np.nan,) * 3
+                entry[f"{m}_{stat}"], entry[f"{m}_{stat}_lo"], entry[f"{m}_{stat}_hi"] = p, lo, hi
+        out.append(entry)
+    return out
+
+
+def paired_differences(rows: list[dict], metrics=METRICS, baseline: str = BASELINE,
+                       reps: int = 2000) -> list[dict]:
+    """For every non-baseline group: mean of (method - baseline) over seeds paired on ``pair_key``."""
+    base = {}
+    for r in rows:
+        if r["method"] == baseline and r.get("diverged_step", -1) < 0:
+            base[(r["pair_key"], r["seed"], r["hparams"].get("lr"))] = r
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] != baseline:
+            groups.setdefault(group_label(r), []).append(r)
+    out = []
+    for label, rs in groups.items():
+        pairs = [(r, base.get((r["pair_key"], r["seed"], r["hparams"].get("lr")))) for r in rs
+                 if r.get("diverged_step", -1) < 0]
+        pairs = [(r, b) for r, b in pairs if b is not None]
+        if not pairs:
+            continue
+        entry = dict(zip(GROUP_KEYS, label), n_pairs=len(pairs), baseline=baseline)
+        entry["hparams"] = json.loads(entry["hparams"])
+        for m in metrics:
+            d = np.array([r["summary"][m] - b["summary"][m] for r, b in pairs])
+            entry[f"{m}_diff"], entry[f"{m}_diff_lo"], entry[f"{m}_diff_hi"] = paired_interval(d, reps)
+        out.append(entry)
+    return out

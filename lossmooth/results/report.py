@@ -1,0 +1,125 @@
+"""Tables (markdown, CSV) and learning-curve plots built from aggregated runs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+
+from lossmooth.results import aggregate as agg
+from lossmooth.results import store
+
+TABLE_METRICS = (
+    ("final_target_acc", "final target acc"),
+    ("source_acc_after", "source acc after (forgetting)"),
+    ("worst_target_acc", "worst target acc after switch"),
+    ("stability_gap", "stability gap"),
+)
+
+
+def _hp(h: dict) -> str:
+    skip = {"schedule"}
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in h.items() if k not in skip)
+
+
+def _ci(p, lo, hi, pct=True) -> str:
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    if lo is None or math.isnan(lo):
+        return f"{f(p)}"
+    return f"{f(p)} [{f(lo)}, {f(hi)}]"
+
+
+def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean") -> str:
+    """A markdown table: per group, each metric as {stat} [95% CI] in %, then paired differences."""
+    lines = []
+    stand_in = any(g.get("stand_in") for g in groups)
+    if stand_in:
+        lines.append("_Results on stand-in data (embedded default, not the paper's datasets)._\n")
+    head = ["setting", "data", "shift", "method", "numbers", "n"] + [t for _, t in TABLE_METRICS]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], g["shift"], g["method"] != "hard_switch", g["method"])):
+        n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
+        cells = [g["setting"], g["dataset"], f"{g['shift']}({g['severity']:g})", g["method"],
+                 _hp(g["hparams"]), n]
+        cells += [_ci(g[f"{m}_{stat}"], g[f"{m}_{stat}_lo"], g[f"{m}_{stat}_hi"]) for m, _ in TABLE_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nAccuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). "
+                 "Stability gap: drop of target accuracy just after the switch below its value at the switch.")
+    if diffs:
+        lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
+                     "mean [95% bootstrap CI], percentage points):\n")
+        head = ["data", "shift", "method", "numbers", "pairs"] + [t for _, t in TABLE_METRICS]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for d in sorted(diffs, key=lambda d: (d["dataset"], d["shift"], d["method"])):
+            cells = [d["dataset"], f"{d['shift']}({d['severity']:g})", d["method"], _hp(d["hparams"]),
+                     str(d["n_pairs"])]
+            cells += [_ci(d[f"{m}_diff"], d[f"{m}_diff_lo"], d[f"{m}_diff_hi"]) for m, _ in TABLE_METRICS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(groups: list[dict], diffs: list[dict]) -> str:
+    """Every aggregated number, one row per group (and per paired-difference group)."""
+    buf = io.StringIO()
+    rows = [dict(g, kind="aggregate") for g in groups] + [dict(d, kind="paired_diff") for d in diffs]
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
+    """label -> step -> values over seeds, from the metrics.jsonl of each row's run directory."""
+    curves: dict[str, dict] = {}
+    by_dir: dict[str, dict] = {}
+    for r in rows:
+        if r.get("diverged_step", -1) < 0:
+            by_dir.setdefault(r["run_dir"], {})[r["run_index"]] = r
+    for d, wanted in by_dir.items():
+        for m in store.read_metrics(d):
+            if m.get("phase") == "adapt" and m["run_index"] in wanted:
+                r = wanted[m["run_index"]]
+                label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
+                curves.setdefault(label, {}).setdefault(m["step"], []).append(m[metric])
+    return curves
+
+
+def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> None:
+    """Target and source accuracy around the switch: mean over seeds, band = min..max."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, metric in zip(axes, ("target_acc", "source_acc")):
+        for label, c in sorted(_curves(rows, metric).items()):
+            steps = np.array(sorted(c))
+            vals = [np.asarray(c[s]) for s in steps]
+            ax.plot(steps, [v.mean() for v in vals], label=label)
+            ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("adaptation step (0 = switch)")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    stand_in = any(r.get("stand_in", True) for r in rows)
+    fig.suptitle((title or "learning curves around the switch") + (" [stand-in data]" if stand_in else ""))
+    fig.tight_layout()
+    tmp = out_png + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_png)

@@ -1,0 +1,466 @@
+"""Setting 1: controlled supervised shifts (covariate and label shifts on image classification).
+
+Protocol (per seed, paired across methods):
+
+1. Source phase: train a classifier on the source distribution (cross-entropy, ``source_steps``
+   updates), vmapped over seeds.
+2. Adaptation: from that same source model, every method trains on the shifted target
+   distribution for ``adapt_steps`` updates with the smoothed objective
+
+       L_t = lam_t * CE(theta; target batch) + (1 - lam_t) * CE(theta; replayed source batch)
+
+   The target and source batches are drawn independently; their indices depend only on the seed
+   and the step, so every method sees the same data order. All (method, swept numbers, seed) runs
+   that share a compiled structure run as one ``jit(vmap(...))`` batch.
+
+Metrics at every evaluation: target and source accuracy and loss (accuracy is weighted by each
+domain's class prior, so label-prior shifts are measured on their own distribution), lam and both
+training losses. Summaries: :mod:`lossmooth.results.summaries`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from lossmooth.core import engine
+from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
+from lossmooth.core.schedules import Schedule
+from lossmooth.data import images, shifts
+from lossmooth.errors import ConfigError
+from lossmooth.models import classifiers
+
+SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr")
+OPTIMIZERS = ("adam", "sgd")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Validated plain values of one supervised run (built from the Hydra config)."""
+
+    num_seeds: int
+    seed: int
+    data_name: str
+    data_dir: str | None
+    model_name: str
+    model_kwargs: dict
+    shift: str
+    severity: float
+    methods: dict  # name -> Method (plain numbers)
+    sweep: dict  # name -> list of values
+    source_steps: int
+    adapt_steps: int
+    target_batch: int
+    source_batch: int
+    replay_pool: int
+    steps_per_eval: int
+    evals_per_chunk: int
+    source_evals_per_chunk: int
+    eval_size: int
+    gap_window: int
+    optimizer: str
+    source_lr: float
+    lr: float
+    split_seed: int
+    train_fraction_source: float
+
+
+def _int(cfg, key, lo=0, field=None):
+    v = cfg.get(key)
+    field = field or key
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) or int(v) < lo:
+        raise ConfigError(f"{field}: must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _float(cfg, key, lo=None, hi=None, field=None, lo_open=False):
+    v = cfg.get(key)
+    field = field or key
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ConfigError(f"{field}: must be a number, got {v!r}")
+    if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{field}: must be in {rng}, got {v!r}")
+    return float(v)
+
+
+def parse_methods(methods_cfg) -> dict:
+    """``{name: {schedule: {...}, reg, reg_coef}}`` -> ``{name: Method}`` (validated)."""
+    if not methods_cfg:
+        raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
+    out = {}
+    for name, m in methods_cfg.items():
+        sched = dict(m.get("schedule") or {})
+        kind = sched.pop("kind", None)
+        allowed = {"T", "lam0", "value", "sharpness", "stairs"}
+        extra = set(sched) - allowed
+        if extra:
+            raise ConfigError(f"method.{name}.schedule: unknown field(s) {sorted(extra)}; "
+                              f"allowed: {sorted(allowed)}")
+        s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
+        out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0))
+    return out
+
+
+def parse(cfg) -> Spec:
+    """Validate the composed config; every problem is one line naming the field and the fix."""
+    s = cfg["setting"]
+    num_seeds = _int(cfg, "num_seeds", 1)
+    seed = _int(cfg, "seed", 0)
+    data = cfg["data"]
+    if data.get("name") not in images.DATASETS:
+        raise ConfigError(f"data.name: unknown dataset '{data.get('name')}'; choose one of "
+                          f"{', '.join(images.DATASETS)}")
+    model = dict(cfg["model"])
+    model_name = model.pop("name", None)
+    if model_name not in classifiers.MODELS:
+        raise ConfigError(f"model.name: unknown model '{model_name}'; choose one of {', '.join(classifiers.MODELS)}")
+    shift = cfg["shift"]
+    shifts.validate(shift.get("name"), shift.get("severity", 0.0))
+    methods = parse_methods(cfg.get("method"))
+    sweep = {k: list(v) for k, v in (cfg.get("sweep") or {}).items()}
+    for k, vals in sweep.items():
+        if k not in SWEEPABLE:
+            raise ConfigError(f"sweep.{k}: not sweepable; sweepable numbers are {', '.join(SWEEPABLE)}")
+        if not vals:
+            raise ConfigError(f"sweep.{k}: empty list; give at least one value or drop the key")
+    opt = s.get("optimizer", "adam")
+    if opt not in OPTIMIZERS:
+        raise ConfigError(f"setting.optimizer: unknown optimizer '{opt}'; choose one of {', '.join(OPTIMIZERS)}")
+    f = lambda k: f"setting.{k}"  # noqa: E731
+    spec = Spec(
+        num_seeds=num_seeds, seed=seed, data_name=data["name"], data_dir=data.get("data_dir"),
+        model_name=model_name, model_kwargs=model, shift=shift["name"],
+        severity=float(shift.get("severity", 0.0)), methods=methods, sweep=sweep,
+        source_steps=_int(s, "source_steps", 0, f("source_steps")),
+        adapt_steps=_int(s, "adapt_steps", 1, f("adapt_steps")),
+        target_batch=_int(s, "target_batch", 1, f("target_batch")),
+        source_batch=_int(s, "source_batch", 1, f("source_batch")),
+        replay_pool=_int(s, "replay_pool", 1, f("replay_pool")),
+        steps_per_eval=_int(s, "steps_per_eval", 1, f("steps_per_eval")),
+        evals_per_chunk=_int(s, "evals_per_chunk", 1, f("evals_per_chunk")),
+        source_evals_per_chunk=_int(s, "source_evals_per_chunk", 1, f("source_evals_per_chunk")),
+        eval_size=_int(s, "eval_size", 1, f("eval_size")),
+        gap_window=_int(s, "gap_window", 1, f("gap_window")),
+        optimizer=opt,
+        source_lr=_float(s, "source_lr", 0.0, None, f("source_lr"), lo_open=True),
+        lr=_float(s, "lr", 0.0, None, f("lr"), lo_open=True),
+        split_seed=_int(s, "split_seed", 0, f("split_seed")),
+        train_fraction_source=_float(s, "train_fraction_source", 0.0, 1.0, f("train_fraction_source"), lo_open=True),
+    )
+    if spec.source_batch > spec.replay_pool:
+        raise ConfigError(f"setting.source_batch: {spec.source_batch} is larger than the replay pool "
+                          f"(setting.replay_pool={spec.replay_pool}); lower source_batch or raise replay_pool")
+    for name, per_chunk in (("source_steps", "source_evals_per_chunk"), ("adapt_steps", "evals_per_chunk")):
+        n, k = getattr(spec, name), getattr(spec, per_chunk)
+        if n % (spec.steps_per_eval * k):
+            raise ConfigError(f"setting.{name}: {n} is not a multiple of setting.steps_per_eval x "
+                              f"setting.{per_chunk} = {spec.steps_per_eval * k}; make it one")
+    for k, vals in sweep.items():
+        for v in vals:
+            if k == "T":
+                Schedule.make("linear", T=v, field="sweep")
+            elif k in ("lam0", "value"):
+                Schedule.make("linear", **{k: v}, field="sweep")
+            elif not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (k == "lr" and v == 0):
+                raise ConfigError(f"sweep.{k}: bad value {v!r}; use positive numbers")
+    return spec
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@struct.dataclass
+class Data:
+    """Device arrays shared by every run (uint8 images; float conversion happens per batch)."""
+
+    source_x: jnp.ndarray
+    source_y: jnp.ndarray
+    replay_x: jnp.ndarray
+    replay_y: jnp.ndarray
+    target_x: jnp.ndarray
+    target_y: jnp.ndarray
+    source_test_x: jnp.ndarray
+    source_test_y: jnp.ndarray
+    source_test_w: jnp.ndarray
+    target_test_x: jnp.ndarray
+    target_test_y: jnp.ndarray
+    target_test_w: jnp.ndarray
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _eval_weights(y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """w_i = prior[y_i] / count[y_i]: sum_i w_i correct_i is the prior-weighted per-class accuracy."""
+    counts = np.bincount(y, minlength=len(prior)).astype(np.float64)
+    w = prior[y] / np.maximum(counts[y], 1.0)
+    return (w / w.sum()).astype(np.float32)
+
+
+def build_data(spec: Spec) -> tuple[Data, dict]:
+    """Split train into disjoint source / target pools, apply the shift, and put arrays on device."""
+    raw = images.load(spec.data_name, spec.data_dir)
+    k = raw.num_classes
+    rng = np.random.default_rng(spec.split_seed)
+    perm = rng.permutation(len(raw.y_train))
+    n_src = int(round(spec.train_fraction_source * len(perm)))
+    src_idx, tgt_idx = perm[:n_src], perm[n_src:]
+    p_src, p_tgt = shifts.label_priors(spec.shift, spec.severity, k)
+    src_idx = src_idx[shifts.subsample_to_prior(raw.y_train[src_idx], p_src, rng)]
+    tgt_idx = tgt_idx[shifts.subsample_to_prior(raw.y_train[tgt_idx], p_tgt, rng)]
+    if len(src_idx) < spec.replay_pool:
+        raise ConfigError(f"setting.replay_pool: {spec.replay_pool} is larger than the source pool "
+                          f"({len(src_idx)} examples); lower it")
+    relabel = shifts.label_map(spec.shift, spec.severity, k)
+
+    def target_version(x_u8, noise_seed):
+        x = x_u8.astype(np.float32) / 255.0
+        return _to_uint8(shifts.apply_covariate(spec.shift, spec.severity, x, spec.split_seed, noise_seed))
+
+    test_idx = rng.permutation(len(raw.y_test))[: spec.eval_size]
+    x_test, y_test = raw.x_test[test_idx], raw.y_test[test_idx]
+    replay_idx = src_idx[rng.permutation(len(src_idx))[: spec.replay_pool]]
+    data = Data(
+        source_x=raw.x_train[src_idx], source_y=raw.y_train[src_idx],
+        replay_x=raw.x_train[replay_idx], replay_y=raw.y_train[replay_idx],
+        target_x=target_version(raw.x_train[tgt_idx], spec.split_seed + 1),
+        target_y=relabel[raw.y_train[tgt_idx]].astype(np.int32),
+        source_test_x=x_test, source_test_y=y_test, source_test_w=_eval_weights(y_test, p_src),
+        target_test_x=target_version(x_test, spec.split_seed + 2),
+        target_test_y=relabel[y_test].astype(np.int32),
+        target_test_w=_eval_weights(relabel[y_test], p_tgt),  # p_tgt is uniform unless labels keep their names
+    )
+    info = {"dataset": raw.name, "paper_data": raw.paper_data, "data_source": raw.source,
+            "num_classes": k, "source_pool": int(len(src_idx)), "target_pool": int(len(tgt_idx)),
+            "replay_pool": int(spec.replay_pool), "eval_size": int(len(test_idx)),
+            "image_shape": list(raw.x_train.shape[1:])}
+    return jax.device_put(jax.tree.map(jnp.asarray, data)), info
+
+
+# ----------------------------------------------------------------------------- per-run programs
+
+
+def _images(x_u8):
+    return x_u8.astype(jnp.float32) / 255.0
+
+
+def _xent(logits, y):
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+
+def _sample(key, x, y, batch):
+    idx = jax.random.randint(key, (batch,), 0, x.shape[0])
+    return _images(x[idx]), y[idx]
+
+
+def _optimizer(name: str, lr):
+    return optax.adam(lr) if name == "adam" else optax.sgd(lr, momentum=0.9)
+
+
+class Programs:
+    """The compiled per-run functions of one spec (built once, reused across chunks and groups)."""
+
+    def __init__(self, spec: Spec, model, num_classes: int):
+        self.spec, self.model, self.k = spec, model, num_classes
+        self._chunks = {}
+
+    # -- init
+    def init_source(self, seed_key, sample_x):
+        params = self.model.init(jax.random.fold_in(seed_key, 0), sample_x[:1])["params"]
+        opt = _optimizer(self.spec.optimizer, self.spec.source_lr)
+        return {"params": params, "opt_state": opt.init(params), "step": jnp.zeros((), jnp.int32)}
+
+    def init_adapt(self, params, hp, reg: str):
+        opt = _optimizer(self.spec.optimizer, hp["lr"])
+        state = {"params": params, "opt_state": opt.init(params), "step": jnp.zeros((), jnp.int32)}
+        if reg != "none":
+            state["anchor"] = params
+        return state
+
+    # -- evaluation (both domains, prior-weighted accuracy)
+    def evaluate(self, state, hp, data: Data):
+        apply = lambda x: self.model.apply({"params": state["params"]}, _images(x))  # noqa: E731
+        out = {}
+        for dom in ("source", "target"):
+            x, y, w = (getattr(data, f"{dom}_test_{s}") for s in ("x", "y", "w"))
+            logits = apply(x)
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            out[f"{dom}_acc"] = jnp.sum(w * (jnp.argmax(logits, -1) == y))
+            out[f"{dom}_loss"] = jnp.sum(w * nll)
+        return out
+
+    # -- one source-phase update
+    def source_step(self, state, hp, data: Data):
+        key = jax.random.fold_in(jax.random.fold_in(hp["key"], 1), state["step"])
+        x, y = _sample(key, data.source_x, data.source_y, self.spec.target_batch)
+        loss, grads = jax.value_and_grad(
+            lambda p: _xent(self.model.apply({"params": p}, x), y))(state["params"])
+        opt = _optimizer(self.spec.optimizer, self.spec.source_lr)
+        updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
+        new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
+               "step": state["step"] + 1}
+        return new, {"loss_source": loss}
+
+    # -- one adaptation update with the smoothed objective
+    def adapt_step(self, state, hp, data: Data):
+        method: Method = hp["method"]
+        t = state["step"]
+        lam = method.schedule(t)
+        # the data order depends on the seed and step only, never on the method: runs are paired
+        key = jax.random.fold_in(jax.random.fold_in(hp["key"], 2), t)
+        k_tgt, k_src = jax.random.split(key)
+        xt, yt = _sample(k_tgt, data.target_x, data.target_y, self.spec.target_batch)
+        apply = lambda p, x: self.model.apply({"params": p}, x)  # noqa: E731
+
+        def source_loss(p):
+            xs, ys = _sample(k_src, data.replay_x, data.replay_y, self.spec.source_batch)
+            return _xent(apply(p, xs), ys)
+
+        reg = None
+        if method.reg == "l2":
+            reg = lambda p: l2_to_anchor(p, state["anchor"])  # noqa: E731
+        elif method.reg == "kl":
+            reg = lambda p: kl_to_anchor(apply(p, xt), apply(state["anchor"], xt))  # noqa: E731
+
+        grads, info = jax.grad(
+            lambda p: smoothed_loss(p, lam, source_needed(lam), lambda q: _xent(apply(q, xt), yt),
+                                    source_loss, reg, method.reg_coef), has_aux=True)(state["params"])
+        opt = _optimizer(self.spec.optimizer, hp["lr"])
+        updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
+        new = dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state,
+                   step=t + 1)
+        return new, {"loss_target": info["loss_target"], "loss_source": info["loss_source"],
+                     "lam": info["lam"], "reg": info["reg"]}
+
+    # -- compiled batches (cached per static structure)
+    def source_chunk(self):
+        if "source" not in self._chunks:
+            self._chunks["source"] = engine.make_chunk(
+                self.source_step, lambda s, h, d: {k: v for k, v in self.evaluate(s, h, d).items()
+                                                   if k.startswith("source")},
+                self.spec.steps_per_eval, self.spec.source_evals_per_chunk)
+        return self._chunks["source"]
+
+    def adapt_chunk(self, signature):
+        key = ("adapt", signature)
+        if key not in self._chunks:
+            self._chunks[key] = engine.make_chunk(self.adapt_step, self.evaluate,
+                                                  self.spec.steps_per_eval, self.spec.evals_per_chunk)
+        return self._chunks[key]
+
+    def eval_batch(self):
+        if "eval" not in self._chunks:
+            self._chunks["eval"] = engine.make_eval(self.evaluate)
+        return self._chunks["eval"]
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def expand_runs(spec: Spec) -> list[dict]:
+    """Every (method, swept numbers, seed) run. A swept number only multiplies the methods it
+    affects (T and lam0: ramps; value: constant mixes; reg_coef: regularized methods; lr: all)."""
+    runs = []
+    for name, m in spec.methods.items():
+        axes = {}
+        for k, vals in spec.sweep.items():
+            relevant = (k == "lr" or (k in ("T", "lam0") and m.schedule.kind not in ("hard", "constant"))
+                        or (k == "value" and m.schedule.kind == "constant")
+                        or (k == "reg_coef" and m.reg != "none"))
+            if relevant:
+                axes[k] = vals
+        for combo in itertools.product(*axes.values()) if axes else [()]:
+            point = dict(zip(axes.keys(), combo))
+            sched = m.schedule.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in point.items()
+                                          if k in ("T", "lam0", "value")})
+            method = m.replace(schedule=sched)
+            if "reg_coef" in point:
+                method = method.replace(reg_coef=jnp.asarray(point["reg_coef"], jnp.float32))
+            lr = float(point.get("lr", spec.lr))
+            for i in range(spec.num_seeds):
+                runs.append({"name": name, "method": method, "seed_index": i, "seed": spec.seed + i, "lr": lr,
+                             "hparams": method_hparams(method, lr)})
+    return runs
+
+
+def method_hparams(method: Method, lr: float) -> dict:
+    """The numbers that identify a configured method in tables (plain floats)."""
+    s = method.schedule
+    h = {"schedule": s.kind, "lr": lr}
+    if s.kind not in ("hard", "constant") and float(s.T) == 0.0:
+        h["schedule"] = "hard"  # a ramp of length 0 is the hard switch: no T or lam0 to report
+    elif s.kind not in ("hard", "constant"):
+        h.update(T=float(s.T), lam0=float(s.lam0))
+    if s.kind == "exponential":
+        h["sharpness"] = float(s.sharpness)
+    if s.kind == "step":
+        h["stairs"] = float(s.stairs)
+    if s.kind == "constant":
+        h["value"] = float(s.value)
+    if method.reg != "none":
+        h.update(reg=method.reg, reg_coef=float(method.reg_coef))
+    return h
+
+
+def seed_keys(spec: Spec) -> jnp.ndarray:
+    return jnp.stack([jax.random.key_data(jax.random.key(spec.seed + i)) for i in range(spec.num_seeds)])
+
+
+def train_source(progs: Programs, data: Data, spec: Spec, mesh=None, callbacks=()):
+    """Source phase for every seed in one compiled batch; returns (state, metrics [seeds, evals])."""
+    keys = seed_keys(spec)
+    hp = {"key": keys}
+    n = spec.num_seeds
+    n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+    state = jax.vmap(lambda k: progs.init_source(k, data.source_x))(keys)
+    state, hp_p = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
+    state, hp_p = engine.shard_runs(state, mesh), engine.shard_runs(hp_p, mesh)
+    n_chunks = spec.source_steps // spec.steps_per_eval // spec.source_evals_per_chunk
+    res = engine.run_loop(progs.source_chunk(), state, hp_p, data, n_chunks, callbacks)
+    state = jax.tree.map(lambda x: x[:n], res.state)
+    return state, {k: v[:n] for k, v in res.metrics.items()}
+
+
+def adapt_group(progs: Programs, data: Data, spec: Spec, runs: list[dict], source_params,
+                mesh=None, callbacks=()):
+    """Adapt one batch of runs sharing a static structure; metrics include the eval at the switch."""
+    methods = [r["method"] for r in runs]
+    reg = methods[0].reg
+    keys = seed_keys(spec)
+    seed_idx = jnp.asarray([r["seed_index"] for r in runs])
+    hp = {"key": keys[seed_idx], "method": engine.stack_runs(methods),
+          "lr": jnp.asarray([r["lr"] for r in runs], jnp.float32)}
+    params = jax.tree.map(lambda x: x[seed_idx], source_params)
+    state = jax.vmap(lambda p, h: progs.init_adapt(p, h, reg))(params, hp)
+    n = len(runs)
+    n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+    state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
+    state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
+    at_switch = jax.device_get(progs.eval_batch()(state, hp, data))
+    n_chunks = spec.adapt_steps // spec.steps_per_eval // spec.evals_per_chunk
+    res = engine.run_loop(progs.adapt_chunk(methods[0].signature), state, hp, data, n_chunks, callbacks)
+    metrics = {}
+    for k, v in res.metrics.items():
+        first = np.asarray(at_switch[k])[:, None] if k in at_switch else np.full((n_pad, 1), np.nan)
+        if k == "lam":
+            first = np.asarray(jax.vmap(lambda m: m.schedule(0))(hp["method"]))[:, None]
+        metrics[k] = np.concatenate([first, v], axis=1)[:n]
+    return jax.tree.map(lambda x: x[:n], res.state), metrics, res.diverged_at[:n]
+
+
+def groups_of(runs: list[dict]) -> list[list[int]]:
+    """Run indices grouped by compiled structure (schedule kind, regularizer)."""
+    by = {}
+    for i, r in enumerate(runs):
+        by.setdefault(r["method"].signature, []).append(i)
+    return list(by.values())
