@@ -55,8 +55,8 @@ def _compose_check(overrides: list[str]) -> None:
             cfg = compose("config", overrides=[o for o in overrides if not o.startswith("hydra")])
             OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as e:
-        msg = str(e).strip().splitlines()[0]
-        raise ConfigError(f"{msg} (see conf/ for the valid keys)")
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        raise ConfigError(" ".join(lines[:2]) + " (see conf/ for the valid keys)")
 
 
 def cmd_run(args: list[str]) -> int:

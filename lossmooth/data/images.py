@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct as _struct
 from dataclasses import dataclass
 
@@ -98,38 +99,72 @@ def load_fashion_mnist(data_dir: str) -> ImageSplits:
 # ----------------------------------------------------------------------------- tfds (CIFAR)
 
 
-def load_tfds_images(name: str, data_dir: str) -> ImageSplits:
-    """Read a tfds image dataset prepared as array_record under ``data_dir/name/<version>/``."""
-    path = _tfds_version_dir(data_dir, name)
-    import tensorflow_datasets as tfds  # heavy import: only on the paper path
+_TFDS_BATCH = 4096  # records read and decoded per ``__getitems__`` call (bounds the decoded dicts held)
 
-    builder = tfds.builder_from_directory(path)
+
+def load_tfds_images(name: str, data_dir: str) -> ImageSplits:
+    """Read a tfds image dataset prepared as array_record under ``data_dir/name/<version>/``.
+
+    Records are read in batches through the random-access data source (``__getitems__``), in its
+    order; images are decoded by tfds with NumPy/PIL (or OpenCV), never TensorFlow.
+    """
+    fix = f"python scripts/prepare_data.py {name} --data-dir {data_dir}"
+    path = _tfds_version_dir(data_dir, name)
+    try:
+        import tensorflow_datasets as tfds  # heavy import: only on the paper path
+    except ImportError as e:
+        raise ConfigError(f"{name}: tensorflow-datasets is not importable ({e}); install it with: "
+                          "pip install tensorflow-datasets array_record")
+
+    try:
+        builder = tfds.builder_from_directory(path)
+        info = builder.info
+        features = info.features
+    except Exception as e:  # corrupt/foreign dataset_info.json or features.json
+        raise ConfigError(f"{name}: cannot read the prepared dataset in {path} "
+                          f"({e.__class__.__name__}: {e}); re-prepare it with: {fix}")
+    if "image" not in features or "label" not in features:
+        raise ConfigError(f"{name}: {path} has no 'image'/'label' features; re-prepare it with: {fix}")
+    image_shape = tuple(features["image"].shape)
+    if len(image_shape) != 3 or None in image_shape:
+        raise ConfigError(f"{name}: {path} stores images of unfixed shape {image_shape}; "
+                          f"re-prepare it with: {fix}")
     out = {}
     for split in ("train", "test"):
-        if split not in builder.info.splits:
-            raise ConfigError(f"{name}: split '{split}' missing in {path}; re-prepare it with: "
-                              f"python scripts/prepare_data.py {name} --data-dir {data_dir}")
-        source = builder.as_data_source(split=split)
+        if split not in info.splits:
+            raise ConfigError(f"{name}: split '{split}' missing in {path}; re-prepare it with: {fix}")
+        try:
+            source = builder.as_data_source(split=split)
+        except (NotImplementedError, ValueError) as e:  # e.g. prepared as tfrecord, not array_record
+            raise ConfigError(f"{name}: {path} is not readable by random access "
+                              f"(file format {info.file_format}, need array_record: {e}); "
+                              f"prepare an array_record copy in another folder with: {fix}")
         n = len(source)
-        first = source[0]
-        x = np.empty((n,) + np.asarray(first["image"]).shape, np.uint8)
+        if n == 0:
+            raise ConfigError(f"{name}: split '{split}' in {path} is empty; re-prepare it with: {fix}")
+        x = np.empty((n,) + image_shape, np.uint8)
         y = np.empty((n,), np.int32)
-        for i in range(n):
-            rec = source[i]
-            x[i] = rec["image"]
-            y[i] = rec["label"]
+        get_batch = getattr(source, "__getitems__", None)
+        for start in range(0, n, _TFDS_BATCH):
+            keys = list(range(start, min(start + _TFDS_BATCH, n)))
+            records = get_batch(keys) if get_batch is not None else [source[k] for k in keys]
+            for k, rec in zip(keys, records):
+                x[k] = rec["image"]
+                y[k] = rec["label"]
         out[split] = (x, y)
-    num_classes = builder.info.features["label"].num_classes
+    num_classes = int(features["label"].num_classes)
     return ImageSplits(name, *out["train"], *out["test"], num_classes=num_classes, paper_data=True,
                        source=path)
 
 
 def _tfds_version_dir(data_dir: str, name: str) -> str:
-    root = os.path.join(data_dir, name)
+    """The newest ``data_dir/name/<X.Y.Z>/`` holding a finished ``dataset_info.json``."""
+    root = os.path.join(os.path.expanduser(data_dir), name)
     versions = sorted(
         (d for d in (os.listdir(root) if os.path.isdir(root) else [])
-         if os.path.exists(os.path.join(root, d, "dataset_info.json"))),
-        key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+         if re.fullmatch(r"\d+\.\d+\.\d+", d)  # skips tfds' "incomplete.*" work folders
+         and os.path.exists(os.path.join(root, d, "dataset_info.json"))),
+        key=lambda v: tuple(int(p) for p in v.split(".")))
     if not versions:
         raise ConfigError(
             f"{name}: no prepared tensorflow-datasets copy under {root}; prepare it with: "

@@ -374,7 +374,8 @@ def expand_runs(spec: Spec) -> list[dict]:
     for name, m in spec.methods.items():
         axes = {}
         for k, vals in spec.sweep.items():
-            relevant = (k == "lr" or (k in ("T", "lam0") and m.schedule.kind not in ("hard", "constant"))
+            ramp = m.schedule.kind not in ("hard", "constant") and float(m.schedule.T) > 0  # T=0: hard switch
+            relevant = (k == "lr" or (k in ("T", "lam0") and ramp)
                         or (k == "value" and m.schedule.kind == "constant")
                         or (k == "reg_coef" and m.reg != "none"))
             if relevant:

@@ -1,0 +1,136 @@
+"""The user's surface: every conf file composes, bad input fails in one line and writes nothing,
+a run lands complete in the results store, and table/plot read it back."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lossmooth import cli
+from lossmooth.provenance import CONF_DIR
+from lossmooth.results import store
+from lossmooth.settings import supervised as S
+from tests.conftest import TINY, compose
+
+GROUPS = [g for g in ("setting", "method", "schedule", "shift", "data", "model", "logger")]
+
+
+def _options(group):
+    return sorted(f[:-5] for f in os.listdir(os.path.join(CONF_DIR, group)) if f.endswith(".yaml"))
+
+
+def test_every_conf_file_composes_and_validates():
+    seen = 0
+    for group in GROUPS:
+        for opt in _options(group):
+            ov = f"method=[{opt}]" if group == "method" else f"{group}={opt}"
+            cfg = compose([ov])
+            if cfg["setting"]["name"] == "supervised":
+                S.parse(cfg)
+            seen += 1
+    for opt in _options("hydra/launcher"):
+        cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)
+        assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+        seen += 1
+    n_files = sum(len([f for f in fs if f.endswith(".yaml")]) for _, _, fs in os.walk(CONF_DIR))
+    assert seen == n_files - 1  # every file but config.yaml, which every compose uses
+
+
+def test_assumed_values_are_listed_in_the_metadata():
+    from lossmooth.provenance import assumed_fields
+
+    cfg = compose(["schedule.T=50"])
+    a = assumed_fields({"setting": "supervised", "schedule": "linear", "shift": "pixel_permutation",
+                        "model": "cnn", "method": "[hard_switch, loss_smoothing]"}, cfg)
+    assert a["schedule.T"]["value"] == 50  # the final (overridden) value
+    assert a["setting.adapt_steps"]["why"]
+    assert "setting.source_batch" not in a  # 256 is the paper's value, not an assumption
+    assert "shift.severity" in a and "model.widths" in a
+
+
+BAD = [
+    (["method=[hard_switch,fancy]"], "method: unknown option 'fancy'"),
+    (["schedule=sawtooth"], "schedule: unknown option 'sawtooth'"),
+    (["shift=rotation"], "shift: unknown option 'rotation'"),
+    (["data=imagenet"], "data: unknown option 'imagenet'"),
+    (["model=vit"], "model: unknown option 'vit'"),
+    (["setting.adapt_steps=-10"], "setting.adapt_steps: must be an integer >= 1"),
+    (["setting.adapt_steps=2.5"], "setting.adapt_steps: must be an integer >= 1"),
+    (["schedule.lam0=1.5"], "schedule.lam0: must be a number in [0, 1]"),
+    (["schedule.T=-1"], "schedule.T: must be a non-negative integer"),
+    (["num_seeds=0"], "num_seeds: must be an integer >= 1"),
+    (["setting.source_batch=20000"], "setting.source_batch: 20000 is larger than the replay pool"),
+    (["shift.severity=3"], "shift.severity: must be a number in [0, 1]"),
+    (["data.data_dir=/nonexistent/fmnist"], "apt-get install dataset-fashion-mnist"),
+    (["+sweep.momentum=[1,2]"], "sweep.momentum: not sweepable"),
+    (["nosuchkey=1"], "Could not override 'nosuchkey'"),
+]
+
+
+@pytest.mark.parametrize("overrides,expect", BAD, ids=[b[0][0] for b in BAD])
+def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as e:
+        rc = cli.main(["run", f"results_dir={results}", "logger=jsonl", "progress=false",
+                       "cache_dir=null"] + overrides)
+        raise SystemExit(rc)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
+    assert expect in err, err
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
+def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache_dir):
+    results = tmp_path / "results"
+    rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}"] + TINY)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Paired difference vs hard switch" in out and "stand-in data" in out
+    (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
+    files = set(os.listdir(run_dir))
+    assert {"config.yaml", "meta.json", "metrics.jsonl", "runs.json", "summary.json"} <= files
+    meta = json.load(open(os.path.join(run_dir, "meta.json")))
+    assert meta["stand_in"] is True and meta["versions"]["jax"] and meta["devices"]["backend"] == "cpu"
+    assert "schedule.T" in meta["assumed"] and meta["assumed"]["schedule.T"]["value"] == 10
+    runs = json.load(open(os.path.join(run_dir, "runs.json")))
+    assert len(runs) == 4 and {r["method"] for r in runs} == {"hard_switch", "loss_smoothing"}
+    for r in runs:
+        assert set(r["summary"]) >= {"final_target_acc", "forgetting", "stability_gap", "auc_target"}
+
+    # an incomplete run (no summary.json) is never tabulated
+    os.makedirs(results / "supervised" / "incomplete-run")
+    (results / "supervised" / "incomplete-run" / "runs.json").write_text("[]")
+
+    csv_path = tmp_path / "t.csv"
+    assert cli.main(["table", "--results-dir", str(results), "--csv", str(csv_path), "--reps", "200"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| supervised |") == 2
+    assert "loss_smoothing" in csv_path.read_text()
+    assert cli.main(["table", "--results-dir", str(results), "--where", "method=loss_smoothing",
+                     "--reps", "200"]) == 0
+    assert capsys.readouterr().out.count("| supervised |") == 1
+    png = tmp_path / "curves.png"
+    assert cli.main(["plot", "--results-dir", str(results), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["table", "--results-dir", str(tmp_path / "nothing")]) == 2
+
+
+def _run_cli(args, cwd, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "lossmooth.cli"] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit_local_jobs"])
+def test_multirun_through_hydra_launchers(launcher, tmp_path, cache_dir):
+    """-m over shifts: one job per shift (seeds vmapped inside each), via joblib and submitit."""
+    results = tmp_path / "results"
+    out = _run_cli(["run", "-m", f"hydra/launcher={launcher}", "shift=none,blur",
+                    f"results_dir={results}", f"cache_dir={cache_dir}", "method=[hard_switch]",
+                    f"hydra.sweep.dir={tmp_path}/sweep"] + TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    done = list(store.complete_runs(str(results)))
+    assert len(done) == 2
+    assert sorted(json.load(open(os.path.join(p, "runs.json")))[0]["shift"] for p, _, _ in done) == ["blur", "none"]
