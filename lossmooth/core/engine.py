@@ -113,15 +113,18 @@ class LoopResult:
 
 
 def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk: int = 0,
-             metrics_so_far: dict | None = None) -> LoopResult:
+             metrics_so_far: dict | None = None, later: tuple[int, Callable] | None = None) -> LoopResult:
     """Run ``n_chunks`` compiled chunks; after each, call ``cb(chunk_index, state, chunk_metrics)``.
 
+    ``later = (first, fn)`` runs chunks ``first, first+1, ...`` with ``fn`` instead: a program
+    compiled for a phase the host knows has begun (e.g. every run past its ramp, source-free).
     Host work happens only here, between chunks. A run whose metrics turn non-finite is recorded in
     ``diverged_at`` (its numbers keep flowing so the batch's shapes stay static).
     """
     collected = {k: [v] for k, v in (metrics_so_far or {}).items()}
     for c in range(start_chunk, n_chunks):
-        state, m = chunk_fn(state, hp, data)
+        fn = later[1] if later is not None and c >= later[0] else chunk_fn
+        state, m = fn(state, hp, data)
         m = jax.device_get(m)
         for k, v in m.items():
             collected.setdefault(k, []).append(np.asarray(v))

@@ -89,7 +89,7 @@ def smoothed_loss(
     lam: jnp.ndarray,
     run_source: jnp.ndarray,
     target_loss: Callable,
-    source_loss: Callable,
+    source_loss: Callable | None,
     regularizer: Callable | None = None,
     reg_coef: jnp.ndarray | float = 0.0,
 ):
@@ -97,11 +97,15 @@ def smoothed_loss(
 
     ``target_loss``/``source_loss`` map params to a scalar loss, each on its own batch (the source
     one gathers its batch itself, so a skipped branch gathers nothing). ``run_source`` (from
-    :func:`source_needed`) gates the source branch. Returns ``(loss, info)`` with both losses,
+    :func:`source_needed`) gates the source branch; ``source_loss=None`` removes it from the program
+    (the engine compiles such a program for the chunks that start after every run's ramp). Returns ``(loss, info)`` with both losses,
     ``lam`` and the regularizer value for logging; use with ``jax.grad(..., has_aux=True)``.
     """
     lt = target_loss(params)
-    ls = jax.lax.cond(run_source, source_loss, lambda p: jnp.zeros((), lt.dtype), params)
+    if source_loss is None:  # statically source-free (every run is past its ramp): no cond at all
+        ls = jnp.zeros((), lt.dtype)
+    else:
+        ls = jax.lax.cond(run_source, source_loss, lambda p: jnp.zeros((), lt.dtype), params)
     # where(), not a plain product: a run already at lam = 1 contributes exactly 0 (and a zero
     # cotangent) even while another run in the batch keeps the source branch alive
     src_term = jnp.where(lam < 1.0, (1.0 - lam) * ls, 0.0)

@@ -312,7 +312,7 @@ class Programs:
         return new, {"loss_source": loss}
 
     # -- one adaptation update with the smoothed objective
-    def adapt_step(self, state, hp, data: Data):
+    def adapt_step(self, state, hp, data: Data, with_source: bool = True):
         method: Method = hp["method"]
         t = state["step"]
         lam = method.schedule(t)
@@ -334,7 +334,8 @@ class Programs:
 
         grads, info = jax.grad(
             lambda p: smoothed_loss(p, lam, source_needed(lam), lambda q: _xent(apply(q, xt), yt),
-                                    source_loss, reg, method.reg_coef), has_aux=True)(state["params"])
+                                    source_loss if with_source else None, reg, method.reg_coef),
+            has_aux=True)(state["params"])
         opt = _optimizer(self.spec.optimizer, hp["lr"])
         updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
         new = dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state,
@@ -351,12 +352,26 @@ class Programs:
                 self.spec.steps_per_eval, self.spec.source_evals_per_chunk)
         return self._chunks["source"]
 
-    def adapt_chunk(self, signature):
-        key = ("adapt", signature)
+    def adapt_chunk(self, signature, with_source: bool = True):
+        """The adaptation chunk; ``with_source=False`` compiles the source branch out entirely."""
+        key = ("adapt", signature, with_source)
         if key not in self._chunks:
-            self._chunks[key] = engine.make_chunk(self.adapt_step, self.evaluate,
+            step = self.adapt_step if with_source else (
+                lambda s, h, d: self.adapt_step(s, h, d, with_source=False))
+            self._chunks[key] = engine.make_chunk(step, self.evaluate,
                                                   self.spec.steps_per_eval, self.spec.evals_per_chunk)
         return self._chunks[key]
+
+    def source_free_from(self, methods: list[Method]) -> int | None:
+        """The first chunk from which every run has lam = 1 for good (None: never, a constant mix).
+
+        Chunk c covers steps [c S, (c + 1) S); a ramp gives lam = 1 for every t >= T.
+        """
+        if any(m.schedule.kind == "constant" for m in methods):
+            return None
+        t_max = max(0.0 if m.schedule.kind == "hard" else float(m.schedule.T) for m in methods)
+        per_chunk = self.spec.steps_per_eval * self.spec.evals_per_chunk
+        return int(-(-t_max // per_chunk))
 
     def eval_batch(self):
         if "eval" not in self._chunks:
@@ -449,7 +464,13 @@ def adapt_group(progs: Programs, data: Data, spec: Spec, runs: list[dict], sourc
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
     at_switch = jax.device_get(progs.eval_batch()(state, hp, data))
     n_chunks = spec.adapt_steps // spec.steps_per_eval // spec.evals_per_chunk
-    res = engine.run_loop(progs.adapt_chunk(methods[0].signature), state, hp, data, n_chunks, callbacks)
+    # once every run is past its ramp the host swaps in a program without the source branch
+    first_free = progs.source_free_from(methods)
+    later = None
+    if first_free is not None and first_free < n_chunks:
+        later = (first_free, progs.adapt_chunk(methods[0].signature, with_source=False))
+    res = engine.run_loop(progs.adapt_chunk(methods[0].signature), state, hp, data, n_chunks, callbacks,
+                          later=later)
     metrics = {}
     for k, v in res.metrics.items():
         first = np.asarray(at_switch[k])[:, None] if k in at_switch else np.full((n_pad, 1), np.nan)

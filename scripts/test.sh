@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install lossmooth with its test dependencies, then run the test suite (CI runs exactly this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh dev
+export WANDB_MODE=disabled
+python3 -m pytest -q -p no:cacheprovider "$@"
