@@ -12,7 +12,7 @@ TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",
     "setting.source_steps=20", "setting.adapt_steps=20", "setting.steps_per_eval=5",
     "setting.evals_per_chunk=2", "setting.source_evals_per_chunk=2",
-    "setting.target_batch=16", "setting.source_batch=32", "setting.replay_pool=256",
+    "setting.target_batch=16", "setting.source_batch=32", "setting.replay_pool=256", "setting.source_lr=0.01",
     "setting.eval_size=64", "setting.gap_window=10", "schedule.T=10",
     "model.widths=[4,8]", "model.hidden=16",
 ]

@@ -73,12 +73,12 @@ def test_hard_switch_is_unaffected_by_its_batch_neighbours(adapted, tiny):
 
 
 def test_sweep_multiplies_only_the_methods_it_affects(tiny_cfg):
-    cfg = dict(tiny_cfg, sweep={"T": [0, 5, 10]})
+    cfg = dict(tiny_cfg, sweep={"T": [5, 10, 20]})
     runs = S.expand_runs(S.parse(cfg))
     names = [r["name"] for r in runs]
     assert names.count("hard_switch") == 2 and names.count("loss_smoothing") == 6
     Ts = sorted({r["hparams"]["T"] for r in runs if r["name"] == "loss_smoothing"})
-    assert Ts == [0.0, 5.0, 10.0]
+    assert Ts == [5.0, 10.0, 20.0]
 
 
 def test_every_registered_method_runs_one_step(tiny, tiny_cfg):
