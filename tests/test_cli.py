@@ -134,3 +134,37 @@ def test_multirun_through_hydra_launchers(launcher, tmp_path, cache_dir):
     done = list(store.complete_runs(str(results)))
     assert len(done) == 2
     assert sorted(json.load(open(os.path.join(p, "runs.json")))[0]["shift"] for p, _, _ in done) == ["blur", "none"]
+
+
+SHARDED_RUN = """
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+sys.path.insert(0, sys.argv[1])
+import jax
+from lossmooth.app import run_config
+from tests.conftest import TINY, compose
+assert len(jax.devices()) == 2
+out = {}
+for devices in ("all", 1):
+    cfg = compose(TINY + ["num_seeds=3", f"devices={devices}"])  # 3 seeds: padded to 4 when sharded
+    cfg["results_dir"] = os.path.join(sys.argv[2], str(devices))
+    cfg["cache_dir"] = sys.argv[3]
+    d = run_config(cfg, {}, progress=False)
+    out[str(devices)] = json.load(open(os.path.join(d, "runs.json")))
+print(json.dumps(out))
+"""
+
+
+def test_supervised_run_sharded_over_two_devices_matches_unsharded(tmp_path, cache_dir):
+    script = tmp_path / "sharded_run.py"
+    script.write_text(SHARDED_RUN)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, str(script), root, str(tmp_path), cache_dir], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu", "WANDB_MODE": "disabled"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(r["all"]) == len(r["1"]) == 6
+    for a, b in zip(r["all"], r["1"]):
+        assert (a["method"], a["seed"]) == (b["method"], b["seed"])
+        for k, v in a["summary"].items():
+            assert abs(v - b["summary"][k]) < 1e-5, (k, a["method"], a["seed"])
