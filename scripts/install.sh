@@ -10,4 +10,4 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".${extra:+[$extra]}"
