@@ -19,7 +19,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -195,7 +194,7 @@ def bench_compile(args):
         for i in range(args.seeds):
             subprocess.run(base + ["num_seeds=1", f"seed={i}"], check=True, capture_output=True, env=env)
         many = time.perf_counter() - t
-    print(f"[compile] default experiment shortened to 50 source + 50 adaptation steps, no compilation cache")
+    print("[compile] default experiment shortened to 50 source + 50 adaptation steps, no compilation cache")
     print(f"[compile] {args.seeds} seeds in one compiled call: {one:.1f}s; {args.seeds} single-seed processes: "
           f"{many:.1f}s; ratio {many / one:.1f}x")
 

@@ -1,5 +1,4 @@
 """The supervised-shift setting on real Fashion-MNIST at tiny sizes (compiled once per session)."""
-import jax
 import numpy as np
 import pytest
 

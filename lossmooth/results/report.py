@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 
-from lossmooth.results import aggregate as agg
 from lossmooth.results import store
 
 TABLE_METRICS = (
