@@ -67,6 +67,18 @@ class Schedule:
     def __call__(self, step) -> jnp.ndarray:
         return lam_at(self, step)
 
+    @property
+    def is_ramp(self) -> bool:
+        """True for a ramp of positive length (host-side; a ramp with T = 0 is the hard switch)."""
+        return self.kind not in ("hard", "constant") and float(self.T) > 0
+
+    @property
+    def ends_at(self) -> float | None:
+        """The first step from which lam = 1 for good (host-side); None for a constant mix."""
+        if self.kind == "constant":
+            return None
+        return float(self.T) if self.is_ramp else 0.0
+
 
 def lam_at(s: Schedule, step) -> jnp.ndarray:
     """lam_t for the adaptation step ``step`` (int or array); see the module docstring."""

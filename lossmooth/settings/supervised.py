@@ -367,9 +367,10 @@ class Programs:
 
         Chunk c covers steps [c S, (c + 1) S); a ramp gives lam = 1 for every t >= T.
         """
-        if any(m.schedule.kind == "constant" for m in methods):
+        ends = [m.schedule.ends_at for m in methods]
+        if any(e is None for e in ends):
             return None
-        t_max = max(0.0 if m.schedule.kind == "hard" else float(m.schedule.T) for m in methods)
+        t_max = max(ends)
         per_chunk = self.spec.steps_per_eval * self.spec.evals_per_chunk
         return int(-(-t_max // per_chunk))
 
@@ -389,8 +390,7 @@ def expand_runs(spec: Spec) -> list[dict]:
     for name, m in spec.methods.items():
         axes = {}
         for k, vals in spec.sweep.items():
-            ramp = m.schedule.kind not in ("hard", "constant") and float(m.schedule.T) > 0  # T=0: hard switch
-            relevant = (k == "lr" or (k in ("T", "lam0") and ramp)
+            relevant = (k == "lr" or (k in ("T", "lam0") and m.schedule.is_ramp)
                         or (k == "value" and m.schedule.kind == "constant")
                         or (k == "reg_coef" and m.reg != "none"))
             if relevant:
@@ -413,9 +413,9 @@ def method_hparams(method: Method, lr: float) -> dict:
     """The numbers that identify a configured method in tables (plain floats)."""
     s = method.schedule
     h = {"schedule": s.kind, "lr": lr}
-    if s.kind not in ("hard", "constant") and float(s.T) == 0.0:
+    if s.kind not in ("hard", "constant") and not s.is_ramp:
         h["schedule"] = "hard"  # a ramp of length 0 is the hard switch: no T or lam0 to report
-    elif s.kind not in ("hard", "constant"):
+    elif s.is_ramp:
         h.update(T=float(s.T), lam0=float(s.lam0))
     if s.kind == "exponential":
         h["sharpness"] = float(s.sharpness)
