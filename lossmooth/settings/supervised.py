@@ -33,6 +33,8 @@ from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothe
 from lossmooth.core.schedules import Schedule
 from lossmooth.data import images, shifts
 from lossmooth.errors import ConfigError
+from lossmooth.settings.common import _float, _int, groups_of, method_hparams, parse_methods
+from lossmooth.settings import common
 from lossmooth.models import classifiers
 
 SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr")
@@ -71,43 +73,6 @@ class Spec:
     lr: float
     split_seed: int
     train_fraction_source: float
-
-
-def _int(cfg, key, lo=0, field=None):
-    v = cfg.get(key)
-    field = field or key
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) or int(v) < lo:
-        raise ConfigError(f"{field}: must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
-
-def _float(cfg, key, lo=None, hi=None, field=None, lo_open=False):
-    v = cfg.get(key)
-    field = field or key
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-        raise ConfigError(f"{field}: must be a number, got {v!r}")
-    if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}]"
-        raise ConfigError(f"{field}: must be in {rng}, got {v!r}")
-    return float(v)
-
-
-def parse_methods(methods_cfg) -> dict:
-    """``{name: {schedule: {...}, reg, reg_coef}}`` -> ``{name: Method}`` (validated)."""
-    if not methods_cfg:
-        raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
-    out = {}
-    for name, m in methods_cfg.items():
-        sched = dict(m.get("schedule") or {})
-        kind = sched.pop("kind", None)
-        allowed = {"T", "lam0", "value", "sharpness", "stairs"}
-        extra = set(sched) - allowed
-        if extra:
-            raise ConfigError(f"method.{name}.schedule: unknown field(s) {sorted(extra)}; "
-                              f"allowed: {sorted(allowed)}")
-        s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
-        out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0))
-    return out
 
 
 def parse(cfg) -> Spec:
@@ -384,48 +349,8 @@ class Programs:
 
 
 def expand_runs(spec: Spec) -> list[dict]:
-    """Every (method, swept numbers, seed) run. A swept number only multiplies the methods it
-    affects (T and lam0: ramps; value: constant mixes; reg_coef: regularized methods; lr: all)."""
-    runs = []
-    for name, m in spec.methods.items():
-        axes = {}
-        for k, vals in spec.sweep.items():
-            relevant = (k == "lr" or (k in ("T", "lam0") and m.schedule.is_ramp)
-                        or (k == "value" and m.schedule.kind == "constant")
-                        or (k == "reg_coef" and m.reg != "none"))
-            if relevant:
-                axes[k] = vals
-        for combo in itertools.product(*axes.values()) if axes else [()]:
-            point = dict(zip(axes.keys(), combo))
-            sched = m.schedule.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in point.items()
-                                          if k in ("T", "lam0", "value")})
-            method = m.replace(schedule=sched)
-            if "reg_coef" in point:
-                method = method.replace(reg_coef=jnp.asarray(point["reg_coef"], jnp.float32))
-            lr = float(point.get("lr", spec.lr))
-            for i in range(spec.num_seeds):
-                runs.append({"name": name, "method": method, "seed_index": i, "seed": spec.seed + i, "lr": lr,
-                             "hparams": method_hparams(method, lr)})
-    return runs
-
-
-def method_hparams(method: Method, lr: float) -> dict:
-    """The numbers that identify a configured method in tables (plain floats)."""
-    s = method.schedule
-    h = {"schedule": s.kind, "lr": lr}
-    if s.kind not in ("hard", "constant") and not s.is_ramp:
-        h["schedule"] = "hard"  # a ramp of length 0 is the hard switch: no T or lam0 to report
-    elif s.is_ramp:
-        h.update(T=float(s.T), lam0=float(s.lam0))
-    if s.kind == "exponential":
-        h["sharpness"] = float(s.sharpness)
-    if s.kind == "step":
-        h["stairs"] = float(s.stairs)
-    if s.kind == "constant":
-        h["value"] = float(s.value)
-    if method.reg != "none":
-        h.update(reg=method.reg, reg_coef=float(method.reg_coef))
-    return h
+    """Every (method, swept numbers, seed) run of ``spec`` (see :func:`common.expand_runs`)."""
+    return common.expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, spec.lr)
 
 
 def seed_keys(spec: Spec) -> jnp.ndarray:
@@ -480,9 +405,3 @@ def adapt_group(progs: Programs, data: Data, spec: Spec, runs: list[dict], sourc
     return jax.tree.map(lambda x: x[:n], res.state), metrics, res.diverged_at[:n]
 
 
-def groups_of(runs: list[dict]) -> list[list[int]]:
-    """Run indices grouped by compiled structure (schedule kind, regularizer)."""
-    by = {}
-    for i, r in enumerate(runs):
-        by.setdefault(r["method"].signature, []).append(i)
-    return list(by.values())

@@ -1,0 +1,188 @@
+"""Tasks (brax locomotion through rejax's gymnax adapter) and the task shifts of the online RL
+setting. A shift turns the *source task* into the *target task*; each has a severity s in [0, 1]
+(0 = the source task itself) and parameters set in ``conf/shift/<name>.yaml``.
+
+Dynamics (the simulated system ``sys`` of the target task):
+- ``mass``:     every body's mass and inertia times f = 1 + s (max_scale - 1); on the
+                  ``positional``/``spring`` backends (which treat bodies as unit masses,
+                  ``spring_mass_scale = 1``) the equivalent change: actuator gears times 1/f
+- ``friction``: every geom's friction coefficients times f = 1 + s (max_scale - 1)
+- ``gravity``:  gravity times f = 1 + s (max_scale - 1)
+
+Reward (r the task's reward, r_fwd its forward-progress term, v the forward velocity):
+- ``backwards``:       r' = r - 2 s r_fwd                      (s = 1: running backwards pays)
+- ``target_velocity``: r' = r + s (-|v - v*| - r_fwd)          (s = 1: track the velocity v*)
+
+Observation (o the task's observation, d its size):
+- ``obs_noise``:       o' = o + s sigma_max eps, eps ~ N(0, I) fresh at every step
+- ``obs_permutation``: a fixed cyclic permutation of round(s d) observation entries
+
+The shift wraps the brax environment below brax's episode and auto-reset wrappers, so episodes,
+truncation and resets behave as in the source task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lossmooth.errors import ConfigError
+
+TASKS = ("hopper", "halfcheetah", "walker2d", "humanoidstandup", "swimmer")
+BACKENDS = ("positional", "spring", "generalized", "mjx")
+DYNAMICS = ("mass", "friction", "gravity")
+REWARD = ("backwards", "target_velocity")
+OBSERVATION = ("obs_noise", "obs_permutation")
+RL_SHIFTS = ("none",) + DYNAMICS + REWARD + OBSERVATION
+# the metric holding each task's forward-progress reward term (humanoidstandup has none)
+FORWARD_TERM = {"hopper": "reward_forward", "walker2d": "reward_forward",
+                "halfcheetah": "reward_run", "swimmer": "reward_fwd"}
+_PARAMS = {"mass": {"max_scale": (0.0, None)}, "friction": {"max_scale": (0.0, None)},
+           "gravity": {"max_scale": (0.0, None)}, "backwards": {},
+           "target_velocity": {"velocity": (None, None)}, "obs_noise": {"max_std": (0.0, None)},
+           "obs_permutation": {"seed": (0, None)}, "none": {}}
+
+
+@dataclass(frozen=True)
+class TaskShift:
+    name: str = "none"
+    severity: float = 0.0
+    params: dict = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        """The factor f = 1 + s (max_scale - 1) of a dynamics shift."""
+        return 1.0 + self.severity * (float(self.params["max_scale"]) - 1.0)
+
+
+def parse_shift(cfg: dict, task: str) -> TaskShift:
+    """Validate ``shift`` config for ``task``; one-line ConfigError naming the field otherwise."""
+    name = cfg.get("name")
+    if name not in RL_SHIFTS:
+        raise ConfigError(f"shift.name: '{name}' is not an online RL shift; choose one of "
+                          f"{', '.join(RL_SHIFTS)}")
+    sev = cfg.get("severity", 0.0)
+    if isinstance(sev, bool) or not isinstance(sev, (int, float)) or not 0.0 <= float(sev) <= 1.0:
+        raise ConfigError(f"shift.severity: must be a number in [0, 1], got {sev!r}")
+    params = {}
+    for key, (lo, hi) in _PARAMS[name].items():
+        v = cfg.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (lo is not None and v <= lo and key != "seed") \
+                or (key == "seed" and (v < 0 or int(v) != v)):
+            raise ConfigError(f"shift.{key}: must be a number{'' if lo is None else f' > {lo}'}, got {v!r}")
+        params[key] = v
+    if name in REWARD and task not in FORWARD_TERM:
+        raise ConfigError(f"shift.name: '{name}' changes the forward-velocity reward, which task "
+                          f"'{task}' does not have; use a dynamics or observation shift")
+    return TaskShift(name=name, severity=float(sev), params=params)
+
+
+def _brax():
+    try:
+        from brax import envs as brax_envs
+        from brax.envs import training
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ConfigError(f"brax is not installed ({e}); run `pip install -e '.[rl]'`")
+    return brax_envs, training
+
+
+def _shift_system(sys, shift: TaskShift):
+    """The target task's system: masses, friction or gravity scaled by the shift's factor."""
+    if shift.name not in DYNAMICS or shift.severity == 0.0:
+        return sys
+    f = shift.scale
+    if shift.name == "mass" and float(np.asarray(getattr(sys, "spring_mass_scale", 0.0))) == 1.0:
+        # these pipelines ignore masses; a heavier body is one the motors accelerate f times less
+        return sys.tree_replace({"actuator.gear": sys.actuator.gear / f})
+    paths = {"mass": ("link.inertia.mass", "link.inertia.i", "body_mass", "body_inertia"),
+             "friction": ("geom_friction",), "gravity": ("gravity", "opt.gravity")}[shift.name]
+    updates = {}
+    for p in paths:
+        obj = sys
+        try:
+            for part in p.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        updates[p] = obj * f
+    return sys.tree_replace(updates)
+
+
+def _shift_wrapper(base):
+    """A brax Wrapper class (built lazily so importing this module needs no brax)."""
+
+    class ShiftWrapper(base):
+        def __init__(self, env, shift: TaskShift, task: str):
+            super().__init__(env)
+            self.shift = shift
+            self.task = task
+            n = env.observation_size
+            perm = np.arange(n)
+            if shift.name == "obs_permutation" and shift.severity > 0:
+                k = int(round(shift.severity * n))
+                if k >= 2:
+                    idx = np.random.default_rng(int(shift.params["seed"])).choice(n, k, replace=False)
+                    perm[idx] = np.roll(idx, 1)
+            self.perm = perm
+
+        def _obs(self, obs, key):
+            s = self.shift
+            if s.name == "obs_permutation":
+                return obs[..., self.perm]
+            if s.name == "obs_noise":
+                return obs + s.severity * float(s.params["max_std"]) * jax.random.normal(key, obs.shape)
+            return obs
+
+        def _reward(self, state):
+            s = self.shift
+            if s.name not in REWARD or s.severity == 0.0:
+                return state.reward
+            fwd = state.metrics[FORWARD_TERM[self.task]]
+            if s.name == "backwards":
+                return state.reward - 2.0 * s.severity * fwd
+            v = state.metrics["x_velocity"]
+            return state.reward + s.severity * (-jnp.abs(v - float(s.params["velocity"])) - fwd)
+
+        def reset(self, rng):
+            rng, key = jax.random.split(rng)
+            state = self.env.reset(rng)
+            info = dict(state.info, shift_key=key)
+            key, sub = jax.random.split(key)
+            info["shift_key"] = key
+            return state.replace(obs=self._obs(state.obs, sub), info=info)
+
+        def step(self, state, action):
+            key, sub = jax.random.split(state.info["shift_key"])
+            nstate = self.env.step(state, action)
+            info = dict(nstate.info, shift_key=key)
+            return nstate.replace(obs=self._obs(nstate.obs, sub), reward=self._reward(nstate), info=info)
+
+    return ShiftWrapper
+
+
+def make_env(task: str, backend: str, episode_length: int, shift: TaskShift | None = None):
+    """``(env, env_params)``: the brax task (shifted if ``shift`` is given) as a gymnax environment
+    through rejax's adapter, with brax's episode (``episode_length`` steps) and auto-reset wrappers."""
+    if task not in TASKS:
+        raise ConfigError(f"task.name: unknown task '{task}'; choose one of {', '.join(TASKS)}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"task.backend: unknown brax backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    brax_envs, training = _brax()
+    from rejax.compat.brax2gymnax import Brax2GymnaxEnv
+
+    try:
+        env = brax_envs.get_environment(task, backend=backend)
+    except Exception as e:  # brax raises a bare error for unsupported (task, backend) pairs
+        raise ConfigError(f"task.backend: brax task '{task}' does not support backend '{backend}' "
+                          f"({str(e).splitlines()[0][:80]}); try task.backend=generalized")
+    shift = shift or TaskShift()
+    env.sys = _shift_system(env.sys, shift)
+    from brax.envs.base import Wrapper
+
+    env = _shift_wrapper(Wrapper)(env, shift, task)
+    env = training.EpisodeWrapper(env, episode_length, 1)
+    env = training.AutoResetWrapper(env)
+    genv = Brax2GymnaxEnv(env)
+    return genv, genv.default_params

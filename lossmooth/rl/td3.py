@@ -1,0 +1,163 @@
+"""TD3 with the smoothed objective, on rejax's TD3 (one implementation for online RL and for
+offline-to-online RL).
+
+Per critic update t (counted from the switch) with lam = lam(t) from the method's schedule, a target
+batch b_T from the online replay buffer and an independent source batch b_S from ``source_buffer``
+(the source task's replay buffer in online RL, the offline dataset in offline-to-online RL):
+
+    L_critic = lam * C(phi; b_T) + (1 - lam) * C(phi; b_S)
+    C(phi; b) = sum_i mean_b 1/2 (Q_phi_i(s, a) - y)^2,
+        y = r + gamma (1 - d) min_j Q_phi'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), low, high))
+
+and every ``policy_delay`` critic rounds, on the same batches,
+
+    L_actor = lam * A(theta; b_T, alpha=0) + (1 - lam) * A(theta; b_S, alpha=source_bc_alpha)
+    A(theta; b, alpha) = -w mean_{i,b} Q_phi_i(s, pi_theta(s)) + [alpha > 0] mean_b ||pi_theta(s) - a||^2
+        w = alpha / mean_b |Q_phi_1(s, pi_theta(s))|  (TD3+BC, held constant) if alpha > 0 else 1
+
+(rejax's TD3 actor averages over both critics; TD3+BC's lambda uses the first critic, as in
+Fujimoto & Gu's reference.) The source branch (its batch, forward and backward pass) sits behind
+``lax.cond(source_needed(lam))``: once every run in the vmapped batch has lam = 1 it is never
+sampled nor computed, and the hard switch (lam = 1 from the start) never touches it.
+
+Before the critic starts learning (``global_step <= fill_buffer``) actions come from the current
+policy with exploration noise, or uniformly at random where ``uniform_warmup`` (training from
+scratch, as rejax does). With ``uniform_warmup`` and a hard schedule every update is exactly
+rejax's (same random streams), which a test checks.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from rejax import TD3
+from rejax.algos.algorithm import register_init
+from rejax.buffers import ReplayBuffer
+
+from lossmooth.core.objective import Method, smoothed_loss, source_needed
+from lossmooth.core.schedules import Schedule
+
+
+def hard_method() -> Method:
+    return Method(schedule=Schedule.make("hard"))
+
+
+class SmoothedTD3(TD3):
+    method: Method = struct.field(pytree_node=True, default_factory=hard_method)
+    uniform_warmup: jnp.ndarray | bool = struct.field(pytree_node=True, default=True)
+    source_bc_alpha: jnp.ndarray | float = struct.field(pytree_node=True, default=0.0)
+    source_env: object = struct.field(pytree_node=False, default=None)  # for evaluation only
+
+    @register_init
+    def initialize_smoothing_state(self, rng):
+        buf = ReplayBuffer.empty(self.buffer_size, self.obs_space, self.action_space)
+        return {"source_buffer": buf, "updates": jnp.zeros((), jnp.int32)}
+
+    # -- pure losses --------------------------------------------------------------------------
+
+    def critic_loss(self, critic_params, ts, batch, noise_key):
+        action = self.actor.apply(ts.actor_target_params, batch.next_obs)
+        noise = jnp.clip(self.target_noise * jax.random.normal(noise_key, action.shape),
+                         -self.target_noise_clip, self.target_noise_clip)
+        action = jnp.clip(action + noise, self.action_space.low, self.action_space.high)
+        q_target = jnp.min(self.vmap_critic(ts.critic_target_params, batch.next_obs, action), axis=0)
+        target = batch.reward + (1 - batch.done) * self.gamma * q_target
+        q1, q2 = self.vmap_critic(critic_params, batch.obs, batch.action)
+        return optax.l2_loss(q1, target).mean() + optax.l2_loss(q2, target).mean()
+
+    def actor_loss(self, actor_params, ts, batch, bc_alpha):
+        action = self.actor.apply(actor_params, batch.obs)
+        q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
+        bc = bc_alpha > 0
+        w = jnp.where(bc, bc_alpha / (jnp.abs(jax.lax.stop_gradient(q[0])).mean() + 1e-8), 1.0)
+        bc_term = jnp.where(bc, jnp.mean(jnp.square(action - batch.action)), 0.0)
+        return -w * q.mean() + bc_term
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def _normalize(self, ts, batch):
+        if self.normalize_observations:
+            batch = batch._replace(obs=self.normalize_obs(ts.obs_rms_state, batch.obs),
+                                   next_obs=self.normalize_obs(ts.obs_rms_state, batch.next_obs))
+        if self.normalize_rewards:
+            batch = batch._replace(reward=self.normalize_rew(ts.rew_rms_state, batch.reward))
+        return batch
+
+    def source_batch(self, ts, key):
+        """The source batch for ``key`` (drawn only inside the source branch)."""
+        return self._normalize(ts, ts.source_buffer.sample(self.batch_size, key))
+
+    def lam(self, updates):
+        return self.method.schedule.lam_at(updates)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def train_iteration(self, ts):
+        old_global_step = ts.global_step
+        ph = self._placeholder(ts)
+        ts, minibatch = jax.lax.fori_loop(0, self.policy_delay, lambda _, c: self.train_critic(c[0]),
+                                          (ts, ph))
+        return self.train_policy(ts, minibatch, old_global_step)
+
+    def _placeholder(self, ts):
+        mb = jax.eval_shape(lambda: ts.replay_buffer.sample(self.batch_size, jax.random.PRNGKey(0)))
+        mb = jax.tree.map(lambda s: jnp.zeros((self.num_epochs, *s.shape), s.dtype), mb)
+        return (mb, jnp.zeros((self.num_epochs,), jnp.float32),
+                jnp.zeros((self.num_epochs, *jax.random.PRNGKey(0).shape), jnp.uint32))
+
+    def train_critic(self, ts):
+        start_training = ts.global_step > self.fill_buffer
+        uniform = jnp.logical_and(self.uniform_warmup, jnp.logical_not(start_training))
+        ts, transitions = self.collect_transitions(ts, uniform=uniform)
+        ts = ts.replace(replay_buffer=ts.replay_buffer.extend(transitions))
+
+        def update_iteration(ts, unused):
+            rng, rng_sample = jax.random.split(ts.rng)
+            ts = ts.replace(rng=rng)
+            minibatch = self._normalize(ts, ts.replay_buffer.sample(self.batch_size, rng_sample))
+            source_key = jax.random.fold_in(rng_sample, 1)  # leaves rejax's random stream as it is
+            lam = self.lam(ts.updates)
+            run_source = source_needed(lam)
+
+            def target_loss(p):
+                return self.critic_loss(p, ts, minibatch, ts.rng)
+
+            def source_loss(p):
+                return self.critic_loss(p, ts, self.source_batch(ts, source_key), jax.random.fold_in(ts.rng, 1))
+
+            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, source_loss),
+                                has_aux=True)(ts.critic_ts.params)
+            ts = ts.replace(critic_ts=ts.critic_ts.apply_gradients(grads=grads), updates=ts.updates + 1)
+            return ts, (minibatch, lam, source_key)
+
+        return jax.lax.cond(start_training,
+                            lambda ts: jax.lax.scan(update_iteration, ts, None, self.num_epochs),
+                            lambda ts: (ts, self._placeholder(ts)), ts)
+
+    def train_policy(self, ts, minibatches, old_global_step):
+        def update(ts, item):
+            minibatch, lam, source_key = item
+            run_source = source_needed(lam)
+
+            def target_loss(p):
+                return self.actor_loss(p, ts, minibatch, 0.0)
+
+            def source_loss(p):  # the critic's source batch of this round (same key)
+                return self.actor_loss(p, ts, self.source_batch(ts, source_key), self.source_bc_alpha)
+
+            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, source_loss),
+                                has_aux=True)(ts.actor_ts.params)
+            return ts.replace(actor_ts=ts.actor_ts.apply_gradients(grads=grads)), None
+
+        start_training = ts.global_step > self.fill_buffer
+        ts = jax.lax.cond(start_training, lambda ts: jax.lax.scan(update, ts, minibatches)[0],
+                          lambda ts: ts, ts)
+        return ts.replace(
+            critic_target_params=self.maybe_update_target_params(
+                ts.critic_ts.params, ts.critic_target_params, ts.global_step, old_global_step),
+            actor_target_params=self.maybe_update_target_params(
+                ts.actor_ts.params, ts.actor_target_params, ts.global_step, old_global_step))
+
+    def deterministic_act(self, ts):
+        return self.make_act(ts)
