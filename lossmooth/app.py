@@ -16,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
-SETTINGS = {"supervised": "lossmooth.settings.supervised_run"}
+SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
+            "online_rl": "lossmooth.settings.online_rl_run"}
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
@@ -51,7 +52,8 @@ def print_run_table(run_dir: str) -> None:
     from lossmooth.results import report
 
     rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
-    print(report.markdown(agg.aggregate(rows), agg.paired_differences(rows)))
+    groups, diffs, normalized = agg.tables(rows)
+    print(report.markdown(groups, diffs, normalized=normalized))
     print(f"results: {run_dir}")
 
 

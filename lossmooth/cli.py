@@ -108,13 +108,13 @@ def cmd_table(argv: list[str]) -> int:
                               "check --setting/--where or run `lossmooth run`")
     except ConfigError as e:
         return _fail(str(e))
-    groups, diffs = agg.aggregate(rows, reps=a.reps), agg.paired_differences(rows, reps=a.reps)
-    md = report.markdown(groups, diffs, a.stat)
+    groups, diffs, normalized = agg.tables(rows, reps=a.reps)
+    md = report.markdown(groups, diffs, a.stat, normalized)
     print(md)
     if a.markdown:
         atomic_write(a.markdown, md)
     if a.csv:
-        atomic_write(a.csv, report.csv_text(groups, diffs))
+        atomic_write(a.csv, report.csv_text(groups, diffs, normalized))
     return 0
 
 

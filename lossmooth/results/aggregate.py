@@ -14,7 +14,6 @@ import json
 import numpy as np
 
 from lossmooth.results import store
-from lossmooth.results.summaries import METRICS
 
 GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
 BASELINE = "hard_switch"
@@ -66,8 +65,17 @@ def paired_interval(diffs: np.ndarray, reps: int, seed: int = 0) -> tuple[float,
     return float(diffs.mean()), float(lo[0]), float(hi[0])
 
 
-def aggregate(rows: list[dict], metrics=METRICS, reps: int = 2000) -> list[dict]:
+def metrics_of(rows: list[dict]) -> list[str]:
+    """The summary names present in ``rows`` (accuracy or return summaries), in their order."""
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r.get("summary", {}) if k not in names]
+    return names
+
+
+def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
     """One entry per group: n, n_diverged, and for each metric mean/IQM with CIs."""
+    metrics = metrics_of(rows) if metrics is None else metrics
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(group_label(r), []).append(r)
@@ -78,7 +86,7 @@ def aggregate(rows: list[dict], metrics=METRICS, reps: int = 2000) -> list[dict]
                      stand_in=any(r.get("stand_in", True) for r in rs))
         entry["hparams"] = json.loads(entry["hparams"])
         for m in metrics:
-            vals = np.array([r["summary"][m] for r in ok], np.float64)
+            vals = np.array([r["summary"][m] for r in ok if m in r["summary"]], np.float64)
             for stat in ("mean", "iqm"):
                 p, lo, hi = interval(vals, stat, reps) if len(vals) else (np.nan,) * 3
                 entry[f"{m}_{stat}"], entry[f"{m}_{stat}_lo"], entry[f"{m}_{stat}_hi"] = p, lo, hi
@@ -86,9 +94,10 @@ def aggregate(rows: list[dict], metrics=METRICS, reps: int = 2000) -> list[dict]
     return out
 
 
-def paired_differences(rows: list[dict], metrics=METRICS, baseline: str = BASELINE,
+def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
                        reps: int = 2000) -> list[dict]:
     """For every non-baseline group: mean of (method - baseline) over seeds paired on ``pair_key``."""
+    metrics = metrics_of(rows) if metrics is None else metrics
     base = {}
     for r in rows:
         if r["method"] == baseline and r.get("diverged_step", -1) < 0:
@@ -111,3 +120,46 @@ def paired_differences(rows: list[dict], metrics=METRICS, baseline: str = BASELI
             entry[f"{m}_diff"], entry[f"{m}_diff_lo"], entry[f"{m}_diff_hi"] = paired_interval(d, reps)
         out.append(entry)
     return out
+
+
+def normalized_by_baseline(rows: list[dict], metric: str = "final_target_return",
+                           baseline: str = BASELINE, reps: int = 2000) -> list[dict]:
+    """Scores normalized by the hard switch, pooled over tasks and algorithms (the RL aggregate).
+
+    For a run r of a method on context c (task, algorithm, shift, numbers of the source phase):
+    score = metric(r) / mean over seeds of metric(hard switch on c), so 1 = the hard switch's level.
+    Contexts whose hard-switch mean is <= 0 cannot be normalized this way and are left out (counted).
+    Per method: IQM and mean over all scores with 95% stratified bootstrap CIs (rliable).
+    """
+    ok = [r for r in rows if r.get("diverged_step", -1) < 0 and metric in r.get("summary", {})]
+    base: dict[str, list[float]] = {}
+    for r in ok:
+        if r["method"] == baseline:
+            base.setdefault(r["pair_key"], []).append(r["summary"][metric])
+    scores: dict[tuple, list[float]] = {}
+    skipped: dict[tuple, int] = {}
+    for r in ok:
+        key = (r["method"], json.dumps(r["hparams"], sort_keys=True))
+        denom = float(np.mean(base[r["pair_key"]])) if r["pair_key"] in base else float("nan")
+        if not denom > 0:
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        scores.setdefault(key, []).append(r["summary"][metric] / denom)
+    out = []
+    for (method, hp), vals in scores.items():
+        entry = {"method": method, "hparams": json.loads(hp), "metric": metric, "n": len(vals),
+                 "n_skipped": skipped.get((method, hp), 0),
+                 "contexts": len({r["pair_key"] for r in ok if r["method"] == method})}
+        for stat in ("mean", "iqm"):
+            entry[stat], entry[f"{stat}_lo"], entry[f"{stat}_hi"] = interval(np.array(vals), stat, reps)
+        out.append(entry)
+    return out
+
+
+def tables(rows: list[dict], reps: int = 2000) -> tuple[list[dict], list[dict], list[dict]]:
+    """Everything a report shows: per-group aggregates, paired differences vs the hard switch and,
+    for return summaries (RL), the hard-switch-normalized aggregate."""
+    normalized = []
+    if any("final_target_return" in r.get("summary", {}) for r in rows):
+        normalized = normalized_by_baseline(rows, reps=reps)
+    return aggregate(rows, reps=reps), paired_differences(rows, reps=reps), normalized

@@ -10,12 +10,29 @@ import numpy as np
 
 from lossmooth.results import store
 
-TABLE_METRICS = (
-    ("final_target_acc", "final target acc"),
-    ("source_acc_after", "source acc after (forgetting)"),
-    ("worst_target_acc", "worst target acc after switch"),
-    ("stability_gap", "stability gap"),
-)
+TABLE_METRICS = {
+    "acc": (("final_target_acc", "final target acc"),
+            ("source_acc_after", "source acc after (forgetting)"),
+            ("worst_target_acc", "worst target acc after switch"),
+            ("stability_gap", "stability gap")),
+    "return": (("final_target_return", "final target return"),
+               ("source_return_after", "source return after (forgetting)"),
+               ("worst_target_return", "worst target return after switch"),
+               ("stability_gap", "stability gap"),
+               ("auc_target", "area under target curve (mean return)")),
+}
+NOTES = {
+    "acc": "Accuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: "
+           "drop of target accuracy just after the switch below its value at the switch.",
+    "return": "Deterministic-policy episode returns, {stat} over seeds with 95% stratified bootstrap CIs "
+              "(rliable). Stability gap: drop of target return just after the switch below its value at "
+              "the switch.",
+}
+
+
+def unit_of(entries: list[dict]) -> str:
+    """``return`` when the entries carry RL summaries, else ``acc``."""
+    return "return" if any(k.startswith("final_target_return") for e in entries for k in e) else "acc"
 
 
 def _hp(h: dict) -> str:
@@ -25,7 +42,7 @@ def _hp(h: dict) -> str:
 
 
 def _ci(p, lo, hi, pct=True) -> str:
-    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}")
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
     if lo is None or math.isnan(lo):
@@ -33,41 +50,62 @@ def _ci(p, lo, hi, pct=True) -> str:
     return f"{f(p)} [{f(lo)}, {f(hi)}]"
 
 
-def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean") -> str:
-    """A markdown table: per group, each metric as {stat} [95% CI] in %, then paired differences."""
+def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
+             normalized: list[dict] | None = None) -> str:
+    """A markdown table: per group, each metric as {stat} [95% CI] (accuracies in %), then paired
+    differences, then (RL) scores normalized by the hard switch."""
     lines = []
+    unit = unit_of(groups + diffs)
+    metrics = TABLE_METRICS[unit]
+    pct = unit == "acc"
     stand_in = any(g.get("stand_in") for g in groups)
     if stand_in:
         lines.append("_Results on stand-in data (embedded default, not the paper's datasets)._\n")
-    head = ["setting", "data", "shift", "method", "numbers", "n"] + [t for _, t in TABLE_METRICS]
+    head = ["setting", "data" if pct else "task", "model" if pct else "algo", "shift", "method",
+            "numbers", "n"] + [t for _, t in metrics]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
-    for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], g["shift"], g["method"] != "hard_switch", g["method"])):
+    for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), g["shift"],
+                                           g["method"] != "hard_switch", g["method"])):
         n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
-        cells = [g["setting"], g["dataset"], f"{g['shift']}({g['severity']:g})", g["method"],
-                 _hp(g["hparams"]), n]
-        cells += [_ci(g[f"{m}_{stat}"], g[f"{m}_{stat}_lo"], g[f"{m}_{stat}_hi"]) for m, _ in TABLE_METRICS]
+        cells = [g["setting"], g["dataset"], str(g["model"]), f"{g['shift']}({g['severity']:g})",
+                 g["method"], _hp(g["hparams"]), n]
+        cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
+                  for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\nAccuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). "
-                 "Stability gap: drop of target accuracy just after the switch below its value at the switch.")
+    lines.append("\n" + NOTES[unit].format(stat=stat))
     if diffs:
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
-                     "mean [95% bootstrap CI], percentage points):\n")
-        head = ["data", "shift", "method", "numbers", "pairs"] + [t for _, t in TABLE_METRICS]
+                     f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")
+        head = ["data" if pct else "task", "model" if pct else "algo", "shift", "method", "numbers",
+                "pairs"] + [t for _, t in metrics]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
-        for d in sorted(diffs, key=lambda d: (d["dataset"], d["shift"], d["method"])):
-            cells = [d["dataset"], f"{d['shift']}({d['severity']:g})", d["method"], _hp(d["hparams"]),
-                     str(d["n_pairs"])]
-            cells += [_ci(d[f"{m}_diff"], d[f"{m}_diff_lo"], d[f"{m}_diff_hi"]) for m, _ in TABLE_METRICS]
+        for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), d["shift"], d["method"])):
+            cells = [d["dataset"], str(d["model"]), f"{d['shift']}({d['severity']:g})", d["method"],
+                     _hp(d["hparams"]), str(d["n_pairs"])]
+            cells += [_ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct)
+                      for m, _ in metrics]
             lines.append("| " + " | ".join(cells) + " |")
+    if normalized:
+        lines.append("\n**Final target return normalized by the hard switch** (score = return / mean "
+                     "hard-switch return of the same task, algorithm and shift; pooled over all of them; "
+                     "IQM and mean with 95% stratified bootstrap CIs, rliable):\n")
+        lines.append("| method | numbers | scores | contexts | IQM | mean |")
+        lines.append("|---|---|---|---|---|---|")
+        for e in sorted(normalized, key=lambda e: (e["method"] != "hard_switch", e["method"])):
+            skipped = f" ({e['n_skipped']} left out: hard-switch mean <= 0)" if e["n_skipped"] else ""
+            lines.append(f"| {e['method']} | {_hp(e['hparams'])} | {e['n']}{skipped} | {e['contexts']} | "
+                         f"{_ci(e['iqm'], e['iqm_lo'], e['iqm_hi'], False)} | "
+                         f"{_ci(e['mean'], e['mean_lo'], e['mean_hi'], False)} |")
     return "\n".join(lines) + "\n"
 
 
-def csv_text(groups: list[dict], diffs: list[dict]) -> str:
+def csv_text(groups: list[dict], diffs: list[dict], normalized: list[dict] | None = None) -> str:
     """Every aggregated number, one row per group (and per paired-difference group)."""
     buf = io.StringIO()
     rows = [dict(g, kind="aggregate") for g in groups] + [dict(d, kind="paired_diff") for d in diffs]
+    rows += [dict(e, kind="normalized_by_hard_switch") for e in (normalized or [])]
     keys = []
     for r in rows:
         keys += [k for k in r if k not in keys]
@@ -90,12 +128,14 @@ def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
             if m.get("phase") == "adapt" and m["run_index"] in wanted:
                 r = wanted[m["run_index"]]
                 label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
+                if r.get("setting") != "supervised" and r.get("model"):
+                    label = f"{r['model']}: {label}"
                 curves.setdefault(label, {}).setdefault(m["step"], []).append(m[metric])
     return curves
 
 
 def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> None:
-    """Target and source accuracy around the switch: mean over seeds, band = min..max."""
+    """Target and source accuracy (return, RL) around the switch: mean over seeds, band = min..max."""
     import os
 
     import matplotlib
@@ -103,15 +143,16 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    unit = "return" if any(str(r.get("setting", "")).endswith("rl") for r in rows) else "acc"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, metric in zip(axes, ("target_acc", "source_acc")):
+    for ax, metric in zip(axes, (f"target_{unit}", f"source_{unit}")):
         for label, c in sorted(_curves(rows, metric).items()):
             steps = np.array(sorted(c))
             vals = [np.asarray(c[s]) for s in steps]
             ax.plot(steps, [v.mean() for v in vals], label=label)
             ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
         ax.axvline(0, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("adaptation step (0 = switch)")
+        ax.set_xlabel("adaptation step (0 = switch)" if unit == "acc" else "target-task env steps (0 = switch)")
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

@@ -1,7 +1,8 @@
 """Per-run summaries of the curves around the switch.
 
-With evaluations at adaptation steps s_0 = 0 (the switch), s_1, ..., s_n, target accuracy a_i and
-source accuracy b_i:
+With evaluations at adaptation steps s_0 = 0 (the switch), s_1, ..., s_n, target performance a_i and
+source performance b_i (accuracy in the supervised settings, ``unit="acc"``; deterministic-policy
+return in the RL settings, ``unit="return"``, which replaces ``acc`` in the names below):
 
 - ``final_target_acc``  = a_n
 - ``source_acc_after``  = b_n                        (source ability left after adaptation)
@@ -14,14 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("final_target_acc", "source_acc_after", "forgetting", "worst_target_acc",
-           "stability_gap", "auc_target")
-HIGHER_IS_BETTER = {"final_target_acc": True, "source_acc_after": True, "forgetting": False,
-                    "worst_target_acc": True, "stability_gap": False, "auc_target": True}
+
+
+def metric_names(unit: str = "acc") -> tuple:
+    return (f"final_target_{unit}", f"source_{unit}_after", "forgetting", f"worst_target_{unit}",
+            "stability_gap", "auc_target")
+
+
+METRICS = metric_names("acc")
+HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False}  # every other summary: higher
 
 
 def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
-              gap_window: int) -> dict:
+              gap_window: int, unit: str = "acc") -> dict:
     """Summaries of one run's curves (``steps[0]`` must be the switch, step 0)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(target_acc, np.float64)
@@ -32,11 +38,6 @@ def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
     worst = float(a[window].min())
     span = steps[-1] - steps[0]
     area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
-    return {
-        "final_target_acc": float(a[-1]),
-        "source_acc_after": float(b[-1]),
-        "forgetting": float(b[0] - b[-1]),
-        "worst_target_acc": worst,
-        "stability_gap": float(max(0.0, a[0] - worst)),
-        "auc_target": float(area / span) if span > 0 else float(a[-1]),
-    }
+    values = (float(a[-1]), float(b[-1]), float(b[0] - b[-1]), worst, float(max(0.0, a[0] - worst)),
+              float(area / span) if span > 0 else float(a[-1]))
+    return dict(zip(metric_names(unit), values))

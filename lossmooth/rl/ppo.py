@@ -64,7 +64,7 @@ class SmoothedPPO(PPO):
         return self.vf_coef * 0.5 * jnp.maximum(value_losses, value_losses_clipped).mean()
 
     def lam(self, updates):
-        return self.method.schedule.lam_at(updates)
+        return self.method.schedule(updates)
 
     # -- rollouts -------------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ class SmoothedTD3(TD3):
         return self._normalize(ts, ts.source_buffer.sample(self.batch_size, key))
 
     def lam(self, updates):
-        return self.method.schedule.lam_at(updates)
+        return self.method.schedule(updates)
 
     # -- training -------------------------------------------------------------------------------
 

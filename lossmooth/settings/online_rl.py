@@ -1,0 +1,301 @@
+"""Setting 4: online RL (rejax TD3 and PPO on brax) adapting from a source task to a shifted target task.
+
+Protocol ``task_shift`` (assumed; the paper does not say what the shift is in online RL):
+
+1. Source phase: rejax's own algorithm (preset hyperparameters) trains online on the source task,
+   every seed in one ``jit(vmap(...))`` batch.
+2. Adaptation: from that agent (networks, optimizer state, observation normalizer), every method
+   continues online on the target task (the shift applied) with the smoothed objective
+
+       L_t = lam_t * L_alg(target-task data) + (1 - lam_t) * L_alg(source-task data)
+
+   TD3: source data = the source phase's replay buffer, kept; target data = a new buffer filled
+   online. PPO: source data = rollouts of the source task with the current policy in parallel
+   source environments (collected only while some run has lam < 1). ``t`` counts gradient updates
+   after the switch. Methods: hard switch (lam = 1), loss smoothing (a ramp), a constant replay mix,
+   and training from scratch on the target task (``init: scratch``).
+
+All (method, swept numbers, seed) runs that share a compiled structure adapt in one vmapped batch;
+methods adapt from the same source agent per seed, so comparisons are paired.
+
+Evaluation, at every ``eval_every`` target-task steps: mean deterministic-policy return over
+``eval_episodes`` episodes on the target task and on the source task (forgetting).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lossmooth.core import engine
+from lossmooth.errors import ConfigError
+from lossmooth.rl import envs, presets
+from lossmooth.settings import common
+from lossmooth.settings.common import _int
+
+ALGOS = ("td3", "ppo")
+PROTOCOLS = ("task_shift",)
+SWEEPABLE = ("T", "lam0", "value")
+
+
+@dataclass(frozen=True)
+class Spec:
+    num_seeds: int
+    seed: int
+    algos: dict  # name -> {preset: dict (rejax keys), ...}
+    task: str
+    backend: str
+    episode_length: int
+    shift: envs.TaskShift
+    protocol: str
+    reset_optimizer: bool
+    methods: dict
+    inits: dict
+    sweep: dict
+    source_timesteps: dict  # algo -> int
+    adapt_timesteps: dict
+    eval_every: dict
+    evals_per_chunk: int
+    eval_episodes: int
+    gap_window: int
+
+
+def parse(cfg: dict) -> Spec:
+    """Validate the composed config (one line naming the field on any problem)."""
+    s = cfg["setting"]
+    num_seeds = _int(cfg, "num_seeds", 1)
+    seed = _int(cfg, "seed", 0)
+    task = cfg.get("task") or {}
+    tname = task.get("name")
+    if tname not in envs.TASKS:
+        raise ConfigError(f"task.name: unknown task '{tname}'; choose one of {', '.join(envs.TASKS)}")
+    if task.get("backend") not in envs.BACKENDS:
+        raise ConfigError(f"task.backend: unknown brax backend '{task.get('backend')}'; choose one of "
+                          f"{', '.join(envs.BACKENDS)}")
+    episode_length = _int(task, "episode_length", 1, "task.episode_length")
+    shift = envs.parse_shift(cfg.get("shift") or {}, tname)
+    proto = cfg.get("protocol") or {}
+    if proto.get("name") not in PROTOCOLS:
+        raise ConfigError(f"protocol.name: unknown protocol '{proto.get('name')}'; choose one of "
+                          f"{', '.join(PROTOCOLS)}")
+    if not isinstance(proto.get("reset_optimizer"), bool):
+        raise ConfigError(f"protocol.reset_optimizer: must be true or false, got {proto.get('reset_optimizer')!r}")
+    methods = common.parse_methods(cfg.get("method"), allow_scratch=True)
+    for name, m in methods.items():
+        if m.reg != "none":
+            raise ConfigError(f"method.{name}.reg: regularizer '{m.reg}' is a supervised-setting method; "
+                              "online RL compares hard_switch, loss_smoothing, replay_mix and scratch")
+    sweep = dict(cfg.get("sweep") or {})
+    for k, v in sweep.items():
+        if k not in SWEEPABLE:
+            raise ConfigError(f"sweep.{k}: not sweepable here; sweepable: {', '.join(SWEEPABLE)}")
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ConfigError(f"sweep.{k}: must be a non-empty list of numbers, got {v!r}")
+    algo_cfg = cfg.get("algo") or {}
+    if not algo_cfg:
+        raise ConfigError("algo: no algorithm selected; pick some, e.g. algo=[td3,ppo]")
+    budget = cfg.get("budget") or {}
+    algos, src_ts, ad_ts, every = {}, {}, {}, {}
+    for name, a in algo_cfg.items():
+        if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
+            raise ConfigError(f"algo: unknown algorithm '{name}'; choose one of {', '.join(ALGOS)}")
+        preset = presets.load(name, tname, s.get("presets_dir"))
+        preset.pop("env", None)
+        over = dict((a or {}).get("overrides") or {})
+        over.update((budget.get(name) or {}))
+        for k in over:
+            if k in ("env", "env_params"):
+                raise ConfigError(f"budget.{name}.{k}: set the task with task=... / task.backend=...")
+        preset.update(over)
+        b = {k: budget.get(k) for k in ("source_timesteps", "adapt_timesteps", "eval_every")}
+        src_ts[name] = preset["total_timesteps"] if b["source_timesteps"] is None else b["source_timesteps"]
+        ad_ts[name] = preset["total_timesteps"] if b["adapt_timesteps"] is None else b["adapt_timesteps"]
+        every[name] = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]
+        for key, d in (("source_timesteps", src_ts), ("adapt_timesteps", ad_ts), ("eval_every", every)):
+            _int({key: d[name]}, key, 1, f"budget.{key}")
+        algos[name] = preset
+    return Spec(
+        num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task["backend"],
+        episode_length=episode_length, shift=shift, protocol=proto["name"],
+        reset_optimizer=proto["reset_optimizer"], methods=methods,
+        inits=common.method_inits(cfg.get("method")), sweep=sweep,
+        source_timesteps=src_ts, adapt_timesteps=ad_ts, eval_every=every,
+        evals_per_chunk=_int(budget, "evals_per_chunk", 1, "budget.evals_per_chunk"),
+        eval_episodes=_int(budget, "eval_episodes", 1, "budget.eval_episodes"),
+        gap_window=_int(s, "gap_window", 1, "setting.gap_window"))
+
+
+# ----------------------------------------------------------------------------- algorithms
+
+
+@dataclass
+class Agents:
+    """The compiled pieces of one algorithm on one task pair."""
+
+    name: str
+    source: object  # rejax algorithm on the source task (the source phase: plain rejax)
+    adapt: object  # the smoothed algorithm on the target task (source task kept for its loss)
+    source_env: object
+    target_env: object
+    env_params: object
+    steps_per_iteration: int
+    episodes: int
+
+    def source_iterations(self, timesteps: int) -> int:
+        return max(1, -(-timesteps // self.steps_per_iteration))
+
+
+def build_agents(spec: Spec, name: str) -> Agents:
+    from rejax import PPO, TD3
+
+    from lossmooth.rl.ppo import SmoothedPPO
+    from lossmooth.rl.td3 import SmoothedTD3
+
+    src_env, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
+    tgt_env, _ = envs.make_env(spec.task, spec.backend, spec.episode_length, spec.shift)
+    cfg = dict(spec.algos[name])
+    plain, smoothed = (TD3, SmoothedTD3) if name == "td3" else (PPO, SmoothedPPO)
+    try:
+        source = plain.create(env=src_env, env_params=params, **cfg)
+        adapt = smoothed.create(env=tgt_env, env_params=params, source_env=src_env, **cfg)
+    except TypeError as e:  # an unknown key in the preset overrides
+        raise ConfigError(f"budget.{name}: {e}; use rejax {name.upper()} fields")
+    spi = cfg.get("num_envs", 1) * (cfg.get("policy_delay", 2) if name == "td3" else cfg.get("num_steps", 64))
+    if name == "td3" and cfg.get("batch_size", 256) > cfg.get("buffer_size", 131072):
+        raise ConfigError(f"budget.{name}.batch_size: larger than buffer_size")
+    return Agents(name, source, adapt, src_env, tgt_env, params, int(spi), spec.eval_episodes)
+
+
+def deterministic_act(algo, ts):
+    """The evaluation policy: TD3's actor, or PPO's mean action."""
+    if hasattr(algo, "deterministic_act"):
+        return algo.deterministic_act(ts)
+    from lossmooth.rl.ppo import SmoothedPPO
+
+    if hasattr(algo, "num_steps"):  # rejax PPO samples in make_act; evaluate its mean instead
+        return SmoothedPPO.deterministic_act(algo, ts)
+    return algo.make_act(ts)
+
+
+def policy_return(algo, ts, env, env_params, key, episodes: int):
+    """Mean undiscounted return of the deterministic policy over ``episodes`` episodes."""
+    from rejax.evaluate import evaluate
+
+    _, returns = evaluate(deterministic_act(algo, ts), key, env, env_params, episodes,
+                          env_params.max_steps_in_episode)
+    return returns.mean()
+
+
+def make_eval_fn(agents: Agents):
+    def eval_fn(ts, algo, data):
+        key = jax.random.fold_in(ts.rng, 0x5EED)  # does not advance the training stream
+        kt, ks = jax.random.split(key)
+        return {"target_return": policy_return(algo, ts, agents.target_env, agents.env_params, kt, agents.episodes),
+                "source_return": policy_return(algo, ts, agents.source_env, agents.env_params, ks, agents.episodes)}
+
+    return eval_fn
+
+
+def source_chunk(agents: Agents, steps_per_eval: int, evals_per_chunk: int):
+    return engine.make_chunk(lambda ts, algo, data: (algo.train_iteration(ts), {}),
+                             make_eval_fn(agents), steps_per_eval, evals_per_chunk)
+
+
+def adapt_chunk(agents: Agents, steps_per_eval: int, evals_per_chunk: int):
+    def step(ts, algo, data):
+        ts = algo.train_iteration(ts)
+        return ts, {"lam": algo.lam(ts.updates)}
+
+    return engine.make_chunk(step, make_eval_fn(agents), steps_per_eval, evals_per_chunk)
+
+
+def seed_keys(spec: Spec, name: str) -> jnp.ndarray:
+    """One key per seed, different per algorithm (the same seed of TD3 and PPO shares nothing)."""
+    tag = ALGOS.index(name)
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(spec.seed + i), tag)
+                      for i in range(spec.num_seeds)])
+
+
+def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
+    """The source phase for every seed in one compiled batch (plain rejax). Returns the state and
+    metrics [seeds, evals] (step 0 = before training)."""
+    n = spec.num_seeds
+    algo = agents.source
+    keys = seed_keys(spec, agents.name)
+    state = jax.jit(jax.vmap(algo.init_state))(keys)
+    hp = engine.stack_runs([algo] * n)
+    spe, epc, n_chunks = _chunking(spec, agents, spec.source_timesteps[agents.name])
+    n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+    state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
+    state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
+    res = engine.run_loop(source_chunk(agents, spe, epc), state, hp, None, n_chunks, callbacks)
+    return jax.tree.map(lambda x: x[:n], res.state), {k: v[:n] for k, v in res.metrics.items()}
+
+
+def _chunking(spec: Spec, agents: Agents, timesteps: int) -> tuple[int, int, int]:
+    """(iterations per eval, evals per chunk, chunks) covering ``timesteps`` (rounded up)."""
+    spe = max(1, -(-spec.eval_every[agents.name] // agents.steps_per_iteration))
+    n_evals = max(1, -(-timesteps // (spe * agents.steps_per_iteration)))
+    epc = min(spec.evals_per_chunk, n_evals)
+    return spe, epc, -(-n_evals // epc)
+
+
+def adapt_init(agents: Agents, spec: Spec, src_state, runs: list[dict]):
+    """Per run, the adaptation state: the source agent (or a fresh one for ``init: scratch``) on the
+    target task, with fresh target-task environments and replay buffer, the source data kept."""
+    algo = agents.adapt
+    n = len(runs)
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys(spec, agents.name))
+    idx = jnp.asarray([r["seed_index"] for r in runs])
+    scratch = jnp.asarray([r["init"] == "scratch" for r in runs])
+    src = jax.tree.map(lambda x: x[idx], src_state)
+    reset_opt = spec.reset_optimizer
+
+    def one(key, src, scratch):
+        fresh = algo.init_state(key)
+        kept = {k: getattr(src, k) for k in ("obs_rms_state", "rew_rms_state")}
+        for k in ("actor_ts", "critic_ts"):  # the source agent's networks and optimizer state
+            f, o = getattr(fresh, k), getattr(src, k)
+            opt_state = f.tx.init(o.params) if reset_opt else o.opt_state
+            kept[k] = f.replace(params=o.params, opt_state=opt_state, step=o.step)
+        if agents.name == "td3":
+            kept.update(actor_target_params=src.actor_target_params,
+                        critic_target_params=src.critic_target_params)
+            source_data = {"source_buffer": src.replay_buffer}
+        else:
+            source_data = {"source_env_state": src.env_state, "source_last_obs": src.last_obs,
+                           "source_last_done": src.last_done}
+        switched = fresh.replace(**kept)
+        state = jax.tree.map(lambda a, b: jnp.where(scratch, a, b), fresh, switched)
+        return state.replace(**source_data)  # scratch runs never read it (lam = 1 from the start)
+
+    state = jax.jit(jax.vmap(one))(keys[idx], src, scratch)
+    hps = [algo.replace(method=r["method"],
+                        **({"uniform_warmup": jnp.asarray(r["init"] == "scratch")} if agents.name == "td3" else {}))
+           for r in runs]
+    return state, engine.stack_runs(hps)
+
+
+def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=()):
+    """Adapt one batch of runs sharing a static structure; metrics start with the eval at the switch."""
+    n = len(runs)
+    state, hp = adapt_init(agents, spec, src_state, runs)
+    n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+    state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
+    state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
+    at_switch = jax.device_get(engine.make_eval(make_eval_fn(agents))(state, hp, None))
+    spe, epc, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
+    res = engine.run_loop(adapt_chunk(agents, spe, epc), state, hp, None, n_chunks, callbacks)
+    metrics = {}
+    for k, v in res.metrics.items():
+        first = (np.asarray(at_switch[k])[:, None] if k in at_switch
+                 else np.asarray(jax.vmap(lambda a: a.lam(0))(hp))[:, None])
+        metrics[k] = np.concatenate([first, v], axis=1)[:n]
+    steps = np.arange(metrics["target_return"].shape[1]) * spe * agents.steps_per_iteration
+    return jax.tree.map(lambda x: x[:n], res.state), metrics, res.diverged_at[:n], steps
+
+
+def expand_runs(spec: Spec) -> list[dict]:
+    return common.expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
