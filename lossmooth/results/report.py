@@ -60,7 +60,8 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     pct = unit == "acc"
     stand_in = any(g.get("stand_in") for g in groups)
     if stand_in:
-        lines.append("_Results on stand-in data (embedded default, not the paper's datasets)._\n")
+        lines.append("_Results on stand-in data or budgets (embedded default, not the paper's datasets "
+                     "or training lengths)._\n")
     head = ["setting", "data" if pct else "task", "model" if pct else "algo", "shift", "method",
             "numbers", "n"] + [t for _, t in metrics]
     lines.append("| " + " | ".join(head) + " |")

@@ -157,9 +157,13 @@ def build_agents(spec: Spec, name: str) -> Agents:
     tgt_env, _ = envs.make_env(spec.task, spec.backend, spec.episode_length, spec.shift)
     cfg = dict(spec.algos[name])
     plain, smoothed = (TD3, SmoothedTD3) if name == "td3" else (PPO, SmoothedPPO)
+    import warnings
+
     try:
-        source = plain.create(env=src_env, env_params=params, **cfg)
-        adapt = smoothed.create(env=tgt_env, env_params=params, source_env=src_env, **cfg)
+        with warnings.catch_warnings():  # rejax deep-copies its config; brax envs are shallow-copied
+            warnings.filterwarnings("ignore", message=".*deepcopy.*", category=RuntimeWarning)
+            source = plain.create(env=src_env, env_params=params, **cfg)
+            adapt = smoothed.create(env=tgt_env, env_params=params, source_env=src_env, **cfg)
     except TypeError as e:  # an unknown key in the preset overrides
         raise ConfigError(f"budget.{name}: {e}; use rejax {name.upper()} fields")
     spi = cfg.get("num_envs", 1) * (cfg.get("policy_delay", 2) if name == "td3" else cfg.get("num_steps", 64))

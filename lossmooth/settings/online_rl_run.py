@@ -32,7 +32,9 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     t0 = time.time()
     spec = R.parse(cfg)
     agents = {name: R.build_agents(spec, name) for name in spec.algos}  # validates the tasks too
-    info = {"stand_in": False, "data": "simulated environments (brax)",
+    # the environments are the paper's kind; a budget below rejax's presets makes it a stand-in run
+    stand_in = choices.get("budget") != "preset"
+    info = {"stand_in": stand_in, "paper_data": not stand_in, "data": "simulated environments (brax)",
             "task": spec.task, "backend": spec.backend, "shift": spec.shift.name,
             "budgets": {a: {"source_timesteps": spec.source_timesteps[a],
                             "adapt_timesteps": spec.adapt_timesteps[a]} for a in spec.algos},
@@ -57,7 +59,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
         bar.close()
         summary = {"run_id": rs.run_id, "setting": "online_rl", "complete": True, "runs": len(rows),
                    "algos": list(spec.algos), "task": spec.task, "methods": list(spec.methods),
-                   "seeds": spec.num_seeds, "stand_in": False, "source_return_final": src_final,
+                   "seeds": spec.num_seeds, "stand_in": stand_in, "source_return_final": src_final,
                    "wall_s": {**walls, "total": time.time() - t0},
                    "compiled_batches": {"source": len(agents), "adapt": len(agents) * len(groups)}}
         rs.finish(rows, summary)
