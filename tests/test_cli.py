@@ -10,10 +10,14 @@ import pytest
 from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
+from lossmooth.rl.envs import RL_SHIFTS
+from lossmooth.settings import online_rl as R
 from lossmooth.settings import supervised as S
 from tests.conftest import TINY, compose
 
-GROUPS = [g for g in ("setting", "method", "schedule", "shift", "data", "model", "logger")]
+GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
+          "budget")
+RL_ONLY = ("algo", "task", "protocol", "budget")
 
 
 def _options(group):
@@ -24,10 +28,14 @@ def test_every_conf_file_composes_and_validates():
     seen = 0
     for group in GROUPS:
         for opt in _options(group):
-            ov = f"method=[{opt}]" if group == "method" else f"{group}={opt}"
-            cfg = compose([ov])
+            ov = f"method=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
+            rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
+                  or (group == "method" and opt == "scratch"))
+            cfg = compose([ov] + (["setting=online_rl"] if rl and group != "setting" else []))
             if cfg["setting"]["name"] == "supervised":
                 S.parse(cfg)
+            elif group not in ("data", "model", "method") or opt == "scratch":
+                R.parse(cfg)  # online RL: validates against rejax's preset files too
             seen += 1
     for opt in _options("hydra/launcher"):
         cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)

@@ -104,12 +104,20 @@ def parse(cfg: dict) -> Spec:
         preset = presets.load(name, tname, s.get("presets_dir"))
         preset.pop("env", None)
         over = dict((a or {}).get("overrides") or {})
-        over.update((budget.get(name) or {}))
-        for k in over:
+        per_algo = dict(budget.get(name) or {})  # rejax fields, and this algorithm's own phase lengths
+        b = {k: per_algo.pop(k, budget.get(k)) for k in ("source_timesteps", "adapt_timesteps", "eval_every")}
+        over.update(per_algo)
+        for k, v in over.items():
             if k in ("env", "env_params"):
                 raise ConfigError(f"budget.{name}.{k}: set the task with task=... / task.backend=...")
+            ref = preset.get(k)
+            if isinstance(ref, bool) and not isinstance(v, bool):
+                raise ConfigError(f"budget.{name}.{k}: must be true or false, got {v!r}")
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                _int({k: v}, k, 1, f"budget.{name}.{k}")
+            if isinstance(ref, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ConfigError(f"budget.{name}.{k}: must be a number, got {v!r}")
         preset.update(over)
-        b = {k: budget.get(k) for k in ("source_timesteps", "adapt_timesteps", "eval_every")}
         src_ts[name] = preset["total_timesteps"] if b["source_timesteps"] is None else b["source_timesteps"]
         ad_ts[name] = preset["total_timesteps"] if b["adapt_timesteps"] is None else b["adapt_timesteps"]
         every[name] = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]

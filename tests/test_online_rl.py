@@ -1,0 +1,125 @@
+"""The online RL setting through the CLI: bad input, the shifted brax tasks, and a tiny run end to end."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lossmooth import cli
+from lossmooth.results import store
+from lossmooth.rl import envs
+
+RL = ["setting=online_rl", "logger=jsonl", "progress=false", "cache_dir=null"]
+
+BAD = [
+    (["task=atari"], "task: unknown option 'atari'"),
+    (["algo=[td3,sac]"], "algo: unknown option 'sac'"),
+    (["shift=blur"], "shift.name: 'blur' is not an online RL shift"),
+    (["shift.severity=1.5"], "shift.severity: must be a number in [0, 1]"),
+    (["shift.max_scale=-2"], "shift.max_scale: must be a number > 0"),
+    (["task=humanoidstandup", "shift=backwards"], "task 'humanoidstandup' does not have"),
+    (["task.backend=warp"], "task.backend: unknown brax backend 'warp'"),
+    (["task=swimmer", "task.backend=positional"], "does not support backend 'positional'"),
+    (["method=[hard_switch,l2_init]"], "method.l2_init.reg: regularizer 'l2' is a supervised-setting method"),
+    (["budget.td3.num_envs=0.5"], "budget.td3"),
+    (["budget.adapt_timesteps=0"], "budget.adapt_timesteps: must be an integer >= 1"),
+    (["+sweep.lr=[1,2]"], "sweep.lr: not sweepable here"),
+    (["+budget.td3.nonsense=1"], "budget.td3"),
+]
+
+
+def _expect_one_line_error(args, expect, results, capsys):
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["run", f"results_dir={results}"] + RL + args))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
+    assert expect in err, err
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
+@pytest.mark.parametrize("overrides,expect", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
+    _expect_one_line_error(overrides, expect, tmp_path / "results", capsys)
+
+
+def test_missing_presets_and_a_pair_without_preset(tmp_path, capsys):
+    _expect_one_line_error([f"setting.presets_dir={tmp_path / 'none'}"],
+                           "python scripts/prepare_rejax_presets.py", tmp_path / "r1", capsys)
+    (tmp_path / "p" / "brax").mkdir(parents=True)
+    (tmp_path / "p" / "brax" / "hopper.yaml").write_text("td3:\n  num_envs: 4\n")
+    _expect_one_line_error([f"setting.presets_dir={tmp_path / 'p'}", "algo=[ppo]"],
+                           "rejax has no 'ppo' preset for task 'hopper'", tmp_path / "r2", capsys)
+
+
+def test_method_scratch_is_refused_outside_rl(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["run", f"results_dir={tmp_path}", "logger=jsonl", "progress=false",
+                                   "method=[hard_switch,scratch]"]))
+    assert e.value.code == 2 and "method.scratch.init" in capsys.readouterr().err
+
+
+def _rollout(env, params, steps=30):
+    @jax.jit
+    def go(key):
+        obs, state = env.reset(key, params)
+
+        def step(c, k):
+            obs, state, ret = c
+            obs, state, r, d, _ = env.step(k, state, 0.5 * jnp.ones(env.action_space(params).shape), params)
+            return (obs, state, ret + r), obs
+
+        (_, _, ret), obs = jax.lax.scan(step, (obs, state, 0.0), jax.random.split(key, steps))
+        return ret, obs
+
+    return go(jax.random.PRNGKey(0))
+
+
+def test_task_shifts_change_the_task_and_severity_zero_does_not():
+    src, p = envs.make_env("hopper", "positional", 1000)
+    ret, obs = _rollout(src, p)
+    same, _ = _rollout(*envs.make_env("hopper", "positional", 1000, envs.TaskShift("mass", 0.0, {"max_scale": 2.0})))
+    np.testing.assert_allclose(same, ret, rtol=1e-6)
+    heavy, hobs = _rollout(*envs.make_env("hopper", "positional", 1000, envs.TaskShift("mass", 1.0, {"max_scale": 2.0})))
+    assert not np.allclose(hobs, obs, atol=1e-4)  # dynamics differ
+    back, bobs = _rollout(*envs.make_env("hopper", "positional", 1000, envs.TaskShift("backwards", 1.0, {})))
+    np.testing.assert_allclose(bobs, obs, rtol=1e-6)  # same dynamics, different reward
+    assert not np.isclose(back, ret)
+    perm, pobs = _rollout(*envs.make_env("hopper", "positional", 1000,
+                                         envs.TaskShift("obs_permutation", 1.0, {"seed": 0})))
+    np.testing.assert_allclose(np.sort(pobs, -1), np.sort(obs, -1), rtol=1e-6)  # entries moved, not changed
+    assert not np.allclose(pobs, obs) and np.isclose(perm, ret)
+
+
+TINY_RL = ["algo=[ppo]", "num_seeds=2", "budget.source_timesteps=1024", "budget.adapt_timesteps=1024",
+           "budget.eval_every=256", "budget.evals_per_chunk=2", "budget.eval_episodes=2",
+           "task.episode_length=50", "+budget.ppo.num_envs=8", "+budget.ppo.num_steps=16",
+           "+budget.ppo.num_epochs=2", "setting.smoothing_T=8", "setting.gap_window=512",
+           "method=[hard_switch,loss_smoothing,scratch]"]
+
+
+def test_a_tiny_online_rl_run_lands_complete_and_tabulates(tmp_path, capsys, cache_dir):
+    results = tmp_path / "results"
+    rc = cli.main(["run", f"results_dir={results}", "logger=jsonl", "progress=false",
+                   f"cache_dir={cache_dir}", "setting=online_rl"] + TINY_RL)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "normalized by the hard switch" in out and "| online_rl | hopper | ppo |" in out
+    (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
+    meta = json.load(open(os.path.join(run_dir, "meta.json")))
+    assert meta["stand_in"] is True and "setting.smoothing_T" in meta["assumed"]
+    assert meta["data"]["rejax_presets"]["ppo"]["learning_rate"] > 0  # read from rejax's file
+    runs = json.load(open(os.path.join(run_dir, "runs.json")))
+    assert sorted({r["method"] for r in runs}) == ["hard_switch", "loss_smoothing", "scratch"]
+    by = {(r["method"], r["seed"]): r for r in runs}
+    for s in (0, 1):  # both switching methods start from the same source agent
+        assert by[("hard_switch", s)]["source_return_at_switch"] == pytest.approx(
+            by[("loss_smoothing", s)]["source_return_at_switch"])
+    metrics = store.read_metrics(run_dir)
+    lam = [m["lam"] for m in metrics if m.get("method") == "loss_smoothing" and m["phase"] == "adapt"]
+    assert min(lam) == 0.0 and max(lam) == 1.0  # the ramp ran from source to target
+    assert all(m["lam"] == 1.0 for m in metrics if m.get("method") == "hard_switch" and m["phase"] == "adapt")
+    png = tmp_path / "c.png"
+    assert cli.main(["plot", "--results-dir", str(results), "--out", str(png)]) == 0
