@@ -28,7 +28,7 @@ def test_every_conf_file_composes_and_validates():
     seen = 0
     for group in GROUPS:
         for opt in _options(group):
-            ov = f"method=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
+            ov = f"{group}=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
                   or (group == "method" and opt == "scratch"))
             cfg = compose([ov] + (["setting=online_rl"] if rl and group != "setting" else []))
