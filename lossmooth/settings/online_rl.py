@@ -57,7 +57,6 @@ class Spec:
     source_timesteps: dict  # algo -> int
     adapt_timesteps: dict
     eval_every: dict
-    evals_per_chunk: int
     eval_episodes: int
     gap_window: int
 
@@ -130,7 +129,6 @@ def parse(cfg: dict) -> Spec:
         reset_optimizer=proto["reset_optimizer"], methods=methods,
         inits=common.method_inits(cfg.get("method")), sweep=sweep,
         source_timesteps=src_ts, adapt_timesteps=ad_ts, eval_every=every,
-        evals_per_chunk=_int(budget, "evals_per_chunk", 1, "budget.evals_per_chunk"),
         eval_episodes=_int(budget, "eval_episodes", 1, "budget.eval_episodes"),
         gap_window=_int(s, "gap_window", 1, "setting.gap_window"))
 
@@ -200,27 +198,43 @@ def policy_return(algo, ts, env, env_params, key, episodes: int):
     return returns.mean()
 
 
-def make_eval_fn(agents: Agents):
+def make_eval_fn(agents: Agents, tasks=("target", "source")):
+    """Per run: the deterministic policy's mean return on each of ``tasks``."""
+    envs_ = {"target": agents.target_env, "source": agents.source_env}
+
     def eval_fn(ts, algo, data):
         key = jax.random.fold_in(ts.rng, 0x5EED)  # does not advance the training stream
-        kt, ks = jax.random.split(key)
-        return {"target_return": policy_return(algo, ts, agents.target_env, agents.env_params, kt, agents.episodes),
-                "source_return": policy_return(algo, ts, agents.source_env, agents.env_params, ks, agents.episodes)}
+        keys = jax.random.split(key, 2)
+        return {f"{t}_return": policy_return(algo, ts, envs_[t], agents.env_params, keys[i], agents.episodes)
+                for i, t in enumerate(tasks)}
 
     return eval_fn
 
 
-def source_chunk(agents: Agents, steps_per_eval: int, evals_per_chunk: int):
-    return engine.make_chunk(lambda ts, algo, data: (algo.train_iteration(ts), {}),
-                             make_eval_fn(agents), steps_per_eval, evals_per_chunk)
+def with_eval(train_chunk, eval_prog):
+    """A chunk = ``train_chunk`` (one evaluation interval of training) then the separately compiled
+    evaluation: the brax rollouts are compiled once per phase, not inside every training program."""
+
+    def chunk(state, hp, data):
+        state, m = train_chunk(state, hp, data)
+        ev = eval_prog(state, hp, data)
+        return state, {**m, **{k: v[:, None] for k, v in ev.items()}}
+
+    return chunk
 
 
-def adapt_chunk(agents: Agents, steps_per_eval: int, evals_per_chunk: int):
+def source_chunk(agents: Agents, steps_per_eval: int):
+    train = engine.make_chunk(lambda ts, algo, data: (algo.train_iteration(ts), {}),
+                              lambda ts, algo, data: {}, steps_per_eval, 1)
+    return with_eval(train, engine.make_eval(make_eval_fn(agents, ("source",))))
+
+
+def adapt_chunk(agents: Agents, steps_per_eval: int, eval_prog):
     def step(ts, algo, data):
         ts = algo.train_iteration(ts)
         return ts, {"lam": algo.lam(ts.updates)}
 
-    return engine.make_chunk(step, make_eval_fn(agents), steps_per_eval, evals_per_chunk)
+    return with_eval(engine.make_chunk(step, lambda ts, algo, data: {}, steps_per_eval, 1), eval_prog)
 
 
 def seed_keys(spec: Spec, name: str) -> jnp.ndarray:
@@ -238,20 +252,19 @@ def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
     keys = seed_keys(spec, agents.name)
     state = jax.jit(jax.vmap(algo.init_state))(keys)
     hp = engine.stack_runs([algo] * n)
-    spe, epc, n_chunks = _chunking(spec, agents, spec.source_timesteps[agents.name])
+    spe, n_chunks = _chunking(spec, agents, spec.source_timesteps[agents.name])
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
-    res = engine.run_loop(source_chunk(agents, spe, epc), state, hp, None, n_chunks, callbacks)
+    res = engine.run_loop(source_chunk(agents, spe), state, hp, None, n_chunks, callbacks)
     return jax.tree.map(lambda x: x[:n], res.state), {k: v[:n] for k, v in res.metrics.items()}
 
 
-def _chunking(spec: Spec, agents: Agents, timesteps: int) -> tuple[int, int, int]:
-    """(iterations per eval, evals per chunk, chunks) covering ``timesteps`` (rounded up)."""
+def _chunking(spec: Spec, agents: Agents, timesteps: int) -> tuple[int, int]:
+    """(iterations per evaluation, chunks) covering ``timesteps`` (rounded up); a chunk is one
+    evaluation interval."""
     spe = max(1, -(-spec.eval_every[agents.name] // agents.steps_per_iteration))
-    n_evals = max(1, -(-timesteps // (spe * agents.steps_per_iteration)))
-    epc = min(spec.evals_per_chunk, n_evals)
-    return spe, epc, -(-n_evals // epc)
+    return spe, max(1, -(-timesteps // (spe * agents.steps_per_iteration)))
 
 
 def adapt_init(agents: Agents, spec: Spec, src_state, runs: list[dict]):
@@ -297,9 +310,10 @@ def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=No
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
-    at_switch = jax.device_get(engine.make_eval(make_eval_fn(agents))(state, hp, None))
-    spe, epc, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
-    res = engine.run_loop(adapt_chunk(agents, spe, epc), state, hp, None, n_chunks, callbacks)
+    eval_prog = engine.make_eval(make_eval_fn(agents))  # one compile: at the switch and after each chunk
+    at_switch = jax.device_get(eval_prog(state, hp, None))
+    spe, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
+    res = engine.run_loop(adapt_chunk(agents, spe, eval_prog), state, hp, None, n_chunks, callbacks)
     metrics = {}
     for k, v in res.metrics.items():
         first = (np.asarray(at_switch[k])[:, None] if k in at_switch

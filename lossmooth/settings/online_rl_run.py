@@ -49,8 +49,8 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     loggers = None
     try:
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
-        n_chunks = sum(R._chunking(spec, ag, spec.source_timesteps[a])[2]
-                       + len(groups) * R._chunking(spec, ag, spec.adapt_timesteps[a])[2]
+        n_chunks = sum(R._chunking(spec, ag, spec.source_timesteps[a])[1]
+                       + len(groups) * R._chunking(spec, ag, spec.adapt_timesteps[a])[1]
                        for a, ag in agents.items())
         bar = _progress(n_chunks, progress)
         rows, walls, src_final = [], {}, {}
@@ -76,19 +76,19 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
 def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final):
     a = ag.name
     off = list(spec.algos).index(a) * len(runs)  # run_index is unique across algorithms
-    spe, epc, _ = R._chunking(spec, ag, spec.source_timesteps[a])
+    spe, _ = R._chunking(spec, ag, spec.source_timesteps[a])
     every = spe * ag.steps_per_iteration
     seed_labels = [f"{a}/source/seed{spec.seed + i}" for i in range(spec.num_seeds)]
 
     def source_cb(c, state, m):
         rows = []
         for e in range(next(iter(m.values())).shape[1]):
-            step = (c * epc + e + 1) * every
+            step = (c + e + 1) * every
             for i in range(spec.num_seeds):
                 rows.append({"phase": "source", "algo": a, "seed": spec.seed + i, "step": int(step),
                              **{k: float(v[i, e]) for k, v in m.items()}})
         rs.append_metrics(rows)
-        loggers.log((c + 1) * epc * every, f"{a}/source", {k: v[:, -1] for k, v in m.items()}, seed_labels)
+        loggers.log((c + 1) * every, f"{a}/source", {k: v[:, -1] for k, v in m.items()}, seed_labels)
         _check_finite(m, seed_labels, bar)
         bar.update(1)
 
@@ -103,17 +103,17 @@ def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls
     for g in groups:
         g_runs = [runs[i] for i in g]
         g_labels = [f"{a}/{labels[i]}" for i in g]
-        spe_a, epc_a, _ = R._chunking(spec, ag, spec.adapt_timesteps[a])
+        spe_a, _ = R._chunking(spec, ag, spec.adapt_timesteps[a])
         every_a = spe_a * ag.steps_per_iteration
 
-        def adapt_cb(c, state, m, g=g, g_labels=g_labels, epc_a=epc_a, every_a=every_a):
+        def adapt_cb(c, state, m, g=g, g_labels=g_labels, every_a=every_a):
             rows = []
             for e in range(next(iter(m.values())).shape[1]):
-                step = (c * epc_a + e + 1) * every_a
+                step = (c + e + 1) * every_a
                 rows += [_metric_row(a, runs[i], off + i, step, {k: float(v[j, e]) for k, v in m.items()})
                          for j, i in enumerate(g)]
             rs.append_metrics(rows)
-            loggers.log((c + 1) * epc_a * every_a, f"{a}/adapt", {k: v[: len(g), -1] for k, v in m.items()},
+            loggers.log((c + 1) * every_a, f"{a}/adapt", {k: v[: len(g), -1] for k, v in m.items()},
                         g_labels)
             _check_finite(m, g_labels, bar)
             bar.update(1)
