@@ -15,7 +15,7 @@ from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import online_rl as R
 from lossmooth.settings.common import groups_of
-from lossmooth.settings.supervised_run import _check_finite, _progress, run_label
+from lossmooth.settings.host import check_finite, progress_bar, run_label
 
 _NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_name", "progress",
                 "cache_dir", "devices", "num_seeds", "algo")
@@ -52,7 +52,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
         n_chunks = sum(R._chunking(spec, ag, spec.source_timesteps[a])[1]
                        + len(groups) * R._chunking(spec, ag, spec.adapt_timesteps[a])[1]
                        for a, ag in agents.items())
-        bar = _progress(n_chunks, progress)
+        bar = progress_bar(n_chunks, progress)
         rows, walls, src_final = [], {}, {}
         for a, ag in agents.items():
             rows += _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final)
@@ -89,7 +89,7 @@ def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls
                              **{k: float(v[i, e]) for k, v in m.items()}})
         rs.append_metrics(rows)
         loggers.log((c + 1) * every, f"{a}/source", {k: v[:, -1] for k, v in m.items()}, seed_labels)
-        _check_finite(m, seed_labels, bar)
+        check_finite(m, seed_labels, bar)
         bar.update(1)
 
     ts = time.time()
@@ -115,7 +115,7 @@ def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls
             rs.append_metrics(rows)
             loggers.log((c + 1) * every_a, f"{a}/adapt", {k: v[: len(g), -1] for k, v in m.items()},
                         g_labels)
-            _check_finite(m, g_labels, bar)
+            check_finite(m, g_labels, bar)
             bar.update(1)
 
         _, metrics, diverged, steps = R.adapt_group(ag, spec, g_runs, src_state, mesh, [adapt_cb])

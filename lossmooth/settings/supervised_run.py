@@ -11,12 +11,12 @@ import time
 import numpy as np
 
 from lossmooth import provenance
-from lossmooth.core import engine
 from lossmooth.loggers import Loggers
 from lossmooth.models import classifiers
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import supervised as S
+from lossmooth.settings.host import check_finite, progress_bar, run_label
 
 # config keys that do not change what a source model and a data order are (pairing context)
 _NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_name", "progress",
@@ -27,11 +27,6 @@ def pair_key(cfg: dict) -> str:
     ctx = {k: v for k, v in cfg.items() if k not in _NOT_CONTEXT}
     ctx["setting"] = {k: v for k, v in cfg["setting"].items() if k != "lr"}
     return store.config_hash(ctx)
-
-
-def run_label(r: dict, swept: list[str]) -> str:
-    nums = ",".join(f"{k}={r['hparams'][k]:g}" for k in swept if k in r["hparams"])
-    return f"{r['name']}" + (f"[{nums}]" if nums else "") + f"/seed{r['seed']}"
 
 
 def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
@@ -55,7 +50,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
         groups = S.groups_of(runs)
         n_chunks = (spec.source_steps // spec.steps_per_eval // spec.source_evals_per_chunk
                     + len(groups) * (spec.adapt_steps // spec.steps_per_eval // spec.evals_per_chunk))
-        bar = _progress(n_chunks, progress)
+        bar = progress_bar(n_chunks, progress)
 
         # -- source phase (every seed in one compiled batch)
         seed_labels = [f"source/seed{spec.seed + i}" for i in range(spec.num_seeds)]
@@ -70,7 +65,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                                  **{k: float(v[i, e]) for k, v in m.items()}})
             rs.append_metrics(rows)
             loggers.log(step, "source", {k: v[:, -1] for k, v in m.items()}, seed_labels)
-            _check_finite(m, seed_labels, bar)
+            check_finite(m, seed_labels, bar)
             bar.update(1)
 
         ts = time.time()
@@ -95,7 +90,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                 rs.append_metrics(rows)
                 loggers.log(step0 + spec.evals_per_chunk * spec.steps_per_eval, "adapt",
                             {k: v[: len(g), -1] for k, v in m.items()}, g_labels)
-                _check_finite(m, g_labels, bar)
+                check_finite(m, g_labels, bar)
                 bar.update(1)
 
             _, metrics, diverged = S.adapt_group(progs, data, spec, g_runs, src_params, mesh, [adapt_cb])
@@ -139,28 +134,3 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
 def _metric_row(run: dict, index: int, step: int, values: dict) -> dict:
     return {"phase": "adapt", "run_index": index, "method": run["name"], "seed": run["seed"],
             "hparams": run["hparams"], "step": int(step), **values}
-
-
-def _check_finite(m: dict, labels: list[str], bar) -> None:
-    bad = engine.first_nonfinite({k: np.asarray(v)[: len(labels)] for k, v in m.items()})
-    for i in np.flatnonzero(bad >= 0):
-        bar.write(f"lossmooth: warning: {labels[i]} has a non-finite metric (marked diverged)")
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def write(self, s):
-        print(s)
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)

@@ -1,0 +1,37 @@
+"""Host-side pieces every experiment runner shares: run labels, the progress bar between compiled
+chunks, and the warning for a run whose metrics turn non-finite."""
+from __future__ import annotations
+
+import numpy as np
+
+from lossmooth.core import engine
+
+
+def run_label(r: dict, swept: list[str]) -> str:
+    nums = ",".join(f"{k}={r['hparams'][k]:g}" for k in swept if k in r["hparams"])
+    return f"{r['name']}" + (f"[{nums}]" if nums else "") + f"/seed{r['seed']}"
+
+
+def check_finite(m: dict, labels: list[str], bar) -> None:
+    bad = engine.first_nonfinite({k: np.asarray(v)[: len(labels)] for k, v in m.items()})
+    for i in np.flatnonzero(bad >= 0):
+        bar.write(f"lossmooth: warning: {labels[i]} has a non-finite metric (marked diverged)")
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def write(self, s):
+        print(s)
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
