@@ -17,7 +17,8 @@ from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
 SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
-            "online_rl": "lossmooth.settings.online_rl_run"}
+            "online_rl": "lossmooth.settings.online_rl_run",
+            "offline_to_online": "lossmooth.settings.offline_to_online_run"}
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:

@@ -4,6 +4,7 @@
     lossmooth run -m shift=blur,contrast     a Hydra multirun (joblib / submitit launchers)
     lossmooth table [--where k=v ...]        aggregate complete runs into markdown / CSV
     lossmooth plot --out curves.png          learning curves around the switch
+    lossmooth data collect [hydra overrides] D4RL-style datasets of our own (conf/collect.yaml)
 
 Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status 2.
 """
@@ -143,9 +144,39 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
+def cmd_data(argv: list[str]) -> int:
+    """``lossmooth data collect [overrides]``: compose conf/collect.yaml and collect the datasets."""
+    if not argv or argv[0] != "collect":
+        return _fail("data: expected `lossmooth data collect [overrides]`")
+    overrides = argv[1:]
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lossmooth.provenance import CONF_DIR
+
+    try:
+        check_overrides(overrides)
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = OmegaConf.to_container(compose("collect", overrides=overrides), resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        return _fail(" ".join(lines[:2]) + " (see conf/collect.yaml for the valid keys)")
+    except ConfigError as e:
+        return _fail(str(e))
+    from lossmooth.offline import collect
+
+    try:
+        collect.run(cfg)
+    except ConfigError as e:
+        return _fail(str(e))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot}
+    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

@@ -1,4 +1,6 @@
 """The smoothed TD3 / PPO on rejax, checked on probe environments with known values."""
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from lossmooth.core.schedules import Schedule
 from lossmooth.rl.ppo import SmoothedPPO
 from lossmooth.rl.probes import ProbeEnv
 from lossmooth.rl.td3 import SmoothedTD3
+from lossmooth.settings.online_rl import updates_after
 
 TD3_CFG = dict(num_envs=4, num_epochs=2, buffer_size=256, fill_buffer=16, batch_size=16,
                learning_rate=3e-3, policy_delay=2, polyak=0.9, gamma=0.9, exploration_noise=0.3)
@@ -82,6 +85,23 @@ def test_td3_hard_schedule_is_exactly_rejax():
     rounds = 12 * TD3_CFG["policy_delay"]  # critic rounds; each collects num_envs steps first
     trained = sum(1 for r in range(rounds) if r * TD3_CFG["num_envs"] > TD3_CFG["fill_buffer"])
     assert int(b.updates) == trained * TD3_CFG["num_epochs"]
+    assert updates_after(SimpleNamespace(name="td3", adapt=sm), 12) == int(b.updates)  # the host's count
+
+
+def test_td3_source_free_program_continues_the_ramped_run_exactly(td3_source):
+    """Past the ramp the program compiled without the source branch gives the cond program's numbers
+    (what the host switches to), and never reads the source data."""
+    plain, src = td3_source
+    sm = smoothed_td3(m=method("linear", T=8.0), uniform_warmup=jnp.asarray(False))
+    ts = carry(src, sm.init_state(jax.random.PRNGKey(11)), source_buffer=src.replay_buffer)
+    ts = ts.replace(replay_buffer=sm.init_state(jax.random.PRNGKey(11)).replay_buffer, global_step=0)
+    past = run(sm, ts, 8)
+    assert int(past.updates) >= 8 and updates_after(SimpleNamespace(name="td3", adapt=sm), 8) == int(past.updates)
+    free = sm.replace(with_source=False)
+    same_update(run(sm, past, 4), run(free, past, 4))
+    poisoned = past.replace(source_buffer=_nan_buffer(src.replay_buffer))
+    out = run(free, poisoned, 4)
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(out.critic_ts.params))
 
 
 def test_td3_lam0_update_is_the_source_update(td3_source):
@@ -197,3 +217,14 @@ def test_ppo_values_on_probes_hard_and_smoothed():
         out = run(sm, ts, 80)
         np.testing.assert_allclose(v_values(sm, out), [1.0, -1.0], atol=0.2)  # V(s) = s
         assert int(out.updates) == 80 * PPO_CFG["num_epochs"] * PPO_CFG["num_minibatches"]
+        assert updates_after(SimpleNamespace(name="ppo", adapt=sm), 80) == int(out.updates)
+
+
+def test_ppo_source_free_program_continues_the_ramped_run_exactly():
+    sm = smoothed_ppo(m=method("linear", T=8.0))
+    past = run(sm, sm.init_state(jax.random.PRNGKey(12)), 2)  # 8 updates: the ramp is over
+    free = sm.replace(with_source=False)
+    same_update(run(sm, past, 3), run(free, past, 3))
+    nan_src = smoothed_ppo(source="nan", m=method("linear", T=8.0)).replace(with_source=False)
+    out = run(nan_src, past, 3)  # the source environments are not stepped at all
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(out.critic_ts.params))

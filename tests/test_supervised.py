@@ -4,6 +4,7 @@ import pytest
 
 from lossmooth.data import shifts
 from lossmooth.settings import supervised as S
+from lossmooth.settings.common import groups_of
 
 
 @pytest.fixture(scope="session")
@@ -11,7 +12,7 @@ def adapted(tiny):
     """hard_switch + loss_smoothing adapted from the same source models, one compiled batch."""
     spec, data, info, progs, state, _ = tiny
     runs = S.expand_runs(spec)
-    assert len(S.groups_of(runs)) == 1  # hard switch = a ramp with T = 0: same program
+    assert len(groups_of(runs)) == 1  # hard switch = a ramp with T = 0: same program
     out = S.adapt_group(progs, data, spec, runs, state["params"])
     return runs, out
 
@@ -89,7 +90,7 @@ def test_every_registered_method_runs_one_step(tiny, tiny_cfg):
     spec = S.parse(cfg)
     progs = S.Programs(spec, progs0.model, info["num_classes"])
     runs = [r for r in S.expand_runs(spec) if r["seed_index"] == 0]
-    for g in S.groups_of(runs):
+    for g in groups_of(runs):
         _, m, div = S.adapt_group(progs, data, spec, [runs[i] for i in g], state["params"])
         assert np.all(np.isfinite(m["target_acc"])) and np.all(div == -1)
         name = runs[g[0]]["name"]

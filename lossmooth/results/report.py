@@ -20,6 +20,11 @@ TABLE_METRICS = {
                ("worst_target_return", "worst target return after switch"),
                ("stability_gap", "stability gap"),
                ("auc_target", "area under target curve (mean return)")),
+    "score": (("final_target_score", "final score"),
+              ("best_target_score", "best score"),
+              ("worst_target_score", "worst score after switch"),
+              ("stability_gap", "stability gap"),
+              ("auc_target", "area under score curve (mean score)")),
 }
 NOTES = {
     "acc": "Accuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: "
@@ -27,12 +32,21 @@ NOTES = {
     "return": "Deterministic-policy episode returns, {stat} over seeds with 95% stratified bootstrap CIs "
               "(rliable). Stability gap: drop of target return just after the switch below its value at "
               "the switch.",
+    "score": "Normalized scores (100 = the dataset's expert reference, 0 = random; D4RL's constants only "
+             "for D4RL's own datasets) of the deterministic policy, {stat} over seeds with 95% stratified "
+             "bootstrap CIs (rliable); each from the evaluation episodes recorded with the run. Stability "
+             "gap: drop below the offline agent's score after the switch.",
 }
+CURVES = {"acc": ("target_acc", "source_acc"), "return": ("target_return", "source_return"),
+          "score": ("target_score", "target_return")}
 
 
 def unit_of(entries: list[dict]) -> str:
-    """``return`` when the entries carry RL summaries, else ``acc``."""
-    return "return" if any(k.startswith("final_target_return") for e in entries for k in e) else "acc"
+    """``score`` (offline-to-online) or ``return`` (online RL) when the entries carry RL summaries, else ``acc``."""
+    for unit in ("score", "return"):
+        if any(k.startswith(f"final_target_{unit}") for e in entries for k in e):
+            return unit
+    return "acc"
 
 
 def _hp(h: dict) -> str:
@@ -144,16 +158,17 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    unit = "return" if any(str(r.get("setting", "")).endswith("rl") for r in rows) else "acc"
+    unit = unit_of([r.get("summary", {}) for r in rows])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, metric in zip(axes, (f"target_{unit}", f"source_{unit}")):
+    for ax, metric in zip(axes, CURVES[unit]):
         for label, c in sorted(_curves(rows, metric).items()):
             steps = np.array(sorted(c))
             vals = [np.asarray(c[s]) for s in steps]
             ax.plot(steps, [v.mean() for v in vals], label=label)
             ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
         ax.axvline(0, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("adaptation step (0 = switch)" if unit == "acc" else "target-task env steps (0 = switch)")
+        ax.set_xlabel({"acc": "adaptation step (0 = switch)", "return": "target-task env steps (0 = switch)",
+                       "score": "online env steps (0 = switch)"}[unit])
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

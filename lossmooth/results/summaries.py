@@ -10,6 +10,11 @@ return in the RL settings, ``unit="return"``, which replaces ``acc`` in the name
 - ``worst_target_acc``  = min { a_i : 0 < s_i <= W } (W = gap window: just after the switch)
 - ``stability_gap``     = max(0, a_0 - worst_target_acc)  (drop below the value at the switch)
 - ``auc_target``        = trapezoid area under a(s) over [0, s_n], divided by s_n (a mean accuracy)
+
+Offline-to-online RL (``unit="score"``: D4RL-normalized score of the deterministic policy; there is
+one task, so no source curve): ``final_target_score`` = a_n, ``best_target_score`` = max_{i>0} a_i,
+``worst_target_score`` and ``stability_gap`` as above (a_0 is the offline agent's score: the gap is
+the drop below it after the switch), ``auc_target``.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ def metric_names(unit: str = "acc") -> tuple:
 
 
 METRICS = metric_names("acc")
+SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "auc_target")
 HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False}  # every other summary: higher
 
 
@@ -41,3 +47,18 @@ def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
     values = (float(a[-1]), float(b[-1]), float(b[0] - b[-1]), worst, float(max(0.0, a[0] - worst)),
               float(area / span) if span > 0 else float(a[-1]))
     return dict(zip(metric_names(unit), values))
+
+
+def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int) -> dict:
+    """Summaries of one offline-to-online run's normalized-score curve (``steps[0]`` = the switch)."""
+    steps = np.asarray(steps, np.float64)
+    a = np.asarray(score, np.float64)
+    window = (steps > 0) & (steps <= gap_window)
+    if not window.any():
+        window = steps == steps[steps > 0].min()
+    worst = float(a[window].min())
+    span = steps[-1] - steps[0]
+    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
+    values = (float(a[-1]), float(a[1:].max()), worst, float(max(0.0, a[0] - worst)),
+              float(area / span) if span > 0 else float(a[-1]))
+    return dict(zip(SCORE_METRICS, values))

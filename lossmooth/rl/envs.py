@@ -165,13 +165,23 @@ def _shift_wrapper(base):
 def make_env(task: str, backend: str, episode_length: int, shift: TaskShift | None = None):
     """``(env, env_params)``: the brax task (shifted if ``shift`` is given) as a gymnax environment
     through rejax's adapter, with brax's episode (``episode_length`` steps) and auto-reset wrappers."""
+    _, training = _brax()
+    from rejax.compat.brax2gymnax import Brax2GymnaxEnv
+
+    env = training.AutoResetWrapper(make_brax_env(task, backend, episode_length, shift))
+    genv = Brax2GymnaxEnv(env)
+    return genv, genv.default_params
+
+
+def make_brax_env(task: str, backend: str, episode_length: int, shift: TaskShift | None = None):
+    """The brax task (shifted if ``shift`` is given) with brax's episode wrapper and no auto-reset:
+    ``state.done`` marks the end of an episode and ``state.info['truncation']`` a time-limit cut,
+    and the final observation is kept (what dataset collection records)."""
     if task not in TASKS:
         raise ConfigError(f"task.name: unknown task '{task}'; choose one of {', '.join(TASKS)}")
     if backend not in BACKENDS:
         raise ConfigError(f"task.backend: unknown brax backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     brax_envs, training = _brax()
-    from rejax.compat.brax2gymnax import Brax2GymnaxEnv
-
     try:
         env = brax_envs.get_environment(task, backend=backend)
     except Exception as e:  # brax raises a bare error for unsupported (task, backend) pairs
@@ -182,7 +192,4 @@ def make_env(task: str, backend: str, episode_length: int, shift: TaskShift | No
     from brax.envs.base import Wrapper
 
     env = _shift_wrapper(Wrapper)(env, shift, task)
-    env = training.EpisodeWrapper(env, episode_length, 1)
-    env = training.AutoResetWrapper(env)
-    genv = Brax2GymnaxEnv(env)
-    return genv, genv.default_params
+    return training.EpisodeWrapper(env, episode_length, 1)

@@ -13,7 +13,8 @@ switch) with lam = lam(t) minimizes, for the actor and then the critic,
     critic: L_PPO = c_vf 1/2 mean max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
 
 (rejax's PPO losses). Source collection and the source branch sit behind ``lax.cond`` on
-``source_needed``: once every run has lam = 1 neither happens. The observation normalizer sees the
+``source_needed``: once every run has lam = 1 neither happens; with the static ``with_source=False``
+neither is in the program. The observation normalizer sees the
 observations the agent trains on (target, and source while it is collected); ``global_step``
 counts target-task steps only.
 """
@@ -33,6 +34,8 @@ from lossmooth.rl.td3 import hard_method
 class SmoothedPPO(PPO):
     method: Method = struct.field(pytree_node=True, default_factory=hard_method)
     source_env: object = struct.field(pytree_node=False, default=None)
+    # static: False compiles a program without source collection or the source branch (see SmoothedTD3)
+    with_source: bool = struct.field(pytree_node=False, default=True)
 
     @register_init
     def initialize_smoothing_state(self, rng):
@@ -90,16 +93,19 @@ class SmoothedPPO(PPO):
 
     def train_iteration(self, ts):
         ts, batch_t = self._rollout(ts)
-        run_source = source_needed(self.lam(ts.updates))
-        placeholder = jax.tree.map(jnp.zeros_like, batch_t)
-        ts, batch_s = jax.lax.cond(run_source, self._source_rollout, lambda ts: (ts, placeholder), ts)
+        batch_s = None
+        if self.with_source:
+            run_source = source_needed(self.lam(ts.updates))
+            placeholder = jax.tree.map(jnp.zeros_like, batch_t)
+            ts, batch_s = jax.lax.cond(run_source, self._source_rollout, lambda ts: (ts, placeholder), ts)
 
         def update_epoch(ts, unused):
             rng, minibatch_rng = jax.random.split(ts.rng)
             ts = ts.replace(rng=rng)
-            mbs_t = self.shuffle_and_split(batch_t, minibatch_rng)
-            mbs_s = self.shuffle_and_split(batch_s, jax.random.fold_in(minibatch_rng, 1))
-            ts, _ = jax.lax.scan(lambda ts, mbs: (self.update(ts, *mbs), None), ts, (mbs_t, mbs_s))
+            mbs = (self.shuffle_and_split(batch_t, minibatch_rng),)
+            if batch_s is not None:
+                mbs += (self.shuffle_and_split(batch_s, jax.random.fold_in(minibatch_rng, 1)),)
+            ts, _ = jax.lax.scan(lambda ts, mb: (self.update(ts, *mb), None), ts, mbs)
             return ts, None
 
         ts, _ = jax.lax.scan(update_epoch, ts, None, self.num_epochs)

@@ -18,7 +18,9 @@ and every ``policy_delay`` critic rounds, on the same batches,
 (rejax's TD3 actor averages over both critics; TD3+BC's lambda uses the first critic, as in
 Fujimoto & Gu's reference.) The source branch (its batch, forward and backward pass) sits behind
 ``lax.cond(source_needed(lam))``: once every run in the vmapped batch has lam = 1 it is never
-sampled nor computed, and the hard switch (lam = 1 from the start) never touches it.
+sampled nor computed, and the hard switch (lam = 1 from the start) never touches it. With the
+static ``with_source=False`` the branch is not in the program at all (what the host runs once it
+knows every run is past its ramp).
 
 Before the critic starts learning (``global_step <= fill_buffer``) actions come from the current
 policy with exploration noise, or uniformly at random where ``uniform_warmup`` (training from
@@ -48,11 +50,33 @@ class SmoothedTD3(TD3):
     uniform_warmup: jnp.ndarray | bool = struct.field(pytree_node=True, default=True)
     source_bc_alpha: jnp.ndarray | float = struct.field(pytree_node=True, default=0.0)
     source_env: object = struct.field(pytree_node=False, default=None)  # for evaluation only
+    # static: False compiles a program without the source branch at all (the host switches to it
+    # once every run is past its ramp; the numbers are the same as the cond's skipped branch)
+    with_source: bool = struct.field(pytree_node=False, default=True)
+    # static: keep the observation normalizer as set (TD3+BC normalizes states with the dataset's
+    # mean and std, fixed), instead of rejax's running update from every collected observation
+    freeze_obs_rms: bool = struct.field(pytree_node=False, default=False)
+
+    @classmethod
+    def create_agent(cls, config, env, env_params):
+        """rejax's TD3 networks, with ``hidden_layer_sizes`` settable in ``actor_kwargs`` /
+        ``critic_kwargs`` (rejax fixes 64-64; TD3+BC's reference networks are 256-256)."""
+        sizes = {}
+        for net in ("actor", "critic"):
+            kw = dict(config.pop(f"{net}_kwargs", None) or {})
+            if "hidden_layer_sizes" in kw:
+                sizes[net] = tuple(int(h) for h in kw.pop("hidden_layer_sizes"))
+            config[f"{net}_kwargs"] = kw
+        agent = super().create_agent(config, env, env_params)
+        return {k: (m.clone(hidden_layer_sizes=sizes[k]) if k in sizes else m) for k, m in agent.items()}
 
     @register_init
     def initialize_smoothing_state(self, rng):
         buf = ReplayBuffer.empty(self.buffer_size, self.obs_space, self.action_space)
         return {"source_buffer": buf, "updates": jnp.zeros((), jnp.int32)}
+
+    def update_obs_rms(self, rms_state, obs, batched=True):
+        return rms_state if self.freeze_obs_rms else super().update_obs_rms(rms_state, obs, batched)
 
     # -- pure losses --------------------------------------------------------------------------
 
@@ -69,6 +93,8 @@ class SmoothedTD3(TD3):
     def actor_loss(self, actor_params, ts, batch, bc_alpha):
         action = self.actor.apply(actor_params, batch.obs)
         q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
+        if isinstance(bc_alpha, (int, float)) and bc_alpha == 0:  # statically plain TD3 (the target loss)
+            return -q.mean()
         bc = bc_alpha > 0
         w = jnp.where(bc, bc_alpha / (jnp.abs(jax.lax.stop_gradient(q[0])).mean() + 1e-8), 1.0)
         bc_term = jnp.where(bc, jnp.mean(jnp.square(action - batch.action)), 0.0)
@@ -85,8 +111,34 @@ class SmoothedTD3(TD3):
         return batch
 
     def source_batch(self, ts, key):
-        """The source batch for ``key`` (drawn only inside the source branch)."""
-        return self._normalize(ts, ts.source_buffer.sample(self.batch_size, key))
+        """The source batch for ``key`` (drawn only inside the source branch): ``batch_size``
+        transitions drawn uniformly with replacement (as TD3+BC samples its dataset; rejax's own
+        sampler permutes the whole buffer, which costs O(N) per batch on a 1M-transition dataset)."""
+        buf = ts.source_buffer
+        idx = jax.random.randint(key, (self.batch_size,), 0, jnp.maximum(buf.num_entries, 1))
+        return self._normalize(ts, jax.tree.map(lambda x: x[idx], buf.data))
+
+    # -- offline TD3+BC --------------------------------------------------------------------------
+
+    def offline_iteration(self, ts):
+        """One TD3+BC round on the dataset in ``source_buffer`` (no environment step): ``policy_delay``
+        critic updates, each on its own batch, then an actor update with weight ``source_bc_alpha`` on
+        the last batch and a Polyak step of both targets, theta' <- polyak theta' + (1 - polyak) theta
+        (Fujimoto & Gu's reference: the actor and targets move every ``policy_delay`` critic updates)."""
+
+        def critic_step(ts, _):
+            rng, k_batch, k_noise = jax.random.split(ts.rng, 3)
+            batch = self.source_batch(ts, k_batch)
+            g = jax.grad(self.critic_loss)(ts.critic_ts.params, ts, batch, k_noise)
+            return ts.replace(rng=rng, critic_ts=ts.critic_ts.apply_gradients(grads=g)), batch
+
+        ts, batches = jax.lax.scan(critic_step, ts, None, self.policy_delay)
+        batch = jax.tree.map(lambda x: x[-1], batches)
+        g = jax.grad(self.actor_loss)(ts.actor_ts.params, ts, batch, self.source_bc_alpha)
+        ts = ts.replace(actor_ts=ts.actor_ts.apply_gradients(grads=g))
+        move = lambda p, tp: jax.tree.map(lambda a, b: self.polyak * b + (1 - self.polyak) * a, p, tp)  # noqa: E731
+        return ts.replace(critic_target_params=move(ts.critic_ts.params, ts.critic_target_params),
+                          actor_target_params=move(ts.actor_ts.params, ts.actor_target_params))
 
     def lam(self, updates):
         return self.method.schedule(updates)
@@ -126,7 +178,8 @@ class SmoothedTD3(TD3):
             def source_loss(p):
                 return self.critic_loss(p, ts, self.source_batch(ts, source_key), jax.random.fold_in(ts.rng, 1))
 
-            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, source_loss),
+            src = source_loss if self.with_source else None
+            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, src),
                                 has_aux=True)(ts.critic_ts.params)
             ts = ts.replace(critic_ts=ts.critic_ts.apply_gradients(grads=grads), updates=ts.updates + 1)
             return ts, (minibatch, lam, source_key)
@@ -146,7 +199,8 @@ class SmoothedTD3(TD3):
             def source_loss(p):  # the critic's source batch of this round (same key)
                 return self.actor_loss(p, ts, self.source_batch(ts, source_key), self.source_bc_alpha)
 
-            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, source_loss),
+            src = source_loss if self.with_source else None
+            grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, src),
                                 has_aux=True)(ts.actor_ts.params)
             return ts.replace(actor_ts=ts.actor_ts.apply_gradients(grads=grads)), None
 

@@ -60,6 +60,17 @@ def parse_methods(methods_cfg, allow_scratch: bool = False) -> dict:
     return out
 
 
+def parse_sweep(cfg: dict, sweepable: tuple) -> dict:
+    """``sweep.<name>: [numbers]`` for the numbers this setting vmaps (one line on anything else)."""
+    sweep = dict(cfg.get("sweep") or {})
+    for k, v in sweep.items():
+        if k not in sweepable:
+            raise ConfigError(f"sweep.{k}: not sweepable here; sweepable: {', '.join(sweepable)}")
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ConfigError(f"sweep.{k}: must be a non-empty list of numbers, got {v!r}")
+    return sweep
+
+
 def method_inits(methods_cfg) -> dict:
     """``{name: 'switch' | 'scratch'}``: where each method's adaptation starts from."""
     return {name: (m or {}).get("init", "switch") for name, m in (methods_cfg or {}).items()}

@@ -35,3 +35,26 @@ def progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
+
+
+def record_run(rs, cfg: dict, body) -> str:
+    """Run ``body(loggers) -> (rows, summary)`` for the created run store ``rs`` and finish it.
+
+    Any error closes the loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that
+    does not fit the task) also discards the run directory, so nothing half-written is left."""
+    from lossmooth.errors import ConfigError
+    from lossmooth.loggers import Loggers
+
+    loggers = None
+    try:
+        loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
+        rows, summary = body(loggers)
+        rs.finish(rows, summary)
+    except BaseException as e:
+        if loggers is not None:
+            loggers.close()
+        if isinstance(e, ConfigError):
+            rs.discard()
+        raise
+    loggers.close()
+    return rs.path

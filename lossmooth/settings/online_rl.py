@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from lossmooth.core import engine
 from lossmooth.errors import ConfigError
@@ -86,12 +87,7 @@ def parse(cfg: dict) -> Spec:
         if m.reg != "none":
             raise ConfigError(f"method.{name}.reg: regularizer '{m.reg}' is a supervised-setting method; "
                               "online RL compares hard_switch, loss_smoothing, replay_mix and scratch")
-    sweep = dict(cfg.get("sweep") or {})
-    for k, v in sweep.items():
-        if k not in SWEEPABLE:
-            raise ConfigError(f"sweep.{k}: not sweepable here; sweepable: {', '.join(SWEEPABLE)}")
-        if not isinstance(v, (list, tuple)) or not v:
-            raise ConfigError(f"sweep.{k}: must be a non-empty list of numbers, got {v!r}")
+    sweep = common.parse_sweep(cfg, SWEEPABLE)
     algo_cfg = cfg.get("algo") or {}
     if not algo_cfg:
         raise ConfigError("algo: no algorithm selected; pick some, e.g. algo=[td3,ppo]")
@@ -148,6 +144,12 @@ class Agents:
     env_params: object
     steps_per_iteration: int
     episodes: int
+    eval_runs: int = 1  # evaluations are padded to this many runs (one compiled program for all)
+    eval_tasks: tuple = ("target", "source")
+    # TD3: the field of the source-phase state holding the source data (the source task's replay
+    # buffer online; the offline dataset, already in ``source_buffer``, offline-to-online)
+    source_data: str = "replay_buffer"
+    eval_prog: object = None
 
     def source_iterations(self, timesteps: int) -> int:
         return max(1, -(-timesteps // self.steps_per_iteration))
@@ -175,7 +177,10 @@ def build_agents(spec: Spec, name: str) -> Agents:
     spi = cfg.get("num_envs", 1) * (cfg.get("policy_delay", 2) if name == "td3" else cfg.get("num_steps", 64))
     if name == "td3" and cfg.get("batch_size", 256) > cfg.get("buffer_size", 131072):
         raise ConfigError(f"budget.{name}.batch_size: larger than buffer_size")
-    return Agents(name, source, adapt, src_env, tgt_env, params, int(spi), spec.eval_episodes)
+    eval_runs = max([spec.num_seeds] + [len(g) for g in common.groups_of(expand_runs(spec))])
+    agents = Agents(name, source, adapt, src_env, tgt_env, params, int(spi), spec.eval_episodes, eval_runs)
+    agents.eval_prog = engine.make_eval(make_eval_fn(agents, agents.eval_tasks))
+    return agents
 
 
 def deterministic_act(algo, ts):
@@ -198,43 +203,86 @@ def policy_return(algo, ts, env, env_params, key, episodes: int):
     return returns.mean()
 
 
-def make_eval_fn(agents: Agents, tasks=("target", "source")):
-    """Per run: the deterministic policy's mean return on each of ``tasks``."""
-    envs_ = {"target": agents.target_env, "source": agents.source_env}
+@struct.dataclass
+class ActorParams:
+    params: object
 
-    def eval_fn(ts, algo, data):
-        key = jax.random.fold_in(ts.rng, 0x5EED)  # does not advance the training stream
+
+@struct.dataclass
+class PolicyView:
+    """What evaluation reads from a training state. rejax's and the smoothed states give the same
+    view, so one compiled evaluation serves the source phase, the switch and every adaptation chunk."""
+
+    actor_ts: ActorParams
+    obs_rms_state: object
+    rng: jnp.ndarray
+
+
+def policy_view(ts) -> PolicyView:
+    return PolicyView(ActorParams(ts.actor_ts.params), ts.obs_rms_state, ts.rng)
+
+
+def make_eval_fn(agents: Agents, tasks=("target", "source")):
+    """Per run: the deterministic policy's mean return on each of ``tasks`` (from a :class:`PolicyView`)."""
+    envs_ = {"target": agents.target_env, "source": agents.source_env}
+    algo = agents.adapt  # only its actor network and observation normalizer are used
+
+    def eval_fn(view, _hp, data):
+        key = jax.random.fold_in(view.rng, 0x5EED)  # does not advance the training stream
         keys = jax.random.split(key, 2)
-        return {f"{t}_return": policy_return(algo, ts, envs_[t], agents.env_params, keys[i], agents.episodes)
+        return {f"{t}_return": policy_return(algo, view, envs_[t], agents.env_params, keys[i], agents.episodes)
                 for i, t in enumerate(tasks)}
 
     return eval_fn
 
 
-def with_eval(train_chunk, eval_prog):
+def evaluate(agents: Agents, state, mesh=None) -> dict:
+    """Both tasks' returns for every run in ``state`` [runs]; the batch is padded to
+    ``agents.eval_runs`` so every phase reuses one compiled program (brax rollouts compile slowly)."""
+    view = policy_view(state)
+    n = view.rng.shape[0]
+    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
+    out = agents.eval_prog(engine.pad_runs(view, n, size), None, None)
+    return {k: v[:n] for k, v in out.items()}
+
+
+def with_eval(train_chunk, agents: Agents, mesh=None):
     """A chunk = ``train_chunk`` (one evaluation interval of training) then the separately compiled
-    evaluation: the brax rollouts are compiled once per phase, not inside every training program."""
+    evaluation: the brax rollouts are compiled once, not inside every training program."""
 
     def chunk(state, hp, data):
         state, m = train_chunk(state, hp, data)
-        ev = eval_prog(state, hp, data)
+        ev = evaluate(agents, state, mesh)
         return state, {**m, **{k: v[:, None] for k, v in ev.items()}}
 
     return chunk
 
 
-def source_chunk(agents: Agents, steps_per_eval: int):
+def with_shared_source(ts, data, fn):
+    """``fn(ts)`` with ``ts.source_buffer`` = ``data`` where the source data is one dataset shared by
+    every run (passed unbatched, so it is held once, not once per run); the run's own placeholder
+    goes back into the returned state. ``data=None``: each run holds its own source data."""
+    if data is None:
+        return fn(ts)
+    own = ts.source_buffer
+    return fn(ts.replace(source_buffer=data)).replace(source_buffer=own)
+
+
+def source_chunk(agents: Agents, steps_per_eval: int, mesh=None):
     train = engine.make_chunk(lambda ts, algo, data: (algo.train_iteration(ts), {}),
                               lambda ts, algo, data: {}, steps_per_eval, 1)
-    return with_eval(train, engine.make_eval(make_eval_fn(agents, ("source",))))
+    return with_eval(train, agents, mesh)
 
 
-def adapt_chunk(agents: Agents, steps_per_eval: int, eval_prog):
+def adapt_chunk(agents: Agents, steps_per_eval: int, with_source: bool = True, mesh=None):
+    """One evaluation interval of adaptation; ``with_source=False`` compiles the training without the
+    source branch (same numbers once every run has lam = 1); the evaluation program is shared."""
+
     def step(ts, algo, data):
-        ts = algo.train_iteration(ts)
+        ts = with_shared_source(ts, data, algo.replace(with_source=with_source).train_iteration)
         return ts, {"lam": algo.lam(ts.updates)}
 
-    return with_eval(engine.make_chunk(step, lambda ts, algo, data: {}, steps_per_eval, 1), eval_prog)
+    return with_eval(engine.make_chunk(step, lambda ts, algo, data: {}, steps_per_eval, 1), agents, mesh)
 
 
 def seed_keys(spec: Spec, name: str) -> jnp.ndarray:
@@ -256,7 +304,7 @@ def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
-    res = engine.run_loop(source_chunk(agents, spe), state, hp, None, n_chunks, callbacks)
+    res = engine.run_loop(source_chunk(agents, spe, mesh), state, hp, None, n_chunks, callbacks)
     return jax.tree.map(lambda x: x[:n], res.state), {k: v[:n] for k, v in res.metrics.items()}
 
 
@@ -267,11 +315,32 @@ def _chunking(spec: Spec, agents: Agents, timesteps: int) -> tuple[int, int]:
     return spe, max(1, -(-timesteps // (spe * agents.steps_per_iteration)))
 
 
+def updates_after(agents: Agents, iterations: int) -> int:
+    """Gradient updates (the schedule's t) done by ``iterations`` adaptation iterations (host-side).
+
+    TD3: an iteration is ``policy_delay`` rounds of ``num_envs`` steps; round r trains (``num_epochs``
+    updates) once its starting step r * num_envs is past ``fill_buffer``. PPO: ``num_epochs`` x
+    ``num_minibatches`` updates per iteration.
+    """
+    a = agents.adapt
+    if agents.name == "td3":
+        rounds = iterations * a.policy_delay
+        return max(0, rounds - a.fill_buffer // a.num_envs - 1) * a.num_epochs
+    return iterations * a.num_epochs * a.num_minibatches
+
+
+def source_free_from(agents: Agents, runs: list[dict], steps_per_eval: int, n_chunks: int) -> int | None:
+    """The first chunk from whose start every run has lam = 1 for good (None: never in this phase)."""
+    ends = [r["method"].schedule.ends_at for r in runs]
+    if any(e is None for e in ends):  # a constant mix needs the source data throughout
+        return None
+    return next((c for c in range(n_chunks) if updates_after(agents, c * steps_per_eval) >= max(ends)), None)
+
+
 def adapt_init(agents: Agents, spec: Spec, src_state, runs: list[dict]):
     """Per run, the adaptation state: the source agent (or a fresh one for ``init: scratch``) on the
     target task, with fresh target-task environments and replay buffer, the source data kept."""
     algo = agents.adapt
-    n = len(runs)
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys(spec, agents.name))
     idx = jnp.asarray([r["seed_index"] for r in runs])
     scratch = jnp.asarray([r["init"] == "scratch" for r in runs])
@@ -288,32 +357,38 @@ def adapt_init(agents: Agents, spec: Spec, src_state, runs: list[dict]):
         if agents.name == "td3":
             kept.update(actor_target_params=src.actor_target_params,
                         critic_target_params=src.critic_target_params)
-            source_data = {"source_buffer": src.replay_buffer}
+            source_data = {"source_buffer": getattr(src, agents.source_data)}
         else:
             source_data = {"source_env_state": src.env_state, "source_last_obs": src.last_obs,
                            "source_last_done": src.last_done}
         switched = fresh.replace(**kept)
         state = jax.tree.map(lambda a, b: jnp.where(scratch, a, b), fresh, switched)
-        return state.replace(**source_data)  # scratch runs never read it (lam = 1 from the start)
+        if getattr(algo, "freeze_obs_rms", False):  # fixed preprocessing (dataset statistics) for every run
+            source_data["obs_rms_state"] = src.obs_rms_state
+        return state.replace(**source_data)  # scratch runs never read the source data (lam = 1 throughout)
 
     state = jax.jit(jax.vmap(one))(keys[idx], src, scratch)
-    hps = [algo.replace(method=r["method"],
+    hps = [algo.replace(method=r["method"], **r.get("algo_fields", {}),
                         **({"uniform_warmup": jnp.asarray(r["init"] == "scratch")} if agents.name == "td3" else {}))
-           for r in runs]
+           for r in runs]  # ``algo_fields``: per-run vmappable fields a setting adds (e.g. the BC weight)
     return state, engine.stack_runs(hps)
 
 
-def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=()):
-    """Adapt one batch of runs sharing a static structure; metrics start with the eval at the switch."""
+def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=(), data=None):
+    """Adapt one batch of runs sharing a static structure; metrics start with the eval at the switch.
+    ``data``: source data shared by every run (see :func:`with_shared_source`)."""
     n = len(runs)
     state, hp = adapt_init(agents, spec, src_state, runs)
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
-    eval_prog = engine.make_eval(make_eval_fn(agents))  # one compile: at the switch and after each chunk
-    at_switch = jax.device_get(eval_prog(state, hp, None))
+    at_switch = jax.device_get(evaluate(agents, state, mesh))
     spe, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
-    res = engine.run_loop(adapt_chunk(agents, spe, eval_prog), state, hp, None, n_chunks, callbacks)
+    # from the first chunk where every run is past its ramp, a program without the source branch
+    first_free = source_free_from(agents, runs, spe, n_chunks)
+    later = None if first_free is None else (first_free, adapt_chunk(agents, spe, False, mesh))
+    res = engine.run_loop(adapt_chunk(agents, spe, True, mesh), state, hp, data, n_chunks, callbacks,
+                          later=later)
     metrics = {}
     for k, v in res.metrics.items():
         first = (np.asarray(at_switch[k])[:, None] if k in at_switch

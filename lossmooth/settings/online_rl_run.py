@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from lossmooth import provenance
-from lossmooth.loggers import Loggers
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import online_rl as R
 from lossmooth.settings.common import groups_of
-from lossmooth.settings.host import check_finite, progress_bar, run_label
+from lossmooth.settings.host import check_finite, progress_bar, record_run, run_label
 
 _NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_name", "progress",
                 "cache_dir", "devices", "num_seeds", "algo")
@@ -46,9 +44,8 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
 
     rs = store.RunStore(cfg["results_dir"], "online_rl", store.RunStore.new_id(cfg))
     rs.create(cfg, meta)
-    loggers = None
-    try:
-        loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
+
+    def body(loggers):
         n_chunks = sum(R._chunking(spec, ag, spec.source_timesteps[a])[1]
                        + len(groups) * R._chunking(spec, ag, spec.adapt_timesteps[a])[1]
                        for a, ag in agents.items())
@@ -62,15 +59,9 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                    "seeds": spec.num_seeds, "stand_in": stand_in, "source_return_final": src_final,
                    "wall_s": {**walls, "total": time.time() - t0},
                    "compiled_batches": {"source": len(agents), "adapt": len(agents) * len(groups)}}
-        rs.finish(rows, summary)
-    except BaseException as e:
-        if loggers is not None:
-            loggers.close()
-        if isinstance(e, R.ConfigError):
-            rs.discard()
-        raise
-    loggers.close()
-    return rs.path
+        return rows, summary
+
+    return record_run(rs, cfg, body)
 
 
 def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final):

@@ -19,7 +19,6 @@ training losses. Summaries: :mod:`lossmooth.results.summaries`.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import jax
@@ -33,7 +32,7 @@ from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothe
 from lossmooth.core.schedules import Schedule
 from lossmooth.data import images, shifts
 from lossmooth.errors import ConfigError
-from lossmooth.settings.common import _float, _int, groups_of, method_hparams, parse_methods
+from lossmooth.settings.common import _float, _int, parse_methods
 from lossmooth.settings import common
 from lossmooth.models import classifiers
 

@@ -16,6 +16,7 @@ from lossmooth.models import classifiers
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import supervised as S
+from lossmooth.settings.common import groups_of
 from lossmooth.settings.host import check_finite, progress_bar, run_label
 
 # config keys that do not change what a source model and a data order are (pairing context)
@@ -47,7 +48,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     try:
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
         progs = S.Programs(spec, model, info["num_classes"])
-        groups = S.groups_of(runs)
+        groups = groups_of(runs)
         n_chunks = (spec.source_steps // spec.steps_per_eval // spec.source_evals_per_chunk
                     + len(groups) * (spec.adapt_steps // spec.steps_per_eval // spec.evals_per_chunk))
         bar = progress_bar(n_chunks, progress)

@@ -1,0 +1,134 @@
+"""The offline-to-online setting through the CLI: bad input, dataset collection, a tiny run end to end."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lossmooth import cli
+from lossmooth.offline import datasets as D
+from lossmooth.results import store
+
+O2O = ["setting=offline_to_online", "logger=jsonl", "progress=false"]
+TINY_COLLECT = ["task.episode_length=40", "train.timesteps=2048", "train.eval_every=512",
+                "train.overrides.num_envs=8", "train.overrides.num_epochs=4", "train.overrides.fill_buffer=256",
+                "train.overrides.buffer_size=4096", "steps_per_dataset=400", "ref_episodes=8", "rollout_envs=8",
+                "kinds=[random,medium,expert]"]
+TINY_RUN = ["task.episode_length=40", "num_seeds=2", "offline.iterations=64", "offline.eval_every=32",
+            "online.timesteps=256", "online.eval_every=64", "td3.num_envs=4", "td3.num_epochs=4",
+            "td3.fill_buffer=32", "td3.buffer_size=1024", "td3.batch_size=32", "td3.hidden_layer_sizes=[16,16]",
+            "eval_episodes=2", "setting.smoothing_T=24", "setting.gap_window=128",
+            "method=[hard_switch,loss_smoothing,scratch,batch_mix]"]
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, cache_dir):
+    """Our own hopper datasets, collected by the CLI with a tiny budget (module-shared)."""
+    root = tmp_path_factory.mktemp("datasets")
+    from lossmooth.core import engine
+
+    engine.enable_compilation_cache(cache_dir)
+    assert cli.main(["data", "collect", f"root={root}"] + TINY_COLLECT) == 0
+    return str(root)
+
+
+def test_collected_datasets_are_minari_datasets_with_our_references(collected):
+    med = D.load_minari("lossmooth/hopper-medium-v0", collected)
+    rnd = D.load_minari("lossmooth/hopper-random-v0", collected)
+    exp = D.load_minari("lossmooth/hopper-expert-v0", collected)
+    assert med.ref_scores == rnd.ref_scores == exp.ref_scores
+    lo, hi = med.ref_scores
+    assert hi > lo
+    for t in (med, rnd, exp):
+        assert len(t) >= 400 and t.obs_dim == 11 and t.act_dim == 3
+        assert np.abs(t.actions).max() <= 1.0
+        # every episode ends once, by a terminal state or by the 40-step time limit
+        ends = np.flatnonzero(t.terminals | t.timeouts)
+        assert ends[-1] == len(t) - 1 and not (t.terminals & t.timeouts).any()
+        lengths = np.diff(np.concatenate([[-1], ends]))
+        assert lengths.max() <= 40 and np.all(lengths[t.timeouts[ends]] == 40)
+        # consecutive transitions chain within an episode
+        inner = np.setdiff1d(np.arange(len(t) - 1), ends)
+        np.testing.assert_array_equal(t.next_observations[inner], t.observations[inner + 1])
+    # the random dataset's mean return is the random reference's level, the expert's above it
+    assert abs(rnd.episode_returns().mean() - lo) < abs(exp.episode_returns().mean() - lo)
+
+
+def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys, cache_dir):
+    results = tmp_path / "results"
+    rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}", f"dataset.root={collected}"]
+                  + O2O + TINY_RUN)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| offline_to_online | lossmooth/hopper-medium-v0 | td3 |" in out and "final score" in out
+    (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
+    meta = json.load(open(os.path.join(run_dir, "meta.json")))
+    assert meta["stand_in"] is True and "td3.hidden_layer_sizes" in meta["assumed"]
+    runs = json.load(open(os.path.join(run_dir, "runs.json")))
+    assert sorted({r["method"] for r in runs}) == ["batch_mix", "hard_switch", "loss_smoothing", "scratch"]
+    by = {(r["method"], r["seed"]): r for r in runs}
+    for s in (0, 1):  # every switching method starts from the same offline agent
+        assert by[("hard_switch", s)]["offline_score"] == pytest.approx(by[("loss_smoothing", s)]["offline_score"])
+        assert by[("hard_switch", s)]["offline_score"] == pytest.approx(by[("batch_mix", s)]["offline_score"])
+    assert by[("batch_mix", 0)]["hparams"]["source_loss"] == "td3"
+    metrics = store.read_metrics(run_dir)
+    off = [m for m in metrics if m["phase"] == "offline"]
+    assert {m["step"] for m in off} == {0, 32, 64} and all("target_score" in m for m in off)
+    lam = [m["lam"] for m in metrics if m.get("method") == "loss_smoothing" and m["phase"] == "adapt"]
+    assert min(lam) == 0.0 and max(lam) == 1.0
+    assert all(m["lam"] == 0.5 for m in metrics if m.get("method") == "batch_mix" and m["phase"] == "adapt")
+    png = tmp_path / "c.png"
+    assert cli.main(["plot", "--results-dir", str(results), "--out", str(png)]) == 0
+
+
+BAD = [
+    (["dataset.root=/nonexistent/place"], "lossmooth data collect task=hopper"),
+    (["dataset=d4rl"], "dataset.path: a D4RL dataset needs dataset.path"),
+    (["dataset=d4rl", "dataset.path=/nonexistent/hopper_medium-v2.hdf5"], "not found"),
+    (["dataset=minari", "dataset.id=D4RL/door/human-v2", "dataset.root=/nonexistent"], "not found"),
+    (["dataset.kind=kaggle"], "dataset.kind: unknown dataset source 'kaggle'"),
+    (["dataset.quality=null"], "dataset.quality"),
+    (["dataset.ref_scores=[5,1]"], "dataset.ref_scores"),
+    (["td3.alpha=0"], "td3.alpha"),
+    (["+td3.nonsense=1"], "td3: unknown field"),
+    (["td3.hidden_layer_sizes=[0]"], "td3.hidden_layer_sizes"),
+    (["online.timesteps=0"], "online.timesteps"),
+    (["method=[hard_switch,kl_init]"], "method.kl_init.reg"),
+    (["+method.batch_mix.source_bc=maybe", "method=[batch_mix]"], "source_bc"),
+]
+
+
+@pytest.mark.parametrize("overrides,expect", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["run", f"results_dir={results}", "cache_dir=null"] + O2O + overrides))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
+    assert expect in err, err
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
+def test_a_dataset_of_another_environment_is_refused(tmp_path, capsys):
+    root = tmp_path / "minari"
+    rng = np.random.default_rng(0)
+    eps = [dict(observations=rng.normal(size=(6, 3)), actions=rng.uniform(-1, 1, (5, 2)), rewards=np.ones(5),
+                terminations=np.eye(5)[-1].astype(bool), truncations=np.zeros(5, bool))]
+    D.save_minari(eps, "lossmooth/hopper-medium-v0", str(root), ref_scores=(0.0, 10.0))
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["run", f"results_dir={tmp_path / 'r'}", "cache_dir=null", f"dataset.root={root}"]
+                                  + O2O))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "observations of size 3" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_collect_refuses_bad_input_in_one_line(tmp_path, capsys):
+    for args, words in ((["kinds=[expertish]"], "kinds: unknown dataset kind"),
+                        (["task=atari"], "task: unknown option 'atari'"),
+                        (["+train.overrides.nonsense=1", "train.timesteps=1"], "train.overrides")):
+        rc = cli.main(["data", "collect", f"root={tmp_path / 'd'}"] + args)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*.hdf5"))
