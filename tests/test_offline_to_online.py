@@ -10,11 +10,11 @@ from lossmooth.offline import datasets as D
 from lossmooth.results import store
 
 O2O = ["setting=offline_to_online", "logger=jsonl", "progress=false"]
-TINY_COLLECT = ["task.episode_length=40", "train.timesteps=2048", "train.eval_every=512",
+TINY_COLLECT = ["task=hopper", "task.episode_length=40", "train.timesteps=2048", "train.eval_every=512",
                 "train.overrides.num_envs=8", "train.overrides.num_epochs=4", "train.overrides.fill_buffer=256",
                 "train.overrides.buffer_size=4096", "steps_per_dataset=400", "ref_episodes=8", "rollout_envs=8",
                 "kinds=[random,medium,expert]"]
-TINY_RUN = ["task.episode_length=40", "num_seeds=2", "offline.iterations=64", "offline.eval_every=32",
+TINY_RUN = ["task=hopper", "task.episode_length=40", "num_seeds=2", "offline.iterations=64", "offline.eval_every=32",
             "online.timesteps=256", "online.eval_every=64", "td3.num_envs=4", "td3.num_epochs=4",
             "td3.fill_buffer=32", "td3.buffer_size=1024", "td3.batch_size=32", "td3.hidden_layer_sizes=[16,16]",
             "eval_episodes=2", "setting.smoothing_T=24", "setting.gap_window=128",
@@ -82,7 +82,7 @@ def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys
 
 
 BAD = [
-    (["dataset.root=/nonexistent/place"], "lossmooth data collect task=hopper"),
+    (["dataset.root=/nonexistent/place"], "lossmooth data collect task=halfcheetah"),
     (["dataset=d4rl"], "dataset.path: a D4RL dataset needs dataset.path"),
     (["dataset=d4rl", "dataset.path=/nonexistent/hopper_medium-v2.hdf5"], "not found"),
     (["dataset=minari", "dataset.id=D4RL/door/human-v2", "dataset.root=/nonexistent"], "not found"),
@@ -117,8 +117,8 @@ def test_a_dataset_of_another_environment_is_refused(tmp_path, capsys):
                 terminations=np.eye(5)[-1].astype(bool), truncations=np.zeros(5, bool))]
     D.save_minari(eps, "lossmooth/hopper-medium-v0", str(root), ref_scores=(0.0, 10.0))
     with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={tmp_path / 'r'}", "cache_dir=null", f"dataset.root={root}"]
-                                  + O2O))
+        raise SystemExit(cli.main(["run", f"results_dir={tmp_path / 'r'}", "cache_dir=null", f"dataset.root={root}",
+                                   "task=hopper"] + O2O))
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "observations of size 3" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()

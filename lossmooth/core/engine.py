@@ -100,6 +100,21 @@ def make_eval(eval_fn: Callable):
     return jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, None), axis_name=RUN_AXIS))
 
 
+def compile_ahead(fn, *args):
+    """Compile the jitted ``fn`` for ``args`` in a background thread, so that its first call loads the
+    program from the persistent compilation cache instead of compiling it then. XLA compiles one
+    program per thread: a program needed later compiles on the second core while the current one
+    compiles or runs. Without the persistent cache (``cache_dir=null``) this does nothing, since the
+    result could not be reused. Returns the thread (or None)."""
+    import threading
+
+    if not jax.config.jax_compilation_cache_dir:
+        return None
+    t = threading.Thread(target=lambda: fn.lower(*args).compile(), daemon=True)
+    t.start()
+    return t
+
+
 # ----------------------------------------------------------------------------- host loop
 
 

@@ -253,14 +253,16 @@ def train_offline(agents: R.Agents, spec: Spec, data: D.Transitions, buffer, mes
     """TD3+BC for every seed; returns the state and metrics [seeds, evals] (step 0 = before training)."""
     n = spec.num_seeds
     state = offline_init(agents, spec, data)
-    at_start = jax.device_get(R.evaluate(agents, state, mesh))
     hp = engine.stack_runs([agents.adapt] * n)
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
     every, n_chunks = offline_chunking(spec)
-    res = engine.run_loop(offline_chunk(agents, every, mesh), state, hp, buffer, n_chunks, callbacks)
-    metrics = {k: np.concatenate([np.asarray(at_start[k])[:, None], v[:n]], axis=1) for k, v in res.metrics.items()}
+    chunk = offline_chunk(agents, every, mesh)
+    engine.compile_ahead(chunk.train, state, hp, buffer)  # while the evaluation compiles
+    at_start = jax.device_get(R.evaluate(agents, state, mesh))
+    res = engine.run_loop(chunk, state, hp, buffer, n_chunks, callbacks)
+    metrics = {k: np.concatenate([np.asarray(at_start[k])[:n, None], v[:n]], axis=1) for k, v in res.metrics.items()}
     return jax.tree.map(lambda x: x[:n], res.state), metrics
 
 

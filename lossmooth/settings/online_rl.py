@@ -255,7 +255,16 @@ def with_eval(train_chunk, agents: Agents, mesh=None):
         ev = evaluate(agents, state, mesh)
         return state, {**m, **{k: v[:, None] for k, v in ev.items()}}
 
+    chunk.train = train_chunk  # the jitted training program (for engine.compile_ahead)
     return chunk
+
+
+def eval_ahead(agents: Agents, state, mesh=None):
+    """Start compiling the shared evaluation for ``state``'s batch in the background."""
+    view = policy_view(state)
+    n = view.rng.shape[0]
+    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
+    return engine.compile_ahead(agents.eval_prog, engine.pad_runs(view, n, size), None, None)
 
 
 def with_shared_source(ts, data, fn):
@@ -304,6 +313,7 @@ def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
+    eval_ahead(agents, state, mesh)  # compiles on the second core while the training program compiles
     res = engine.run_loop(source_chunk(agents, spe, mesh), state, hp, None, n_chunks, callbacks)
     return jax.tree.map(lambda x: x[:n], res.state), {k: v[:n] for k, v in res.metrics.items()}
 
@@ -387,6 +397,8 @@ def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=No
     # from the first chunk where every run is past its ramp, a program without the source branch
     first_free = source_free_from(agents, runs, spe, n_chunks)
     later = None if first_free is None else (first_free, adapt_chunk(agents, spe, False, mesh))
+    if later is not None and first_free > 0:  # compiles while the ramp's program compiles and runs
+        engine.compile_ahead(later[1].train, state, hp, data)
     res = engine.run_loop(adapt_chunk(agents, spe, True, mesh), state, hp, data, n_chunks, callbacks,
                           later=later)
     metrics = {}

@@ -22,7 +22,8 @@ _NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_nam
 def pair_key(cfg: dict, algo: str) -> str:
     """Runs with equal keys adapt from the same source agents (same seeds): paired comparisons."""
     ctx = {k: v for k, v in cfg.items() if k not in _NOT_CONTEXT}
-    ctx["algo"] = {algo: cfg["algo"][algo]}
+    if "algo" in cfg:  # online RL runs several algorithms in one run; each pairs with itself
+        ctx["algo"] = {algo: cfg["algo"][algo]}
     return store.config_hash(ctx)
 
 
