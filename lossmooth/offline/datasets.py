@@ -255,7 +255,11 @@ def _create_minari(buffers, dataset_id, stage, ref_scores, description, algorith
     import gymnasium as gym
     import minari
 
-    with _minari_root(stage):
+    import warnings
+
+    with _minari_root(stage), warnings.catch_warnings():
+        # Minari's advice on optional metadata (author, code link, eval env) is not for our users
+        warnings.filterwarnings("ignore", category=UserWarning, module="minari")
         if dataset_id in minari.list_local_datasets():
             minari.delete_dataset(dataset_id)
         minari.create_dataset_from_buffers(

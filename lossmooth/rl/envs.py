@@ -182,8 +182,12 @@ def make_brax_env(task: str, backend: str, episode_length: int, shift: TaskShift
     if backend not in BACKENDS:
         raise ConfigError(f"task.backend: unknown brax backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     brax_envs, training = _brax()
+    import warnings
+
     try:
-        env = brax_envs.get_environment(task, backend=backend)
+        with warnings.catch_warnings():  # brax's notice that it is unmaintained, printed per task load
+            warnings.filterwarnings("ignore", message=".*Brax System, piplines.*", category=UserWarning)
+            env = brax_envs.get_environment(task, backend=backend)
     except Exception as e:  # brax raises a bare error for unsupported (task, backend) pairs
         raise ConfigError(f"task.backend: brax task '{task}' does not support backend '{backend}' "
                           f"({str(e).splitlines()[0][:80]}); try task.backend=generalized")
