@@ -11,13 +11,16 @@ from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
 from lossmooth.rl.envs import RL_SHIFTS
+from lossmooth.offline import collect
+from lossmooth.settings import offline_to_online as O
 from lossmooth.settings import online_rl as R
 from lossmooth.settings import supervised as S
 from tests.conftest import TINY, compose
 
 GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
-          "budget")
+          "budget", "dataset")
 RL_ONLY = ("algo", "task", "protocol", "budget")
+O2O_ONLY = ("dataset",)
 
 
 def _options(group):
@@ -29,17 +32,30 @@ def test_every_conf_file_composes_and_validates():
     for group in GROUPS:
         for opt in _options(group):
             ov = f"{group}=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
+            o2o = group in O2O_ONLY or (group == "method" and opt == "batch_mix")
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
                   or (group == "method" and opt == "scratch"))
-            cfg = compose([ov] + (["setting=online_rl"] if rl and group != "setting" else []))
+            extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
+            if opt == "d4rl":  # the file's path is the user's to give
+                extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
+            cfg = compose([ov] + (extra if group != "setting" else []))
             if cfg["setting"]["name"] == "supervised":
                 S.parse(cfg)
+            elif cfg["setting"]["name"] == "offline_to_online":
+                O.parse(cfg)
             elif group not in ("data", "model", "method") or opt == "scratch":
                 R.parse(cfg)  # online RL: validates against rejax's preset files too
             seen += 1
     for opt in _options("hydra/launcher"):
         cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+        seen += 1
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):  # the data-collection config
+        collect.parse(OmegaConf.to_container(hydra_compose("collect"), resolve=True))
         seen += 1
     n_files = sum(len([f for f in fs if f.endswith(".yaml")]) for _, _, fs in os.walk(CONF_DIR))
     assert seen == n_files - 1  # every file but config.yaml, which every compose uses
