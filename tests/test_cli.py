@@ -32,10 +32,13 @@ def test_every_conf_file_composes_and_validates():
     for group in GROUPS:
         for opt in _options(group):
             ov = f"{group}=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
-            o2o = group in O2O_ONLY or (group == "method" and opt == "batch_mix")
+            o2o = (group in O2O_ONLY or (group == "method" and opt in ("batch_mix", "bc_decay"))
+                   or (group == "task" and opt == "gymnasium"))
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
                   or (group == "method" and opt == "scratch"))
             extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
+            if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
+                extra.append("dataset=minari")
             if opt == "d4rl":  # the file's path is the user's to give
                 extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
             cfg = compose([ov] + (extra if group != "setting" else []))

@@ -108,9 +108,27 @@ def compile_ahead(fn, *args):
     result could not be reused. Returns the thread (or None)."""
     import threading
 
-    if not jax.config.jax_compilation_cache_dir:
+    if not jax.config.jax_compilation_cache_dir or not hasattr(fn, "lower"):  # (a host loop: nothing to compile)
         return None
     t = threading.Thread(target=lambda: fn.lower(*args).compile(), daemon=True)
+    t.start()
+    return t
+
+
+def compile_queue(items):
+    """:func:`compile_ahead` for several ``(jitted, args)`` pairs, one after another in one thread
+    (programs of a later phase compile on the spare core while the current phase runs)."""
+    import threading
+
+    items = [(fn, args) for fn, args in items if hasattr(fn, "lower")]
+    if not jax.config.jax_compilation_cache_dir or not items:
+        return None
+
+    def work():
+        for fn, args in items:
+            fn.lower(*args).compile()
+
+    t = threading.Thread(target=work, daemon=True)
     t.start()
     return t
 

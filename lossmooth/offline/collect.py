@@ -137,6 +137,9 @@ def parse(cfg: dict) -> CollectSpec:
     from lossmooth.settings.common import _float, _int
 
     task = cfg.get("task") or {}
+    if task.get("kind", "brax") != "brax":
+        raise ConfigError("task.kind: `lossmooth data collect` collects on brax tasks; pick one of "
+                          f"{', '.join(envs.TASKS)}")
     if task.get("name") not in envs.TASKS:
         raise ConfigError(f"task.name: unknown task '{task.get('name')}'; choose one of {', '.join(envs.TASKS)}")
     kinds = tuple(cfg.get("kinds") or ())

@@ -213,20 +213,37 @@ def load_minari(dataset_id: str, root: str | None = None) -> Transitions:
     if not eps:
         raise ConfigError(f"dataset.id: Minari dataset '{dataset_id}' holds no episodes")
     ref = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+    env_id, env_kwargs, env_steps = _env_of(meta.get("env_spec"))
     t = transitions(*(np.concatenate(parts[k]) for k in "oarndt"), name=dataset_id,
                     ref_scores=None if None in ref else (float(ref[0]), float(ref[1])),
                     info={"source": "minari", "id": dataset_id, "root": where,
-                          "episodes": len(eps), "env_spec": str(meta.get("env_spec", ""))[:200]})
+                          "episodes": len(eps), "env_spec": str(meta.get("env_spec", ""))[:200],
+                          "env_id": env_id, "env_kwargs": env_kwargs, "max_episode_steps": env_steps})
     return _check(t, f"minari:{dataset_id}")
 
 
+def _env_of(env_spec) -> tuple[str | None, dict, int | None]:
+    """(id, kwargs, max_episode_steps) of the gymnasium environment a Minari dataset records."""
+    if not env_spec:
+        return None, {}, None
+    try:
+        from gymnasium.envs.registration import EnvSpec
+
+        es = EnvSpec.from_json(env_spec) if isinstance(env_spec, str) else env_spec
+        return es.id, dict(es.kwargs or {}), es.max_episode_steps
+    except Exception:  # an environment spec this gymnasium cannot parse: the task must name the id
+        return None, {}, None
+
+
 def save_minari(episodes: list[dict], dataset_id: str, root: str, ref_scores: tuple | None = None,
-                description: str = "", algorithm: str = "", metadata: dict | None = None) -> None:
+                description: str = "", algorithm: str = "", metadata: dict | None = None,
+                env_id: str | None = None) -> None:
     """Write ``episodes`` (dicts of ``observations`` [T+1, obs], ``actions`` [T, act], ``rewards``,
     ``terminations``, ``truncations`` [T]) as a Minari dataset under ``root``, with the reference
     returns ``(random, expert)`` and ``metadata`` (JSON values) in its metadata. The dataset is built
     in a staging folder and moved into place complete: an existing one of that id is replaced only
-    then, and an interrupted write leaves nothing under its id."""
+    then, and an interrupted write leaves nothing under its id. ``env_id``: the gymnasium environment
+    the episodes come from, recorded in the dataset (as Minari's own datasets record theirs)."""
     from minari.data_collector import EpisodeBuffer
 
     obs_dim = episodes[0]["observations"].shape[1]
@@ -240,7 +257,8 @@ def save_minari(episodes: list[dict], dataset_id: str, root: str, ref_scores: tu
     os.makedirs(root, exist_ok=True)
     stage = tempfile.mkdtemp(dir=root, prefix=".staging-")  # one per writer: concurrent writes never mix
     try:
-        _create_minari(buffers, dataset_id, stage, ref_scores, description, algorithm, metadata, obs_dim, act_dim)
+        _create_minari(buffers, dataset_id, stage, ref_scores, description, algorithm, metadata, obs_dim, act_dim,
+                       env_id)
         src = os.path.join(stage, *_id_parts(dataset_id))
         dst = os.path.join(root, *_id_parts(dataset_id))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -251,7 +269,8 @@ def save_minari(episodes: list[dict], dataset_id: str, root: str, ref_scores: tu
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _create_minari(buffers, dataset_id, stage, ref_scores, description, algorithm, metadata, obs_dim, act_dim):
+def _create_minari(buffers, dataset_id, stage, ref_scores, description, algorithm, metadata, obs_dim, act_dim,
+                   env_id=None):
     import gymnasium as gym
     import minari
 
@@ -262,10 +281,17 @@ def _create_minari(buffers, dataset_id, stage, ref_scores, description, algorith
         warnings.filterwarnings("ignore", category=UserWarning, module="minari")
         if dataset_id in minari.list_local_datasets():
             minari.delete_dataset(dataset_id)
+        if env_id is not None:
+            from lossmooth.rl.gym_envs import make_one
+
+            env = make_one(env_id)  # registers gymnasium-robotics ids where needed
+            spaces = {"env": env.spec, "observation_space": env.observation_space, "action_space": env.action_space}
+            env.close()
+        else:
+            spaces = {"observation_space": gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                      "action_space": gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)}
         minari.create_dataset_from_buffers(
-            dataset_id, buffers, algorithm_name=algorithm or None, description=description or None,
-            observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
-            action_space=gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32))
+            dataset_id, buffers, algorithm_name=algorithm or None, description=description or None, **spaces)
         extra = dict(metadata or {})
         if ref_scores is not None:  # Minari computes these itself only for gymnasium-registered envs
             extra.update(ref_min_score=float(ref_scores[0]), ref_max_score=float(ref_scores[1]))

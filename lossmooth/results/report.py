@@ -71,6 +71,8 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     lines = []
     unit = unit_of(groups + diffs)
     metrics = TABLE_METRICS[unit]
+    if any(f"regret_{stat}" in g for g in groups):  # goal tasks (AntMaze, Adroit)
+        metrics = metrics + (("regret", "regret (1 - mean online success rate)"),)
     pct = unit == "acc"
     stand_in = any(g.get("stand_in") for g in groups)
     if stand_in:

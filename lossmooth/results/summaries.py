@@ -29,7 +29,7 @@ def metric_names(unit: str = "acc") -> tuple:
 
 METRICS = metric_names("acc")
 SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "auc_target")
-HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False}  # every other summary: higher
+HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False, "regret": False}  # every other summary: higher
 
 
 def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
@@ -49,8 +49,10 @@ def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
     return dict(zip(metric_names(unit), values))
 
 
-def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int) -> dict:
-    """Summaries of one offline-to-online run's normalized-score curve (``steps[0]`` = the switch)."""
+def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, success=None) -> dict:
+    """Summaries of one offline-to-online run's normalized-score curve (``steps[0]`` = the switch).
+    With ``success`` (the evaluations' success rates, for goal tasks: AntMaze, Adroit) also the
+    regret, 1 - the mean success rate over the online evaluations (those after the switch)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(score, np.float64)
     window = (steps > 0) & (steps <= gap_window)
@@ -61,4 +63,7 @@ def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int) -> d
     area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
     values = (float(a[-1]), float(a[1:].max()), worst, float(max(0.0, a[0] - worst)),
               float(area / span) if span > 0 else float(a[-1]))
-    return dict(zip(SCORE_METRICS, values))
+    out = dict(zip(SCORE_METRICS, values))
+    if success is not None:
+        out["regret"] = float(1.0 - np.mean(np.asarray(success, np.float64)[1:]))
+    return out

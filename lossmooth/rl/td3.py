@@ -11,9 +11,14 @@ batch b_T from the online replay buffer and an independent source batch b_S from
 
 and every ``policy_delay`` critic rounds, on the same batches,
 
-    L_actor = lam * A(theta; b_T, alpha=0) + (1 - lam) * A(theta; b_S, alpha=source_bc_alpha)
-    A(theta; b, alpha) = -w mean_{i,b} Q_phi_i(s, pi_theta(s)) + [alpha > 0] mean_b ||pi_theta(s) - a||^2
+    L_actor = lam * A(theta; b_T, alpha=target_bc_alpha) + (1 - lam) * A(theta; b_S, alpha=source_bc_alpha)
+    A(theta; b, alpha) = -w mean_{i,b} Q_phi_i(s, pi_theta(s)) + [alpha > 0] beta_t mean_b ||pi_theta(s) - a||^2
         w = alpha / mean_b |Q_phi_1(s, pi_theta(s))|  (TD3+BC, held constant) if alpha > 0 else 1
+        beta_t = max(0, 1 - t / bc_decay_updates) if bc_decay_updates > 0 else 1
+
+(``target_bc_alpha`` is 0 (plain TD3 on b_T) unless the static ``target_bc`` is set: the BC-decay
+control, where both halves carry TD3+BC's actor loss and the BC weight beta_t decays linearly to 0,
+as SPOT's and ReBRAC's fine-tuning decay theirs.)
 
 (rejax's TD3 actor averages over both critics; TD3+BC's lambda uses the first critic, as in
 Fujimoto & Gu's reference.) The source branch (its batch, forward and backward pass) sits behind
@@ -49,6 +54,10 @@ class SmoothedTD3(TD3):
     method: Method = struct.field(pytree_node=True, default_factory=hard_method)
     uniform_warmup: jnp.ndarray | bool = struct.field(pytree_node=True, default=True)
     source_bc_alpha: jnp.ndarray | float = struct.field(pytree_node=True, default=0.0)
+    target_bc_alpha: jnp.ndarray | float = struct.field(pytree_node=True, default=0.0)
+    bc_decay_updates: jnp.ndarray | float = struct.field(pytree_node=True, default=0.0)
+    # static: the target half's actor loss may carry a BC term (else it is statically plain TD3)
+    target_bc: bool = struct.field(pytree_node=False, default=False)
     source_env: object = struct.field(pytree_node=False, default=None)  # for evaluation only
     # static: False compiles a program without the source branch at all (the host switches to it
     # once every run is past its ramp; the numbers are the same as the cond's skipped branch)
@@ -90,15 +99,20 @@ class SmoothedTD3(TD3):
         q1, q2 = self.vmap_critic(critic_params, batch.obs, batch.action)
         return optax.l2_loss(q1, target).mean() + optax.l2_loss(q2, target).mean()
 
-    def actor_loss(self, actor_params, ts, batch, bc_alpha):
+    def actor_loss(self, actor_params, ts, batch, bc_alpha, bc_weight=1.0):
         action = self.actor.apply(actor_params, batch.obs)
         q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
         if isinstance(bc_alpha, (int, float)) and bc_alpha == 0:  # statically plain TD3 (the target loss)
             return -q.mean()
         bc = bc_alpha > 0
         w = jnp.where(bc, bc_alpha / (jnp.abs(jax.lax.stop_gradient(q[0])).mean() + 1e-8), 1.0)
-        bc_term = jnp.where(bc, jnp.mean(jnp.square(action - batch.action)), 0.0)
+        bc_term = jnp.where(bc, bc_weight * jnp.mean(jnp.square(action - batch.action)), 0.0)
         return -w * q.mean() + bc_term
+
+    def bc_weight(self, updates):
+        """beta_t: 1 - t / bc_decay_updates clipped at 0 (1 throughout where bc_decay_updates = 0)."""
+        T = jnp.asarray(self.bc_decay_updates, jnp.float32)
+        return jnp.where(T > 0, jnp.clip(1.0 - updates / jnp.maximum(T, 1.0), 0.0, 1.0), 1.0)
 
     # -- batches --------------------------------------------------------------------------------
 
@@ -145,12 +159,45 @@ class SmoothedTD3(TD3):
 
     # -- training -------------------------------------------------------------------------------
 
-    def train_iteration(self, ts):
+    def train_iteration(self, ts, transitions=None):
+        """``policy_delay`` critic rounds (each: ``num_envs`` environment steps into the replay buffer,
+        then ``num_epochs`` critic updates), then the actor updates and the target step. With
+        ``transitions`` (a Minibatch [policy_delay, num_envs, ...]) the rounds' steps were taken on the
+        host (gymnasium environments) instead of in the JAX environment."""
         old_global_step = ts.global_step
         ph = self._placeholder(ts)
-        ts, minibatch = jax.lax.fori_loop(0, self.policy_delay, lambda _, c: self.train_critic(c[0]),
-                                          (ts, ph))
+        if transitions is None:
+            body = lambda _, c: self.train_critic(c[0])  # noqa: E731
+        else:
+            body = lambda i, c: self.train_critic(c[0], jax.tree.map(lambda x: x[i], transitions))  # noqa: E731
+        ts, minibatch = jax.lax.fori_loop(0, self.policy_delay, body, (ts, ph))
         return self.train_policy(ts, minibatch, old_global_step)
+
+    # -- host-stepped environments ------------------------------------------------------------------
+
+    def host_act(self, ts, obs):
+        """Exploration actions for ``obs`` [num_envs, obs_dim] of host-stepped environments, drawn as
+        rejax's collection draws them: uniform over the action box before training starts where
+        ``uniform_warmup``, else clip(pi(s) + N(0, exploration_noise^2), low, high)."""
+        rng, k_uniform, k_noise = jax.random.split(ts.rng, 3)
+        low, high = self.action_space.low, self.action_space.high
+        uniform = jnp.logical_and(self.uniform_warmup, ts.global_step <= self.fill_buffer)
+        random_action = jax.random.uniform(k_uniform, (obs.shape[0], *self.action_space.shape),
+                                           minval=low, maxval=high)
+        o = self.normalize_obs(ts.obs_rms_state, obs) if self.normalize_observations else obs
+        a = self.actor.apply(ts.actor_ts.params, o)
+        a = jnp.clip(a + self.exploration_noise * jax.random.normal(k_noise, a.shape), low, high)
+        return ts.replace(rng=rng), jnp.where(uniform, random_action, a)
+
+    def absorb(self, ts, transitions):
+        """What rejax's collection does to the state besides stepping: the observation (and reward)
+        statistics see the new transitions and ``global_step`` counts them."""
+        if self.normalize_observations:
+            ts = ts.replace(obs_rms_state=self.update_obs_rms(ts.obs_rms_state, transitions.next_obs))
+        if self.normalize_rewards:
+            ts = ts.replace(rew_rms_state=self.update_rew_rms(ts.rew_rms_state, transitions.reward,
+                                                              transitions.done))
+        return ts.replace(global_step=ts.global_step + self.num_envs)
 
     def _placeholder(self, ts):
         mb = jax.eval_shape(lambda: ts.replay_buffer.sample(self.batch_size, jax.random.PRNGKey(0)))
@@ -158,10 +205,13 @@ class SmoothedTD3(TD3):
         return (mb, jnp.zeros((self.num_epochs,), jnp.float32),
                 jnp.zeros((self.num_epochs, *jax.random.PRNGKey(0).shape), jnp.uint32))
 
-    def train_critic(self, ts):
+    def train_critic(self, ts, transitions=None):
         start_training = ts.global_step > self.fill_buffer
-        uniform = jnp.logical_and(self.uniform_warmup, jnp.logical_not(start_training))
-        ts, transitions = self.collect_transitions(ts, uniform=uniform)
+        if transitions is None:
+            uniform = jnp.logical_and(self.uniform_warmup, jnp.logical_not(start_training))
+            ts, transitions = self.collect_transitions(ts, uniform=uniform)
+        else:
+            ts = self.absorb(ts, transitions)
         ts = ts.replace(replay_buffer=ts.replay_buffer.extend(transitions))
 
         def update_iteration(ts, unused):
@@ -193,11 +243,14 @@ class SmoothedTD3(TD3):
             minibatch, lam, source_key = item
             run_source = source_needed(lam)
 
+            beta = self.bc_weight(ts.updates)
+            target_alpha = self.target_bc_alpha if self.target_bc else 0.0
+
             def target_loss(p):
-                return self.actor_loss(p, ts, minibatch, 0.0)
+                return self.actor_loss(p, ts, minibatch, target_alpha, beta)
 
             def source_loss(p):  # the critic's source batch of this round (same key)
-                return self.actor_loss(p, ts, self.source_batch(ts, source_key), self.source_bc_alpha)
+                return self.actor_loss(p, ts, self.source_batch(ts, source_key), self.source_bc_alpha, beta)
 
             src = source_loss if self.with_source else None
             grads, _ = jax.grad(lambda p: smoothed_loss(p, lam, run_source, target_loss, src),

@@ -21,7 +21,7 @@ normalized score 100 (R - R_random) / (R_expert - R_random) with the dataset's r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,7 @@ from lossmooth.settings.common import _float, _int
 
 SWEEPABLE = ("T", "lam0", "value")
 DATASET_KINDS = ("own", "minari", "d4rl")
+ENV_KINDS = ("brax", "gymnasium")
 TD3_FIELDS = {"hidden_layer_sizes", "activation", "batch_size", "policy_delay", "target_noise",
               "target_noise_clip", "tau", "gamma", "learning_rate", "max_grad_norm", "exploration_noise",
               "num_envs", "num_epochs", "buffer_size", "fill_buffer"}
@@ -65,18 +66,33 @@ class Spec:
     source_bc: dict  # method -> use TD3+BC on the offline batch (False: TD3's losses, batch mixing)
     sweep: dict
     gap_window: int
+    env_kind: str = "brax"  # brax (the whole loop in JAX) | gymnasium (environments stepped on the host)
+    env_kwargs: dict = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    bc_decay: dict = field(default_factory=dict)  # method -> updates over which the BC weight decays (0: none)
     shift: envs.TaskShift = envs.TaskShift()
 
 
 def parse(cfg: dict) -> Spec:
     """Validate the composed config (one line naming the field on any problem)."""
     s = cfg["setting"]
-    task = cfg.get("task") or {}
-    if task.get("name") not in envs.TASKS:
-        raise ConfigError(f"task.name: unknown task '{task.get('name')}'; choose one of {', '.join(envs.TASKS)}")
-    if task.get("backend") not in envs.BACKENDS:
-        raise ConfigError(f"task.backend: unknown brax backend '{task.get('backend')}'; choose one of "
-                          f"{', '.join(envs.BACKENDS)}")
+    task = dict(cfg.get("task") or {})
+    kind = task.get("kind", "brax")
+    if kind not in ENV_KINDS:
+        raise ConfigError(f"task.kind: unknown environment kind '{kind}'; choose one of {', '.join(ENV_KINDS)}")
+    if kind == "brax":
+        if task.get("name") not in envs.TASKS:
+            raise ConfigError(f"task.name: unknown task '{task.get('name')}'; choose one of {', '.join(envs.TASKS)}")
+        if task.get("backend") not in envs.BACKENDS:
+            raise ConfigError(f"task.backend: unknown brax backend '{task.get('backend')}'; choose one of "
+                              f"{', '.join(envs.BACKENDS)}")
+    else:
+        if task.get("id") is not None and not (isinstance(task["id"], str) and task["id"]):
+            raise ConfigError(f"task.id: must be a gymnasium environment id or null, got {task['id']!r}")
+        if not isinstance(task.get("kwargs") or {}, dict):
+            raise ConfigError(f"task.kwargs: must be a mapping of the environment's arguments, got {task['kwargs']!r}")
+        if task.get("max_episode_steps") is not None:
+            _int(task, "max_episode_steps", 1, "task.max_episode_steps")
     ds = dict(cfg.get("dataset") or {})
     if ds.get("kind") not in DATASET_KINDS:
         raise ConfigError(f"dataset.kind: unknown dataset source '{ds.get('kind')}'; choose one of "
@@ -88,6 +104,12 @@ def parse(cfg: dict) -> Spec:
         raise ConfigError("dataset.id: a Minari dataset needs its id, e.g. dataset.id=mujoco/hopper/medium-v0")
     if ds["kind"] == "own" and not ds.get("quality"):
         raise ConfigError("dataset.quality: pick one of random, medium, medium_replay, expert, medium_expert")
+    if ds["kind"] == "own" and kind != "brax":
+        raise ConfigError("dataset.kind: our own datasets are collected on brax tasks; with task.kind=gymnasium "
+                          "use a Minari (dataset=minari) or D4RL (dataset=d4rl) dataset")
+    if kind == "gymnasium" and task.get("id") is None and ds["kind"] != "minari":
+        raise ConfigError("task.id: a gymnasium task needs its id (e.g. task.id=Hopper-v5); only a Minari "
+                          "dataset records its own environment")
     if ds.get("ref_scores") is not None:
         r = ds["ref_scores"]
         if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(x, (int, float)) for x in r)
@@ -130,16 +152,27 @@ def parse(cfg: dict) -> Spec:
     reset = cfg.get("reset_optimizer", False)
     if not isinstance(reset, bool):
         raise ConfigError(f"reset_optimizer: must be true or false, got {reset!r}")
+    bc_decay = {}
+    for name in methods:
+        d = (cfg["method"][name] or {}).get("bc_decay_updates", 0)
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise ConfigError(f"method.{name}.bc_decay_updates: must be an integer >= 0 (0: no decay), got {d!r}")
+        bc_decay[name] = d
+    gym = kind == "gymnasium"
     return Spec(
-        num_seeds=_int(cfg, "num_seeds", 1), seed=_int(cfg, "seed", 0), task=task["name"],
-        backend=task["backend"], episode_length=_int(task, "episode_length", 1, "task.episode_length"),
+        num_seeds=_int(cfg, "num_seeds", 1), seed=_int(cfg, "seed", 0),
+        task=task.get("id") or "" if gym else task["name"], env_kind=kind,
+        env_kwargs=dict(task.get("kwargs") or {}) if gym else {},
+        max_episode_steps=task.get("max_episode_steps") if gym else None,
+        backend=task.get("backend", ""),
+        episode_length=_int(task, "episode_length", 1, "task.episode_length") if not gym else 0,
         dataset=ds, algos={"td3": rejax}, bc_alpha=alpha,
         offline_iterations=_int(off, "iterations", 1, "offline.iterations"),
         offline_eval_every=_int(off, "eval_every", 1, "offline.eval_every"),
         adapt_timesteps={"td3": _int(on, "timesteps", 1, "online.timesteps")},
         eval_every={"td3": _int(on, "eval_every", 1, "online.eval_every")},
         eval_episodes=_int(cfg, "eval_episodes", 1), reset_optimizer=reset, methods=methods,
-        inits=common.method_inits(cfg.get("method")), source_bc=source_bc, sweep=sweep,
+        inits=common.method_inits(cfg.get("method")), source_bc=source_bc, bc_decay=bc_decay, sweep=sweep,
         gap_window=_int(s, "gap_window", 1, "setting.gap_window"))
 
 
@@ -187,26 +220,61 @@ def _local_minari(root: str) -> list[str]:
 # ----------------------------------------------------------------------------- agents
 
 
+def env_spec(spec: Spec, data: D.Transitions):
+    """The gymnasium environment of a ``task.kind=gymnasium`` run: ``task.id`` (our short names map to
+    MuJoCo v5), else the one the Minari dataset records, with its kwargs."""
+    from lossmooth.rl.gym_envs import EnvSpec, resolve_id
+
+    if spec.task:
+        return EnvSpec(resolve_id(spec.task), spec.env_kwargs, spec.max_episode_steps)
+    env_id = data.info.get("env_id")
+    if not env_id:
+        raise ConfigError(f"task.id: dataset '{data.name}' records no environment; set task.id (e.g. Hopper-v5)")
+    return EnvSpec(env_id, {**data.info.get("env_kwargs", {}), **spec.env_kwargs},
+                   spec.max_episode_steps or data.info.get("max_episode_steps"))
+
+
+def env_name(spec: Spec, data: D.Transitions) -> str:
+    if spec.env_kind == "brax":
+        return f"brax {spec.task} ({spec.backend})"
+    e = env_spec(spec, data)
+    return f"gymnasium {e.env_id}" + (f" {e.kwargs}" if e.kwargs else "")
+
+
 def build_agents(spec: Spec, data: D.Transitions) -> R.Agents:
-    """The TD3 agent (one object for both phases: TD3+BC offline, smoothed TD3 online) on the task."""
+    """The TD3 agent (one object for both phases: TD3+BC offline, smoothed TD3 online) on the task:
+    brax with the whole loop compiled, or gymnasium stepped on the host (:mod:`lossmooth.rl.host_loop`)."""
     from lossmooth.rl.td3 import SmoothedTD3
 
-    env, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
+    host = None
+    if spec.env_kind == "brax":
+        env, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
+    else:
+        from lossmooth.rl.host_loop import HostRunner, SpacesEnv
+
+        es = env_spec(spec, data)
+        probe = es.probe()
+        env = SpacesEnv(probe["obs_dim"], probe["low"], probe["high"], probe["max_episode_steps"])
+        params = env.default_params
+        host = HostRunner(es, spec.eval_episodes, probe["max_episode_steps"])
     obs_dim = int(np.prod(env.observation_space(params).shape))
     act_dim = int(np.prod(env.action_space(params).shape))
-    D.check_matches(data, obs_dim, act_dim, f"brax {spec.task}")
+    D.check_matches(data, obs_dim, act_dim, env_name(spec, data))
     import warnings
 
+    runs = expand_runs(spec)
+    target_bc = any(float(r["algo_fields"]["target_bc_alpha"]) > 0 for r in runs)
     with warnings.catch_warnings():  # rejax deep-copies its config; brax envs are shallow-copied
         warnings.filterwarnings("ignore", message=".*deepcopy.*", category=RuntimeWarning)
         algo = SmoothedTD3.create(env=env, env_params=params, source_env=env, freeze_obs_rms=True,
-                                  **spec.algos["td3"]).replace(source_bc_alpha=jnp.asarray(spec.bc_alpha))
-    runs = expand_runs(spec)
+                                  target_bc=target_bc, **spec.algos["td3"]).replace(
+            source_bc_alpha=jnp.asarray(spec.bc_alpha))
     eval_runs = max([spec.num_seeds] + [len(g) for g in common.groups_of(runs)])
     spi = algo.num_envs * algo.policy_delay
     agents = R.Agents("td3", algo, algo, env, env, params, spi, spec.eval_episodes, eval_runs,
-                      eval_tasks=("target",), source_data="source_buffer")
-    agents.eval_prog = engine.make_eval(R.make_eval_fn(agents, agents.eval_tasks))
+                      eval_tasks=("target",), source_data="source_buffer", host=host)
+    if host is None:
+        agents.eval_prog = engine.make_eval(R.make_eval_fn(agents, agents.eval_tasks))
     return agents
 
 
@@ -270,7 +338,13 @@ def expand_runs(spec: Spec) -> list[dict]:
     runs = common.expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
     for r in runs:
         bc = spec.source_bc.get(r["name"], True)
-        r["algo_fields"] = {"source_bc_alpha": jnp.asarray(spec.bc_alpha if bc else 0.0, jnp.float32)}
+        decay = spec.bc_decay.get(r["name"], 0)
+        r["algo_fields"] = {"source_bc_alpha": jnp.asarray(spec.bc_alpha if bc else 0.0, jnp.float32),
+                            # the BC-decay control: TD3+BC's actor loss on the online half too
+                            "target_bc_alpha": jnp.asarray(spec.bc_alpha if decay else 0.0, jnp.float32),
+                            "bc_decay_updates": jnp.asarray(decay, jnp.float32)}
         if not bc:
             r["hparams"] = {**r["hparams"], "source_loss": "td3"}
+        if decay:
+            r["hparams"] = {**r["hparams"], "bc_decay_updates": decay}
     return runs

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 
+import jax
 
 from lossmooth import provenance
+from lossmooth.core import engine
 from lossmooth.offline import scores
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize_scores
@@ -30,7 +32,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     own = spec.dataset["kind"] == "own"
     info = {"stand_in": own, "paper_data": spec.dataset["kind"] != "own",
             "data": f"{data.name} ({data.info.get('source')}, {len(data)} transitions)",
-            "environment": f"brax {spec.task} ({spec.backend})", "ref_scores": list(ref),
+            "environment": O.env_name(spec, data), "ref_scores": list(ref),
             "dataset_info": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float))},
             "offline_iterations": spec.offline_iterations, "online_timesteps": spec.adapt_timesteps["td3"],
             "td3": spec.algos["td3"], "bc_alpha": spec.bc_alpha}
@@ -69,6 +71,10 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
         return {**m, "target_score": scores.normalized(m["target_return"], ref)}
 
     def offline_cb(c, state, m):
+        if c == 0:  # the online programs compile on the spare core while TD3+BC trains
+            src = jax.tree.map(lambda x: x[: spec.num_seeds], state)
+            engine.compile_queue([p for g in groups for p in
+                                  R.adapt_programs(agents, spec, [runs[i] for i in g], src, mesh, buffer)])
         m = with_score(m)
         rows = [{"phase": "offline", "seed": spec.seed + i, "step": int((c + 1) * every_off),
                  **{k: float(v[i, -1]) for k, v in m.items()}} for i in range(spec.num_seeds)]
@@ -105,9 +111,9 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
 
         _, metrics, diverged, steps = R.adapt_group(agents, spec, g_runs, off_state, mesh, [online_cb], data=buffer)
         score = scores.normalized(metrics["target_return"], ref)
-        rs.append_metrics([_metric_row(runs[i], i, 0, {"target_return": float(metrics["target_return"][j, 0]),
-                                                       "target_score": float(score[j, 0]),
-                                                       "lam": float(metrics["lam"][j, 0])})
+        at_switch = {k: metrics[k] for k in ("target_return", "lam", "target_success") if k in metrics}
+        rs.append_metrics([_metric_row(runs[i], i, 0, {**{k: float(v[j, 0]) for k, v in at_switch.items()},
+                                                       "target_score": float(score[j, 0])})
                            for j, i in enumerate(g)])
         for j, i in enumerate(g):
             r = runs[i]
@@ -117,7 +123,7 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
                 "init": r["init"], "setting": "offline_to_online", "dataset": data.name, "model": "td3",
                 "shift": SHIFT, "severity": 0.0, "pair_key": pkey,
                 "diverged_step": int(steps[min(div + 1, len(steps) - 1)]) if div >= 0 else -1,
-                "summary": summarize_scores(steps, score[j], spec.gap_window),
+                "summary": summarize_scores(steps, score[j], spec.gap_window, metrics.get("target_success", [None] * len(g))[j]),
                 "offline_score": float(score[j, 0]), "final_return": float(metrics["target_return"][j, -1]),
                 "eval_episodes": spec.eval_episodes,
             })

@@ -69,6 +69,9 @@ def parse(cfg: dict) -> Spec:
     seed = _int(cfg, "seed", 0)
     task = cfg.get("task") or {}
     tname = task.get("name")
+    if task.get("kind", "brax") != "brax":
+        raise ConfigError("task.kind: online RL runs on brax tasks (the whole loop in JAX); gymnasium tasks "
+                          "are for setting=offline_to_online")
     if tname not in envs.TASKS:
         raise ConfigError(f"task.name: unknown task '{tname}'; choose one of {', '.join(envs.TASKS)}")
     if task.get("backend") not in envs.BACKENDS:
@@ -150,6 +153,9 @@ class Agents:
     # buffer online; the offline dataset, already in ``source_buffer``, offline-to-online)
     source_data: str = "replay_buffer"
     eval_prog: object = None
+    # a :class:`lossmooth.rl.host_loop.HostRunner` where the task's environments step on the host
+    # (gymnasium); None: JAX environments (brax), the whole loop compiled
+    host: object = None
 
     def source_iterations(self, timesteps: int) -> int:
         return max(1, -(-timesteps // self.steps_per_iteration))
@@ -240,6 +246,8 @@ def evaluate(agents: Agents, state, mesh=None) -> dict:
     """Both tasks' returns for every run in ``state`` [runs]; the batch is padded to
     ``agents.eval_runs`` so every phase reuses one compiled program (brax rollouts compile slowly)."""
     view = policy_view(state)
+    if agents.host is not None:
+        return agents.host.evaluate(agents.adapt, view)
     n = view.rng.shape[0]
     size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
     out = agents.eval_prog(engine.pad_runs(view, n, size), None, None)
@@ -261,6 +269,8 @@ def with_eval(train_chunk, agents: Agents, mesh=None):
 
 def eval_ahead(agents: Agents, state, mesh=None):
     """Start compiling the shared evaluation for ``state``'s batch in the background."""
+    if agents.host is not None:
+        return None
     view = policy_view(state)
     n = view.rng.shape[0]
     size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
@@ -283,9 +293,12 @@ def source_chunk(agents: Agents, steps_per_eval: int, mesh=None):
     return with_eval(train, agents, mesh)
 
 
-def adapt_chunk(agents: Agents, steps_per_eval: int, with_source: bool = True, mesh=None):
+def adapt_chunk(agents: Agents, steps_per_eval: int, with_source: bool = True, mesh=None, host_envs=None):
     """One evaluation interval of adaptation; ``with_source=False`` compiles the training without the
-    source branch (same numbers once every run has lam = 1); the evaluation program is shared."""
+    source branch (same numbers once every run has lam = 1); the evaluation program is shared.
+    ``host_envs``: the batch's host-stepped environments (where ``agents.host`` is set)."""
+    if agents.host is not None:
+        return with_eval(agents.host.chunk(agents.adapt, host_envs, steps_per_eval, with_source), agents, mesh)
 
     def step(ts, algo, data):
         ts = with_shared_source(ts, data, algo.replace(with_source=with_source).train_iteration)
@@ -384,6 +397,23 @@ def adapt_init(agents: Agents, spec: Spec, src_state, runs: list[dict]):
     return state, engine.stack_runs(hps)
 
 
+def adapt_programs(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, data=None) -> list:
+    """The ``(jitted program, args)`` pairs :func:`adapt_group` will run for ``runs`` (from a source
+    state of the same shapes as ``src_state``), for compiling them ahead (:func:`engine.compile_queue`)."""
+    if agents.host is not None:  # host loops: their jitted pieces are small
+        return []
+    n = len(runs)
+    state, hp = adapt_init(agents, spec, src_state, runs)
+    n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+    state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
+    state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
+    spe, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
+    progs = [(adapt_chunk(agents, spe, True, mesh).train, (state, hp, data))]
+    if source_free_from(agents, runs, spe, n_chunks) is not None:
+        progs.append((adapt_chunk(agents, spe, False, mesh).train, (state, hp, data)))
+    return progs
+
+
 def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=(), data=None):
     """Adapt one batch of runs sharing a static structure; metrics start with the eval at the switch.
     ``data``: source data shared by every run (see :func:`with_shared_source`)."""
@@ -394,13 +424,19 @@ def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=No
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
     at_switch = jax.device_get(evaluate(agents, state, mesh))
     spe, n_chunks = _chunking(spec, agents, spec.adapt_timesteps[agents.name])
+    host_envs = None if agents.host is None else agents.host.new_envs(
+        [r["seed"] for r in runs] + [runs[-1]["seed"]] * (n_pad - n), agents.adapt.num_envs)
     # from the first chunk where every run is past its ramp, a program without the source branch
     first_free = source_free_from(agents, runs, spe, n_chunks)
-    later = None if first_free is None else (first_free, adapt_chunk(agents, spe, False, mesh))
+    later = None if first_free is None else (first_free, adapt_chunk(agents, spe, False, mesh, host_envs))
     if later is not None and first_free > 0:  # compiles while the ramp's program compiles and runs
         engine.compile_ahead(later[1].train, state, hp, data)
-    res = engine.run_loop(adapt_chunk(agents, spe, True, mesh), state, hp, data, n_chunks, callbacks,
-                          later=later)
+    try:
+        res = engine.run_loop(adapt_chunk(agents, spe, True, mesh, host_envs), state, hp, data, n_chunks,
+                              callbacks, later=later)
+    finally:
+        if host_envs is not None:
+            host_envs.close()
     metrics = {}
     for k, v in res.metrics.items():
         first = (np.asarray(at_switch[k])[:, None] if k in at_switch

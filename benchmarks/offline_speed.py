@@ -1,0 +1,315 @@
+"""Speed and memory figures of offline TD3+BC (prints them; asserts nothing).
+
+    python benchmarks/offline_speed.py updates   # critic updates/s: our jitted scan vs PyTorch TD3+BC
+    python benchmarks/offline_speed.py flops     # the update's FLOP/s as a fraction of the matmul peak
+    python benchmarks/offline_speed.py memory    # peak memory of the dataset + buffer path at 1M transitions
+    python benchmarks/offline_speed.py all       [--obs 17 --act 6 --hidden 256 --batch 256]
+
+``updates`` needs PyTorch (``pip install torch==2.13.0``, the CPU build). Both sides train the same
+TD3+BC on the same synthetic dataset (hopper-sized by default; D4RL's reference networks: 256-256
+ReLU actor and twin critics, batch 256, policy delay 2, Adam 3e-4): ours is
+:meth:`lossmooth.rl.td3.SmoothedTD3.offline_iteration` in a jitted ``lax.scan``; PyTorch's is a
+straightforward port of Fujimoto & Gu's reference ``TD3_BC.train`` (one Python call per critic
+update, the actor and targets every second one) with ``torch.set_num_threads`` = the cores JAX uses.
+Throughput counts critic updates (each iteration = ``policy_delay`` critic updates + 1 actor update),
+compile time excluded, best of --repeats interleaved timings.
+
+``flops``: the compiled iteration's FLOPs from XLA's cost analysis (and an analytic count of the
+model's matmuls), per second of the measured update rate, over this machine's float32 matmul peak
+measured with ``jnp.dot`` on 2048 x 2048 matrices.
+
+``memory``: a subprocess writes a 1M-transition D4RL-format hdf5 file, loads it with
+:func:`lossmooth.offline.datasets.load_d4rl`, turns it into the replay buffer, runs TD3+BC
+iterations on it, and reports its peak resident memory next to the raw size of the arrays.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+def synthetic(n: int, obs: int, act: int, seed: int = 0):
+    import numpy as np
+
+    from lossmooth.offline import datasets as D
+
+    rng = np.random.default_rng(seed)
+    o = rng.normal(size=(n, obs)).astype(np.float32)
+    nxt = (o + 0.1 * rng.normal(size=(n, obs))).astype(np.float32)
+    a = rng.uniform(-1, 1, (n, act)).astype(np.float32)
+    r = rng.normal(size=n).astype(np.float32)
+    term = rng.random(n) < 0.001
+    timeout = np.zeros(n, bool)
+    timeout[999::1000] = True
+    timeout &= ~term
+    timeout[-1] = not term[-1]
+    return D.transitions(o, a, r, nxt, term, timeout, name="synthetic")
+
+
+def jax_td3bc(obs: int, act: int, hidden: int, batch: int, data):
+    """Our TD3+BC agent (the setting's construction, on a spaces-only environment) and its state."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lossmooth.offline import datasets as D
+    from lossmooth.rl.host_loop import SpacesEnv
+    from lossmooth.rl.td3 import SmoothedTD3
+
+    env = SpacesEnv(obs, -np.ones(act, np.float32), np.ones(act, np.float32), 1000)
+    kw = {"hidden_layer_sizes": [hidden, hidden], "activation": "relu"}
+    algo = SmoothedTD3.create(env=env, env_params=env.default_params, batch_size=batch, policy_delay=2,
+                              learning_rate=3e-4, max_grad_norm=1e6, polyak=0.995, target_update_freq=1,
+                              normalize_observations=True, freeze_obs_rms=True, buffer_size=batch,
+                              actor_kwargs=kw, critic_kwargs=kw).replace(source_bc_alpha=jnp.asarray(2.5))
+    mean, std = data.state_stats()
+    ts = algo.init_state(jax.random.PRNGKey(0))
+    ts = ts.replace(source_buffer=D.as_replay_buffer(data),
+                    obs_rms_state=ts.obs_rms_state.replace(mean=jnp.asarray(mean), var=jnp.asarray(std ** 2)))
+    return algo, ts
+
+
+def jax_program(algo, iters: int):
+    import jax
+
+    return jax.jit(lambda ts: jax.lax.scan(lambda s, _: (algo.offline_iteration(s), None), ts, None, iters)[0])
+
+
+def torch_td3bc(obs: int, act: int, hidden: int, batch: int, data, threads: int):
+    """Fujimoto & Gu's TD3+BC training step, ported as it is (``train`` called once per critic update)."""
+    import copy
+
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    class Actor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2, self.l3 = nn.Linear(obs, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, act)
+
+        def forward(self, s):
+            return torch.tanh(self.l3(F.relu(self.l2(F.relu(self.l1(s))))))
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2, self.l3 = nn.Linear(obs + act, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
+            self.l4, self.l5, self.l6 = nn.Linear(obs + act, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
+
+        def forward(self, s, a):
+            sa = torch.cat([s, a], 1)
+            q1 = self.l3(F.relu(self.l2(F.relu(self.l1(sa)))))
+            q2 = self.l6(F.relu(self.l5(F.relu(self.l4(sa)))))
+            return q1, q2
+
+        def Q1(self, s, a):
+            sa = torch.cat([s, a], 1)
+            return self.l3(F.relu(self.l2(F.relu(self.l1(sa)))))
+
+    actor, critic = Actor(), Critic()
+    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
+    a_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
+    c_opt = torch.optim.Adam(critic.parameters(), lr=3e-4)
+    mean, std = data.state_stats()
+    S = torch.as_tensor((data.observations - mean) / std)
+    S2 = torch.as_tensor((data.next_observations - mean) / std)
+    A = torch.as_tensor(data.actions)
+    R = torch.as_tensor(data.rewards)[:, None]
+    ND = torch.as_tensor(1.0 - data.terminals.astype(np.float32))[:, None]
+    n = len(data)
+    it = [0]
+
+    def train():
+        it[0] += 1
+        ind = torch.randint(0, n, (batch,))
+        s, a, s2, r, nd = S[ind], A[ind], S2[ind], R[ind], ND[ind]
+        with torch.no_grad():
+            noise = (torch.randn_like(a) * 0.2).clamp(-0.5, 0.5)
+            a2 = (actor_t(s2) + noise).clamp(-1, 1)
+            tq1, tq2 = critic_t(s2, a2)
+            target = r + nd * 0.99 * torch.min(tq1, tq2)
+        q1, q2 = critic(s, a)
+        c_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        c_opt.zero_grad()
+        c_loss.backward()
+        c_opt.step()
+        if it[0] % 2 == 0:
+            pi = actor(s)
+            q = critic.Q1(s, pi)
+            lmbda = 2.5 / q.abs().mean().detach()
+            a_loss = -lmbda * q.mean() + F.mse_loss(pi, a)
+            a_opt.zero_grad()
+            a_loss.backward()
+            a_opt.step()
+            with torch.no_grad():
+                for p, tp in zip(critic.parameters(), critic_t.parameters()):
+                    tp.mul_(0.995).add_(0.005 * p)
+                for p, tp in zip(actor.parameters(), actor_t.parameters()):
+                    tp.mul_(0.995).add_(0.005 * p)
+
+    return train
+
+
+def updates(args):
+    import jax
+
+    try:
+        import torch
+    except ImportError:
+        print("updates: PyTorch is not installed; `pip install torch==2.13.0` (the CPU build) and run again")
+        return None
+    data = synthetic(args.n, args.obs, args.act)
+    algo, ts = jax_td3bc(args.obs, args.act, args.hidden, args.batch, data)
+    iters = args.iters
+    t = time.perf_counter()
+    prog = jax_program(algo, iters).lower(ts).compile()
+    compile_s = time.perf_counter() - t
+    threads = args.threads or os.cpu_count()
+    train = torch_td3bc(args.obs, args.act, args.hidden, args.batch, data, threads)
+    crit = iters * algo.policy_delay  # critic updates per timed call
+    best_j, best_t = float("inf"), float("inf")
+    for _ in range(args.repeats):
+        jax.block_until_ready(prog(ts))
+        t = time.perf_counter()
+        jax.block_until_ready(prog(ts))
+        best_j = min(best_j, time.perf_counter() - t)
+        for _ in range(20):
+            train()
+        t = time.perf_counter()
+        for _ in range(crit):
+            train()
+        best_t = min(best_t, time.perf_counter() - t)
+    uj, ut = crit / best_j, crit / best_t
+    print(f"TD3+BC offline, obs {args.obs} act {args.act}, {args.hidden}-{args.hidden} nets, batch {args.batch}, "
+          f"{args.n} transitions, CPU with {threads} threads: ours (jax {jax.__version__}, jitted scan of "
+          f"{iters} iterations) {uj:.0f} critic updates/s; PyTorch {torch.__version__} reference loop "
+          f"{ut:.0f} critic updates/s; ratio {uj / ut:.2f} (target >= 1.5); our compile {compile_s:.1f}s")
+    return uj, algo, ts
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(x))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(x))
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best
+
+
+def model_flops(obs: int, act: int, h: int, batch: int) -> float:
+    """Analytic matmul FLOPs of one TD3+BC iteration (2 critic updates + 1 actor update), 2 per MAC;
+    a backward pass counts twice its forward (gradients of weights and of inputs)."""
+    mlp = lambda i, o: i * h + h * h + h * o  # noqa: E731  (MACs per sample)
+    actor, critic = mlp(obs, act), mlp(obs + act, 1)
+    crit_update = actor + 2 * critic + 3 * (2 * critic)  # target actor + target critics; critics fwd + bwd
+    actor_update = 3 * actor + 3 * (2 * critic)  # actor fwd + bwd; both critics fwd + bwd through the input
+    return 2.0 * batch * (2 * crit_update + actor_update)
+
+
+def flops(args, measured=None):
+    import jax
+
+    if measured is None:
+        data = synthetic(min(args.n, 100_000), args.obs, args.act)
+        algo, ts = jax_td3bc(args.obs, args.act, args.hidden, args.batch, data)
+        prog = jax_program(algo, args.iters).lower(ts).compile()
+        jax.block_until_ready(prog(ts))
+        t = time.perf_counter()
+        jax.block_until_ready(prog(ts))
+        ups = args.iters * algo.policy_delay / (time.perf_counter() - t)
+    else:
+        ups, algo, ts = measured
+    one = jax.jit(algo.offline_iteration).lower(ts).compile()
+    cost = one.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla = float(cost.get("flops", float("nan")))
+    analytic = model_flops(args.obs, args.act, args.hidden, args.batch)
+    peak = matmul_peak()
+    per_s = ups / algo.policy_delay * analytic
+    print(f"FLOPs per TD3+BC iteration: analytic model matmuls {analytic / 1e6:.1f} MFLOP, XLA cost analysis "
+          f"{xla / 1e6:.1f} MFLOP; at {ups:.0f} critic updates/s that is {per_s / 1e9:.2f} GFLOP/s of model "
+          f"matmuls ({ups / algo.policy_delay * xla / 1e9:.2f} GFLOP/s by XLA's count); float32 matmul peak "
+          f"(2048^3 jnp.dot) {peak / 1e9:.1f} GFLOP/s: {100 * per_s / peak:.1f}% of peak")
+
+
+MEM_CODE = r"""
+import os, resource, sys, time
+sys.path.insert(0, os.getcwd())
+import numpy as np
+from benchmarks.offline_speed import synthetic, jax_td3bc, jax_program
+from lossmooth.offline import datasets as D
+n, obs, act, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+t = synthetic(n, obs, act)
+D.save_d4rl(t, path)
+del t
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import jax
+t0 = time.perf_counter()
+data = D.load_d4rl(path, "synthetic")
+load_s = time.perf_counter() - t0
+algo, ts = jax_td3bc(obs, act, 256, 256, data)
+prog = jax_program(algo, 16)
+jax.block_until_ready(prog(ts))
+raw = sum(a.nbytes for a in (data.observations, data.actions, data.rewards, data.next_observations,
+                             data.terminals, data.timeouts))
+print("MEM", raw, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, base * 1024, load_s)
+"""
+
+
+def memory(args):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "synthetic.hdf5")
+        r = subprocess.run([sys.executable, "-c", MEM_CODE, str(args.mem_n), str(args.obs), str(args.act), path],
+                           capture_output=True, text=True, cwd=os.path.join(os.path.dirname(__file__), ".."))
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEM")]
+        if not line:
+            print("memory: FAILED", r.stderr[-500:])
+            return
+        raw, peak, before, load_s = (float(x) for x in line[0].split()[1:])
+        print(f"dataset + buffer path at {args.mem_n} transitions (obs {args.obs}, act {args.act}): arrays "
+              f"{raw / 2**20:.0f} MiB; hdf5 load {load_s:.1f}s; process peak RSS {peak / 2**20:.0f} MiB after "
+              f"loading, building the replay buffer and 16 TD3+BC iterations (writing the file peaked at "
+              f"{before / 2**20:.0f} MiB); peak / arrays = {peak / raw:.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["updates", "flops", "memory", "all"])
+    p.add_argument("--obs", type=int, default=11)
+    p.add_argument("--act", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--n", type=int, default=100_000, help="dataset transitions for the speed runs")
+    p.add_argument("--mem-n", type=int, default=1_000_000, help="dataset transitions for the memory run")
+    p.add_argument("--iters", type=int, default=200, help="TD3+BC iterations per timed call")
+    p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores, as XLA uses)")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    measured = None
+    if a.what in ("updates", "all"):
+        measured = updates(a)
+    if a.what in ("flops", "all"):
+        flops(a, measured)
+    if a.what in ("memory", "all"):
+        memory(a)
+
+
+if __name__ == "__main__":
+    main()

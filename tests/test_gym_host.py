@@ -1,0 +1,207 @@
+"""Offline-to-online RL on gymnasium environments stepped on the host: the environment wrapper, the
+host transitions path of SmoothedTD3, the BC-decay control, regret, and a tiny run end to end on a
+Minari dataset (written by the test, recording its environment) with Hopper-v5."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lossmooth import cli
+from lossmooth.offline import datasets as D
+from lossmooth.results import store
+from lossmooth.results.summaries import summarize_scores
+from lossmooth.rl.gym_envs import EnvSpec, HostEnvs, rollout_episodes
+
+HOPPER = EnvSpec("Hopper-v5", {}, 50)
+
+
+def test_host_envs_give_true_next_observations_and_termination_only_as_done():
+    envs = HostEnvs(HOPPER, 3, seed=0)
+    rng = np.random.default_rng(0)
+    seen_end = seen_term = False
+    for _ in range(120):  # random actions end hopper episodes early (termination) and at 50 (time limit)
+        before = envs.obs.copy()
+        tr = envs.step(rng.uniform(-1, 1, (3, 3)))
+        np.testing.assert_array_equal(tr["obs"], before)
+        for i in np.flatnonzero(tr["ended"]):
+            seen_end = True
+            # the stored next observation is the episode's last one, not the reset one the policy sees next
+            assert not np.array_equal(tr["next_obs"][i], envs.obs[i])
+        not_ended = ~tr["ended"]
+        np.testing.assert_array_equal(tr["next_obs"][not_ended], envs.obs[not_ended])
+        assert set(np.flatnonzero(tr["done"])) <= set(np.flatnonzero(tr["ended"]))
+        seen_term |= bool(tr["done"].any())
+    envs.close()
+    assert seen_end and seen_term
+    out = rollout_episodes(HOPPER, lambda o: np.zeros((len(o), 3)), 2, seed=1, max_steps=60)
+    assert out["return"].shape == (2,) and out["success"] is None  # hopper has no success flag
+
+
+def test_antmaze_observations_flatten_to_d4rl_layout():
+    pytest.importorskip("gymnasium_robotics")
+    spec = EnvSpec("AntMaze_UMaze-v5", {"include_cfrc_ext_in_observation": False}, 20)
+    info = spec.probe()
+    assert info["obs_dim"] == 27 + 2 and info["act_dim"] == 8  # ant state ++ desired goal, as Minari's AntMaze
+    envs = HostEnvs(spec, 2, seed=0)
+    tr = envs.step(np.zeros((2, 8)))
+    envs.close()
+    assert tr["obs"].shape == (2, 29) and tr["success"].dtype == bool
+
+
+def test_regret_is_one_minus_online_success():
+    s = summarize_scores(np.array([0, 10, 20]), np.array([50.0, 40.0, 60.0]), 10, success=[1.0, 0.5, 0.0])
+    assert s["regret"] == pytest.approx(0.75)  # the switch's evaluation (1.0) is not online
+    assert "regret" not in summarize_scores(np.array([0, 10]), np.array([1.0, 2.0]), 10)
+
+
+# ----------------------------------------------------------------------------- SmoothedTD3 pieces
+
+
+@pytest.fixture(scope="module")
+def hopper_td3():
+    from lossmooth.rl.host_loop import SpacesEnv
+    from lossmooth.rl.td3 import SmoothedTD3
+
+    p = HOPPER.probe()
+    env = SpacesEnv(p["obs_dim"], p["low"], p["high"], p["max_episode_steps"])
+    algo = SmoothedTD3.create(env=env, env_params=env.default_params, num_envs=2, batch_size=8,
+                              buffer_size=64, fill_buffer=4, num_epochs=2, policy_delay=2,
+                              actor_kwargs={"hidden_layer_sizes": [8]}, critic_kwargs={"hidden_layer_sizes": [8]})
+    return algo, algo.init_state(jax.random.PRNGKey(0))
+
+
+def test_host_transitions_enter_the_buffer_and_count(hopper_td3):
+    from rejax.buffers import Minibatch
+
+    algo, ts = hopper_td3
+    rng = np.random.default_rng(1)
+    trans = Minibatch(obs=jnp.asarray(rng.normal(size=(2, 2, 11)), jnp.float32),
+                      action=jnp.asarray(rng.uniform(-1, 1, (2, 2, 3)), jnp.float32),
+                      reward=jnp.asarray(rng.normal(size=(2, 2)), jnp.float32),
+                      next_obs=jnp.asarray(rng.normal(size=(2, 2, 11)), jnp.float32),
+                      done=jnp.zeros((2, 2), bool))
+    ts2 = jax.jit(lambda t, tr: algo.train_iteration(t, tr))(ts, trans)
+    assert int(ts2.global_step) == 4 and int(ts2.replay_buffer.num_entries) == 4
+    np.testing.assert_allclose(ts2.replay_buffer.data.obs[:4], np.asarray(trans.obs).reshape(4, 11))
+    np.testing.assert_allclose(ts2.replay_buffer.data.reward[:4], np.asarray(trans.reward).reshape(4))
+    # fill_buffer = 4: the first round (step 0) and the second (step 2) do not train yet
+    assert int(ts2.updates) == 0
+    ts3 = jax.jit(lambda t, tr: algo.train_iteration(t, tr))(ts2, trans)
+    # iteration 2: its first round starts at step 4 (not past fill_buffer), its second at 6 (trains)
+    assert int(ts3.updates) == algo.num_epochs
+    # exploration actions: uniform before training starts (where uniform_warmup), inside the box
+    _, a = algo.host_act(ts, jnp.zeros((2, 11)))
+    assert a.shape == (2, 3) and float(jnp.abs(a).max()) <= 1.0
+
+
+def test_bc_decay_weight_and_loss(hopper_td3):
+    algo, ts = hopper_td3
+    a = algo.replace(bc_decay_updates=jnp.asarray(100.0))
+    assert float(a.bc_weight(0)) == 1.0 and float(a.bc_weight(25)) == pytest.approx(0.75)
+    assert float(a.bc_weight(100)) == 0.0 and float(a.bc_weight(1000)) == 0.0
+    assert float(algo.bc_weight(10**6)) == 1.0  # no decay configured: the BC weight stays 1
+    from rejax.buffers import Minibatch
+
+    rng = np.random.default_rng(2)
+    b = Minibatch(obs=jnp.asarray(rng.normal(size=(8, 11)), jnp.float32),
+                  action=jnp.asarray(rng.uniform(-1, 1, (8, 3)), jnp.float32),
+                  reward=jnp.zeros(8), next_obs=jnp.zeros((8, 11)), done=jnp.zeros(8))
+    p = ts.actor_ts.params
+    act = algo.actor.apply(p, b.obs)
+    q = algo.vmap_critic(ts.critic_ts.params, b.obs, act)
+    w = 2.5 / jnp.abs(q[0]).mean()
+    bc = jnp.mean(jnp.square(act - b.action))
+    full = float(algo.actor_loss(p, ts, b, jnp.asarray(2.5), 1.0))
+    half = float(algo.actor_loss(p, ts, b, jnp.asarray(2.5), 0.5))
+    none = float(algo.actor_loss(p, ts, b, jnp.asarray(2.5), 0.0))
+    assert full == pytest.approx(float(-w * q.mean() + bc), rel=1e-5)
+    assert half == pytest.approx(float(-w * q.mean() + 0.5 * bc), rel=1e-5)
+    assert none == pytest.approx(float(-w * q.mean()), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def hopper_minari(tmp_path_factory):
+    """A small Hopper-v5 Minari dataset of random-policy episodes that records its environment."""
+    root = str(tmp_path_factory.mktemp("minari"))
+    envs = HostEnvs(HOPPER, 1, seed=3)
+    rng = np.random.default_rng(3)
+    episodes, obs, cur = [], [envs.obs[0]], {"actions": [], "rewards": [], "terminations": [], "truncations": []}
+    while len(episodes) < 12:
+        tr = envs.step(rng.uniform(-1, 1, (1, 3)))
+        obs.append(tr["next_obs"][0])
+        cur["actions"].append(tr["action"][0])
+        cur["rewards"].append(tr["reward"][0])
+        cur["terminations"].append(bool(tr["done"][0]))
+        cur["truncations"].append(bool(tr["ended"][0] and not tr["done"][0]))
+        if tr["ended"][0]:
+            episodes.append({"observations": np.stack(obs), **{k: np.asarray(v) for k, v in cur.items()}})
+            obs, cur = [envs.obs[0]], {k: [] for k in cur}
+    envs.close()
+    D.save_minari(episodes, "test/hopper-random-v0", root, ref_scores=(-20.0, 3000.0), env_id="Hopper-v5")
+    return root
+
+
+GYM_RUN = ["setting=offline_to_online", "logger=jsonl", "progress=false", "task=gymnasium", "task.id=null",
+           "dataset=minari", "dataset.id=test/hopper-random-v0", "num_seeds=2", "offline.iterations=16",
+           "offline.eval_every=8", "online.timesteps=64", "online.eval_every=32", "td3.num_envs=2",
+           "td3.num_epochs=2", "td3.fill_buffer=8", "td3.buffer_size=256", "td3.batch_size=16",
+           "td3.hidden_layer_sizes=[16,16]", "eval_episodes=2", "setting.smoothing_T=16", "setting.gap_window=32",
+           "task.max_episode_steps=40", "method=[hard_switch,loss_smoothing,bc_decay]"]
+
+
+def test_minari_dataset_records_its_environment(hopper_minari):
+    t = D.load_minari("test/hopper-random-v0", hopper_minari)
+    assert t.info["env_id"] == "Hopper-v5" and t.obs_dim == 11
+
+
+def test_a_tiny_gymnasium_run_lands_complete(hopper_minari, tmp_path, capsys, cache_dir):
+    results = tmp_path / "results"
+    rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}", f"dataset.root={hopper_minari}"]
+                  + GYM_RUN)
+    assert rc == 0, capsys.readouterr().err
+    (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
+    meta = json.load(open(os.path.join(run_dir, "meta.json")))
+    assert "gymnasium Hopper-v5" in meta["data"]["environment"] and meta["stand_in"] is False
+    runs = json.load(open(os.path.join(run_dir, "runs.json")))
+    assert sorted({r["method"] for r in runs}) == ["bc_decay", "hard_switch", "loss_smoothing"]
+    by = {(r["method"], r["seed"]): r for r in runs}
+    for s in (0, 1):  # every method starts from the same offline agent of its seed
+        assert by[("hard_switch", s)]["offline_score"] == pytest.approx(by[("bc_decay", s)]["offline_score"])
+    assert by[("bc_decay", 0)]["hparams"]["bc_decay_updates"] == 16
+    metrics = store.read_metrics(run_dir)
+    adapt = [m for m in metrics if m["phase"] == "adapt"]
+    assert max(m["step"] for m in adapt) == 64
+    assert all(np.isfinite(m["target_score"]) for m in adapt)
+    assert not any("target_success" in m for m in metrics)  # hopper has no success flag: no regret either
+    assert all("regret" not in r["summary"] for r in runs)
+
+
+GYM_BAD = [
+    (["task.id=NoSuchEnv-v0"], "task.id: cannot make gymnasium environment 'NoSuchEnv-v0'"),
+    (["task.id=Walker2d-v5"], "has observations of size 11 and actions of size 3, but gymnasium Walker2d-v5 has 17 and 6"),
+    (["+task.kwargs.nonsense_argument=1", "task.id=Hopper-v5"], "task.kwargs: gymnasium environment 'Hopper-v5' rejects"),
+    (["task.kind=unity"], "task.kind: unknown environment kind 'unity'"),
+    (["task.max_episode_steps=0"], "task.max_episode_steps"),
+    (["dataset.kind=own", "+dataset.quality=medium"], "dataset.kind: our own datasets are collected on brax tasks"),
+    (["dataset.kind=d4rl", "+dataset.path=/x.hdf5", "task.id=null"], "task.id: a gymnasium task needs its id"),
+    (["method.bc_decay.bc_decay_updates=-1"], "method.bc_decay.bc_decay_updates"),
+]
+
+
+@pytest.mark.parametrize("overrides,expect", GYM_BAD, ids=[" ".join(b[0]) for b in GYM_BAD])
+def test_gymnasium_bad_input_fails_in_one_line_and_writes_nothing(hopper_minari, overrides, expect, tmp_path, capsys):
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli.main(["run", f"results_dir={results}", "cache_dir=null", f"dataset.root={hopper_minari}"]
+                                  + GYM_RUN + overrides))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
+    assert expect in err, err
+    assert not results.exists() or not any(results.rglob("*.json"))
