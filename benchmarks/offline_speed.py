@@ -18,7 +18,7 @@ compile time excluded, best of --repeats interleaved timings.
 model's matmuls), per second of the measured update rate, over this machine's float32 matmul peak
 measured with ``jnp.dot`` on 2048 x 2048 matrices.
 
-``memory``: a subprocess writes a 1M-transition D4RL-format hdf5 file, loads it with
+``memory``: a subprocess writes a 1M-transition D4RL-format hdf5 file; another loads it with
 :func:`lossmooth.offline.datasets.load_d4rl`, turns it into the replay buffer, runs TD3+BC
 iterations on it, and reports its peak resident memory next to the raw size of the arrays.
 """
@@ -32,6 +32,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# PyTorch's OpenMP threads otherwise spin after each op, taking the cores from the JAX timings
+# interleaved with them
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def synthetic(n: int, obs: int, act: int, seed: int = 0):
@@ -52,8 +55,9 @@ def synthetic(n: int, obs: int, act: int, seed: int = 0):
     return D.transitions(o, a, r, nxt, term, timeout, name="synthetic")
 
 
-def jax_td3bc(obs: int, act: int, hidden: int, batch: int, data):
-    """Our TD3+BC agent (the setting's construction, on a spaces-only environment) and its state."""
+def jax_td3bc(obs: int, act: int, hidden: int, batch: int, data, in_state: bool = True):
+    """Our TD3+BC agent (the setting's construction, on a spaces-only environment) and its state
+    (the dataset in the state's ``source_buffer`` where ``in_state``, else left to the caller)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -70,8 +74,9 @@ def jax_td3bc(obs: int, act: int, hidden: int, batch: int, data):
                               actor_kwargs=kw, critic_kwargs=kw).replace(source_bc_alpha=jnp.asarray(2.5))
     mean, std = data.state_stats()
     ts = algo.init_state(jax.random.PRNGKey(0))
-    ts = ts.replace(source_buffer=D.as_replay_buffer(data),
-                    obs_rms_state=ts.obs_rms_state.replace(mean=jnp.asarray(mean), var=jnp.asarray(std ** 2)))
+    if in_state:
+        ts = ts.replace(source_buffer=D.as_replay_buffer(data))
+    ts = ts.replace(obs_rms_state=ts.obs_rms_state.replace(mean=jnp.asarray(mean), var=jnp.asarray(std ** 2)))
     return algo, ts
 
 
@@ -214,16 +219,17 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
 
 
 def model_flops(obs: int, act: int, h: int, batch: int) -> float:
-    """Analytic matmul FLOPs of one TD3+BC iteration (2 critic updates + 1 actor update), 2 per MAC;
-    a backward pass counts twice its forward (gradients of weights and of inputs)."""
+    """Analytic matmul FLOPs of one TD3+BC iteration (2 critic updates + 1 actor update), 2 per MAC.
+    A backward pass for weight and input gradients costs twice its forward; through the critics in
+    the actor update only the input gradients are needed (once its forward)."""
     mlp = lambda i, o: i * h + h * h + h * o  # noqa: E731  (MACs per sample)
     actor, critic = mlp(obs, act), mlp(obs + act, 1)
     crit_update = actor + 2 * critic + 3 * (2 * critic)  # target actor + target critics; critics fwd + bwd
-    actor_update = 3 * actor + 3 * (2 * critic)  # actor fwd + bwd; both critics fwd + bwd through the input
+    actor_update = 3 * actor + 2 * (2 * critic)  # actor fwd + bwd; both critics (rejax) fwd + input bwd
     return 2.0 * batch * (2 * crit_update + actor_update)
 
 
-def flops(args, measured=None):
+def flops(args, measured=None, peak=None):
     import jax
 
     if measured is None:
@@ -241,7 +247,7 @@ def flops(args, measured=None):
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla = float(cost.get("flops", float("nan")))
     analytic = model_flops(args.obs, args.act, args.hidden, args.batch)
-    peak = matmul_peak()
+    peak = peak or matmul_peak()
     per_s = ups / algo.policy_delay * analytic
     print(f"FLOPs per TD3+BC iteration: analytic model matmuls {analytic / 1e6:.1f} MFLOP, XLA cost analysis "
           f"{xla / 1e6:.1f} MFLOP; at {ups:.0f} critic updates/s that is {per_s / 1e9:.2f} GFLOP/s of model "
@@ -249,44 +255,70 @@ def flops(args, measured=None):
           f"(2048^3 jnp.dot) {peak / 1e9:.1f} GFLOP/s: {100 * per_s / peak:.1f}% of peak")
 
 
+WRITE_CODE = r"""
+import os, sys
+sys.path.insert(0, os.getcwd())
+from benchmarks.offline_speed import synthetic
+from lossmooth.offline import datasets as D
+D.save_d4rl(synthetic(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])), sys.argv[4])
+"""
+
 MEM_CODE = r"""
-import os, resource, sys, time
+import os, sys, time
 sys.path.insert(0, os.getcwd())
 import numpy as np
+import jax, jax.numpy as jnp
 from benchmarks.offline_speed import synthetic, jax_td3bc, jax_program
 from lossmooth.offline import datasets as D
 n, obs, act, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-t = synthetic(n, obs, act)
-D.save_d4rl(t, path)
-del t
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-import jax
+import rejax.buffers, lossmooth.rl.td3, lossmooth.rl.host_loop, lossmooth.settings.online_rl  # noqa: E401
+jax.block_until_ready(jnp.ones(1) + 1)  # the runtime's and libraries' own memory, before any data
+
+
+def rss():  # peak RSS of this process image (getrusage's maxrss survives exec from a larger parent)
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
+
+
+base = rss()
 t0 = time.perf_counter()
 data = D.load_d4rl(path, "synthetic")
 load_s = time.perf_counter() - t0
-algo, ts = jax_td3bc(obs, act, 256, 256, data)
-prog = jax_program(algo, 16)
-jax.block_until_ready(prog(ts))
+after_load = rss()
+# as the setting holds it: the dataset once, unbatched, as the programs' ``data`` argument
+from lossmooth.settings.online_rl import with_shared_source
+algo, ts = jax_td3bc(obs, act, 256, 256, data, in_state=False)
+buf = jax.block_until_ready(D.as_replay_buffer(data))
+after_buffer = rss()
+prog = jax.jit(lambda ts, d: jax.lax.scan(
+    lambda s, _: (with_shared_source(s, d, algo.offline_iteration), None), ts, None, 16)[0])
+compiled = prog.lower(ts, buf).compile()
+after_compile = rss()
+jax.block_until_ready(compiled(ts, buf))
 raw = sum(a.nbytes for a in (data.observations, data.actions, data.rewards, data.next_observations,
                              data.terminals, data.timeouts))
-print("MEM", raw, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, base * 1024, load_s)
+print("MEM", raw, rss(), base, load_s, after_load, after_buffer, after_compile)
 """
 
 
 def memory(args):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "synthetic.hdf5")
+        subprocess.run([sys.executable, "-c", WRITE_CODE, str(args.mem_n), str(args.obs), str(args.act), path],
+                       check=True, cwd=os.path.join(os.path.dirname(__file__), ".."))
         r = subprocess.run([sys.executable, "-c", MEM_CODE, str(args.mem_n), str(args.obs), str(args.act), path],
                            capture_output=True, text=True, cwd=os.path.join(os.path.dirname(__file__), ".."))
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEM")]
         if not line:
             print("memory: FAILED", r.stderr[-500:])
             return
-        raw, peak, before, load_s = (float(x) for x in line[0].split()[1:])
+        raw, peak, before, load_s, loaded, buffered, compiled = (float(x) for x in line[0].split()[1:])
+        mib = lambda x: f"{x / 2**20:.0f} MiB"  # noqa: E731
         print(f"dataset + buffer path at {args.mem_n} transitions (obs {args.obs}, act {args.act}): arrays "
-              f"{raw / 2**20:.0f} MiB; hdf5 load {load_s:.1f}s; process peak RSS {peak / 2**20:.0f} MiB after "
-              f"loading, building the replay buffer and 16 TD3+BC iterations (writing the file peaked at "
-              f"{before / 2**20:.0f} MiB); peak / arrays = {peak / raw:.2f}")
+              f"{mib(raw)}; hdf5 load {load_s:.1f}s. Peak RSS: JAX and the libraries before any data {mib(before)}; "
+              f"after loading the D4RL file {mib(loaded)}; after building the replay buffer {mib(buffered)}; "
+              f"after compiling the TD3+BC scan {mib(compiled)}; after 16 iterations {mib(peak)}. Data path "
+              f"(load + buffer + run, compile excluded) {mib(buffered - before + peak - compiled)} = "
+              f"{(buffered - before + peak - compiled) / raw:.2f}x the arrays")
 
 
 def main():
@@ -303,10 +335,11 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     measured = None
+    peak = matmul_peak() if a.what in ("flops", "all") else None  # before PyTorch is loaded
     if a.what in ("updates", "all"):
         measured = updates(a)
     if a.what in ("flops", "all"):
-        flops(a, measured)
+        flops(a, measured, peak)
     if a.what in ("memory", "all"):
         memory(a)
 
