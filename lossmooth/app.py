@@ -24,10 +24,17 @@ SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
     """Run a resolved config (a plain dict without ``hydra``); return the run directory."""
     from lossmooth.core import engine
+    from lossmooth.results import store
 
     setting = (cfg.get("setting") or {}).get("name")
     if setting not in SETTINGS:
         raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(SETTINGS)}")
+    if not isinstance(cfg.get("rerun", False), bool):
+        raise ConfigError(f"rerun: must be true or false, got {cfg['rerun']!r}")
+    done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting, store.run_key(cfg))
+    if done is not None:  # the same config on the same code already finished: nothing to do
+        print(f"lossmooth: {setting} run already complete (same config, same code): {done}; rerun=true runs it again")
+        return done
     engine.enable_compilation_cache(cfg.get("cache_dir"))
     mesh = _mesh(cfg.get("devices", "all"))
     module = importlib.import_module(SETTINGS[setting])

@@ -5,6 +5,7 @@
     lossmooth table [--where k=v ...]        aggregate complete runs into markdown / CSV
     lossmooth plot --out curves.png          learning curves around the switch
     lossmooth data collect [hydra overrides] D4RL-style datasets of our own (conf/collect.yaml)
+    lossmooth status [--setting S]           every run directory: complete, incomplete or diverged
 
 Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status 2.
 """
@@ -174,9 +175,32 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
+def cmd_status(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lossmooth status", description="the state of every run directory")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--setting", default=None)
+    a = p.parse_args(argv)
+    from lossmooth.results import store
+
+    if not os.path.isdir(a.results_dir):
+        return _fail(f"--results-dir: {a.results_dir} does not exist; run `lossmooth run` first or point it "
+                     "at a results folder")
+    rows = store.run_states(a.results_dir, a.setting)
+    print("| setting | run | state | runs | diverged | methods |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        runs = "" if r["runs"] is None else str(r["runs"])
+        extra = f"{r.get('metric_rows', 0)} metric rows so far" if r["state"] == "incomplete" else ""
+        print(f"| {r['setting']} | {r['run_id']} | {r['state']} | {runs} | {r['diverged']} | "
+              f"{', '.join(r.get('methods', [])) or extra} |")
+    counts = {k: sum(1 for r in rows if r["state"] == k) for k in ("complete", "diverged", "incomplete")}
+    print(f"\n{len(rows)} run directories: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data}
+    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "status": cmd_status}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

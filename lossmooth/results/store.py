@@ -64,6 +64,76 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+# keys that change where and how a run is shown, never its numbers
+HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun", "run_name")
+
+
+def run_key(cfg: dict, code: dict | None = None) -> str | None:
+    """The identity of a run's numbers: a hash of the resolved config without host-only keys, and of
+    the code (git commit). None where the code is not a clean commit (a run then never counts as
+    already done: uncommitted edits may change its numbers)."""
+    code = code if code is not None else _code()
+    if not code.get("commit") or code.get("dirty") is not False:
+        return None
+    body = {k: v for k, v in cfg.items() if k not in HOST_ONLY}
+    return config_hash({"config": body, "commit": code["commit"]})
+
+
+def _code() -> dict:
+    from lossmooth.provenance import git_commit
+
+    return git_commit()
+
+
+def find_complete(results_dir: str, setting: str, key: str | None) -> str | None:
+    """The complete run directory of ``setting`` with run key ``key`` (None if there is none)."""
+    if key is None:
+        return None
+    sdir = os.path.join(results_dir, setting)
+    if not os.path.isdir(sdir):
+        return None
+    for rid in sorted(os.listdir(sdir), reverse=True):
+        p = os.path.join(sdir, rid)
+        if rid.endswith("-" + key) and os.path.exists(os.path.join(p, SUMMARY)):
+            return p
+    return None
+
+
+def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
+    """Every run directory: setting, id, state (complete / incomplete / diverged) and counts."""
+    out = []
+    if not os.path.isdir(results_dir):
+        return out
+    for s in sorted(os.listdir(results_dir)):
+        sdir = os.path.join(results_dir, s)
+        if s.startswith(".") or not os.path.isdir(sdir) or (setting and s != setting):
+            continue
+        for rid in sorted(os.listdir(sdir)):
+            p = os.path.join(sdir, rid)
+            if rid.startswith(".") or not os.path.isdir(p):
+                continue
+            row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0}
+            if os.path.exists(os.path.join(p, SUMMARY)):
+                try:
+                    with open(os.path.join(p, "runs.json")) as f:
+                        runs = json.load(f)
+                except (OSError, ValueError):
+                    row["state"] = "unreadable"
+                    out.append(row)
+                    continue
+                div = sum(1 for r in runs if r.get("diverged_step", -1) >= 0)
+                row.update(state="diverged" if div else "complete", runs=len(runs), diverged=div,
+                           methods=sorted({r.get("method") for r in runs}))
+            else:
+                try:
+                    with open(os.path.join(p, "metrics.jsonl")) as f:
+                        row["metric_rows"] = sum(1 for line in f if line.strip())
+                except OSError:
+                    row["metric_rows"] = 0
+            out.append(row)
+    return out
+
+
 class RunStore:
     """One run's directory. Create it only after the config and data are validated."""
 
@@ -73,7 +143,10 @@ class RunStore:
 
     @staticmethod
     def new_id(cfg: dict) -> str:
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-{config_hash(cfg)}"
+        """``<time>-<run key>`` (:func:`run_key`), or ``<time>-<config hash>-dirty`` where the code is
+        not a clean commit."""
+        key = run_key(cfg)
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-" + (key or f"{config_hash(cfg)}-dirty")
 
     def create(self, cfg: dict, meta: dict) -> None:
         os.makedirs(self.path, exist_ok=False)

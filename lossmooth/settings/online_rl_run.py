@@ -15,8 +15,7 @@ from lossmooth.settings import online_rl as R
 from lossmooth.settings.common import groups_of
 from lossmooth.settings.host import check_finite, progress_bar, record_run, run_label
 
-_NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_name", "progress",
-                "cache_dir", "devices", "num_seeds", "algo")
+_NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "algo")
 
 
 def pair_key(cfg: dict, algo: str) -> str:

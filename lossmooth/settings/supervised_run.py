@@ -20,8 +20,7 @@ from lossmooth.settings.common import groups_of
 from lossmooth.settings.host import check_finite, progress_bar, run_label
 
 # config keys that do not change what a source model and a data order are (pairing context)
-_NOT_CONTEXT = ("method", "schedule", "sweep", "logger", "results_dir", "run_name", "progress",
-                "cache_dir", "devices", "num_seeds")
+_NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds")
 
 
 def pair_key(cfg: dict) -> str:
