@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lossmooth.core.engine import Preempted
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
@@ -29,6 +30,10 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
     setting = (cfg.get("setting") or {}).get("name")
     if setting not in SETTINGS:
         raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(SETTINGS)}")
+    _check_writable(cfg.get("results_dir"))
+    every = cfg.get("checkpoint_every_s", 60.0)
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+        raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
     if not isinstance(cfg.get("rerun", False), bool):
         raise ConfigError(f"rerun: must be true or false, got {cfg['rerun']!r}")
     done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting, store.run_key(cfg))
@@ -40,6 +45,22 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
     module = importlib.import_module(SETTINGS[setting])
     return module.execute(cfg, choices, mesh=mesh,
                           progress=cfg.get("progress", True) if progress is None else progress)
+
+
+def _check_writable(results_dir) -> None:
+    """The results folder exists (or can be made) and takes files: checked before any work."""
+    import tempfile
+
+    if not isinstance(results_dir, str) or not results_dir:
+        raise ConfigError(f"results_dir: must be a folder path, got {results_dir!r}")
+    try:
+        os.makedirs(results_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"results_dir: cannot write to '{results_dir}' ({e.strerror or e}); point results_dir "
+                          "at a writable folder") from None
 
 
 def _mesh(devices):
@@ -77,5 +98,9 @@ def main(cfg: DictConfig) -> str | None:
     except (ConfigError, OmegaConfBaseException) as e:
         print(f"lossmooth: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"lossmooth: stopped by SIGTERM; checkpoint saved in {e}; run the same command to resume",
+              file=sys.stderr)
+        sys.exit(143)
     print_run_table(run_dir)
     return run_dir

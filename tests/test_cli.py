@@ -195,3 +195,59 @@ def test_supervised_run_sharded_over_two_devices_matches_unsharded(tmp_path, cac
         assert (a["method"], a["seed"]) == (b["method"], b["seed"])
         for k, v in a["summary"].items():
             assert abs(v - b["summary"][k]) < 1e-5, (k, a["method"], a["seed"])
+
+
+def test_an_unwritable_results_dir_fails_in_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for where in (blocker, blocker / "below"):
+        with pytest.raises(SystemExit) as e:
+            raise SystemExit(cli.main(["run", f"results_dir={where}", "logger=jsonl", "progress=false",
+                                       "cache_dir=null"]))
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"results_dir: cannot write to '{where}'" in err, err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_an_interrupted_file_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def killed(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.atomic_write(str(target), "new")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_a_run_killed_midway_is_incomplete_and_never_tabulated(tmp_path, cache_dir):
+    """SIGKILL during training: the run directory stays without summary.json, ``status`` calls it
+    incomplete and ``table`` does not read it."""
+    import signal
+    import time
+
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "lossmooth.cli", "run", f"results_dir={results}", f"cache_dir={cache_dir}",
+            "setting.adapt_steps=400"] + TINY
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and not list(results.rglob("metrics.jsonl")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (run_dir,) = list((results / "supervised").iterdir())
+    assert not (run_dir / "summary.json").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp-")]
+    out = subprocess.run([sys.executable, "-m", "lossmooth.cli", "status", "--results-dir", str(results)],
+                         capture_output=True, text=True).stdout
+    assert "| incomplete |" in out and "0 complete, 0 diverged, 1 incomplete" in out
+    r = subprocess.run([sys.executable, "-m", "lossmooth.cli", "table", "--results-dir", str(results)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no complete runs" in r.stderr

@@ -146,14 +146,23 @@ class LoopResult:
 
 
 def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk: int = 0,
-             metrics_so_far: dict | None = None, later: tuple[int, Callable] | None = None) -> LoopResult:
+             metrics_so_far: dict | None = None, later: tuple[int, Callable] | None = None,
+             checkpoints: "Checkpoints | None" = None, tag: str = "loop") -> LoopResult:
     """Run ``n_chunks`` compiled chunks; after each, call ``cb(chunk_index, state, chunk_metrics)``.
 
     ``later = (first, fn)`` runs chunks ``first, first+1, ...`` with ``fn`` instead: a program
     compiled for a phase the host knows has begun (e.g. every run past its ramp, source-free).
     Host work happens only here, between chunks. A run whose metrics turn non-finite is recorded in
     ``diverged_at`` (its numbers keep flowing so the batch's shapes stay static).
+
+    ``checkpoints``: this loop (``tag``) resumes from its last checkpoint there (the state, the
+    metrics so far and the next chunk; ``state`` only gives the structure), and saves one after
+    chunks (see :class:`Checkpoints`); a stop request (SIGTERM) saves and raises :class:`Preempted`.
     """
+    if checkpoints is not None:
+        saved = checkpoints.load(tag, state)
+        if saved is not None:
+            start_chunk, state, metrics_so_far = saved
     collected = {k: [v] for k, v in (metrics_so_far or {}).items()}
     for c in range(start_chunk, n_chunks):
         fn = later[1] if later is not None and c >= later[0] else chunk_fn
@@ -163,6 +172,8 @@ def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk
             collected.setdefault(k, []).append(np.asarray(v))
         for cb in callbacks:
             cb(c, state, m)
+        if checkpoints is not None:
+            checkpoints.after_chunk(tag, c, n_chunks, state, collected)
     metrics = {k: np.concatenate(v, axis=1) for k, v in collected.items()}
     return LoopResult(state=state, metrics=metrics, diverged_at=first_nonfinite(metrics),
                       chunks_done=n_chunks)
@@ -179,6 +190,93 @@ def first_nonfinite(metrics: dict) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
+
+class Preempted(Exception):
+    """A stop was requested (SIGTERM); the run's checkpoint is saved."""
+
+
+class Checkpoints:
+    """A run's checkpoints at chunk boundaries, under ``root`` (``<run dir>/checkpoints``): per loop
+    tag the state (orbax), the metrics so far and the next chunk, and ``marker()``, what the runner
+    records with them (the number of metric rows written, so a resumed run drops the rows written
+    after the checkpoint). A save is written beside the previous one and swapped in by renames, so
+    a kill at any moment leaves a whole checkpoint. Saves happen at least every ``every_s`` seconds
+    (0: after every chunk) and always after a loop's last chunk (a finished phase is never redone)."""
+
+    def __init__(self, root: str, marker: Callable[[], dict], every_s: float = 0.0):
+        self.root, self.marker, self.every_s = root, marker, every_s
+        self.stop_requested = False
+        self._last = 0.0
+
+    def _dirs(self, tag):
+        d = os.path.join(self.root, tag)
+        return d, d + ".old", d + ".new"
+
+    def _pick(self, tag):
+        """The newest whole save of ``tag``: a finished ``.new`` (a kill before its renames), then
+        the current one, then ``.old`` (a kill between the renames); None if there is none."""
+        d, old, new = self._dirs(tag)
+        return next((x for x in (new, d, old) if os.path.exists(os.path.join(x, "done.json"))), None)
+
+    def load(self, tag: str, like):
+        """(next chunk, state, metrics so far) of ``tag``'s checkpoint, or None."""
+        import json
+
+        d = self._pick(tag)
+        if d is None:
+            return None
+        with open(os.path.join(d, "done.json")) as f:
+            info = json.load(f)
+        with np.load(os.path.join(d, "metrics.npz")) as z:
+            metrics = {k: z[k] for k in z.files}
+        return info["next_chunk"], restore_state(os.path.join(d, "state"), like), metrics
+
+    def markers(self) -> list[dict]:
+        """The markers of every tag's checkpoint."""
+        import json
+
+        if not os.path.isdir(self.root):
+            return []
+        tags = {n.removesuffix(".old").removesuffix(".new") for n in os.listdir(self.root)}
+        out = []
+        for tag in sorted(tags):
+            d = self._pick(tag)
+            if d is not None:
+                with open(os.path.join(d, "done.json")) as f:
+                    out.append(json.load(f)["marker"])
+        return out
+
+    def after_chunk(self, tag: str, c: int, n_chunks: int, state, collected: dict) -> None:
+        import time
+
+        due = c == n_chunks - 1 or self.stop_requested or time.time() - self._last >= self.every_s
+        if due:
+            self.save(tag, c + 1, state, {k: np.concatenate(v, axis=1) for k, v in collected.items()})
+        if self.stop_requested:
+            raise Preempted(self.root)
+
+    def save(self, tag: str, next_chunk: int, state, metrics: dict) -> None:
+        import json
+        import shutil
+        import time
+
+        d, old, new = self._dirs(tag)
+        if self._pick(tag) == new:  # a whole save a kill left before its renames: make it current
+            shutil.rmtree(d, ignore_errors=True)
+            os.rename(new, d)
+        shutil.rmtree(new, ignore_errors=True)
+        os.makedirs(new)
+        save_state(os.path.join(new, "state"), state)
+        np.savez(os.path.join(new, "metrics.npz"), **metrics)
+        with open(os.path.join(new, "done.json"), "w") as f:  # last: marks the save whole
+            json.dump({"next_chunk": next_chunk, "marker": self.marker()}, f)
+        if os.path.exists(d):
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(d, old)
+        os.rename(new, d)
+        shutil.rmtree(old, ignore_errors=True)
+        self._last = time.time()
 
 
 def save_state(path: str, state) -> None:

@@ -65,7 +65,9 @@ def config_hash(cfg: dict) -> str:
 
 
 # keys that change where and how a run is shown, never its numbers
-HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun", "run_name")
+HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun", "run_name",
+             "checkpoint_every_s")
+CHECKPOINTS = "checkpoints"
 
 
 def run_key(cfg: dict, code: dict | None = None) -> str | None:
@@ -85,6 +87,29 @@ def _code() -> dict:
     return git_commit()
 
 
+def resume_key(cfg: dict) -> str:
+    """:func:`run_key`, or ``<hash of the config without host-only keys>-dirty`` where the code is not a
+    clean commit (the same command then still resumes its own killed run)."""
+    key = run_key(cfg)
+    if key is not None:
+        return key
+    return config_hash({k: v for k, v in cfg.items() if k not in HOST_ONLY}) + "-dirty"
+
+
+def find_resumable(results_dir: str, setting: str, cfg: dict) -> str | None:
+    """The newest incomplete run directory of ``cfg`` that holds checkpoints, or None."""
+    key = resume_key(cfg)
+    sdir = os.path.join(results_dir, setting)
+    if not os.path.isdir(sdir):
+        return None
+    for rid in sorted(os.listdir(sdir), reverse=True):
+        p = os.path.join(sdir, rid)
+        if (rid.endswith("-" + key) and not os.path.exists(os.path.join(p, SUMMARY))
+                and os.path.isdir(os.path.join(p, CHECKPOINTS))):
+            return p
+    return None
+
+
 def find_complete(results_dir: str, setting: str, key: str | None) -> str | None:
     """The complete run directory of ``setting`` with run key ``key`` (None if there is none)."""
     if key is None:
@@ -99,38 +124,43 @@ def find_complete(results_dir: str, setting: str, key: str | None) -> str | None
     return None
 
 
-def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
-    """Every run directory: setting, id, state (complete / incomplete / diverged) and counts."""
-    out = []
+def run_dirs(results_dir: str, setting: str | None = None):
+    """Yield (setting, run id, path) for every run directory under ``results_dir``."""
     if not os.path.isdir(results_dir):
-        return out
+        return
     for s in sorted(os.listdir(results_dir)):
         sdir = os.path.join(results_dir, s)
         if s.startswith(".") or not os.path.isdir(sdir) or (setting and s != setting):
             continue
         for rid in sorted(os.listdir(sdir)):
             p = os.path.join(sdir, rid)
-            if rid.startswith(".") or not os.path.isdir(p):
+            if not rid.startswith(".") and os.path.isdir(p):
+                yield s, rid, p
+
+
+def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
+    """Every run directory: setting, id, state (complete / incomplete / diverged) and counts."""
+    out = []
+    for s, rid, p in run_dirs(results_dir, setting):
+        row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0}
+        if os.path.exists(os.path.join(p, SUMMARY)):
+            try:
+                with open(os.path.join(p, "runs.json")) as f:
+                    runs = json.load(f)
+            except (OSError, ValueError):
+                row["state"] = "unreadable"
+                out.append(row)
                 continue
-            row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0}
-            if os.path.exists(os.path.join(p, SUMMARY)):
-                try:
-                    with open(os.path.join(p, "runs.json")) as f:
-                        runs = json.load(f)
-                except (OSError, ValueError):
-                    row["state"] = "unreadable"
-                    out.append(row)
-                    continue
-                div = sum(1 for r in runs if r.get("diverged_step", -1) >= 0)
-                row.update(state="diverged" if div else "complete", runs=len(runs), diverged=div,
-                           methods=sorted({r.get("method") for r in runs}))
-            else:
-                try:
-                    with open(os.path.join(p, "metrics.jsonl")) as f:
-                        row["metric_rows"] = sum(1 for line in f if line.strip())
-                except OSError:
-                    row["metric_rows"] = 0
-            out.append(row)
+            div = sum(1 for r in runs if r.get("diverged_step", -1) >= 0)
+            row.update(state="diverged" if div else "complete", runs=len(runs), diverged=div,
+                       methods=sorted({r.get("method") for r in runs}))
+        else:
+            try:
+                with open(os.path.join(p, "metrics.jsonl")) as f:
+                    row["metric_rows"] = sum(1 for line in f if line.strip())
+            except OSError:
+                row["metric_rows"] = 0
+        out.append(row)
     return out
 
 
@@ -143,10 +173,55 @@ class RunStore:
 
     @staticmethod
     def new_id(cfg: dict) -> str:
-        """``<time>-<run key>`` (:func:`run_key`), or ``<time>-<config hash>-dirty`` where the code is
-        not a clean commit."""
-        key = run_key(cfg)
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-" + (key or f"{config_hash(cfg)}-dirty")
+        """``<time>-<resume key>`` (:func:`resume_key`)."""
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{resume_key(cfg)}"
+
+    @classmethod
+    def open_or_create(cls, cfg: dict, setting: str, meta: dict) -> "RunStore":
+        """The incomplete run directory of this config with checkpoints (a killed or preempted run:
+        resumed, its metric rows cut back to its newest checkpoint), else a new one."""
+        found = find_resumable(cfg["results_dir"], setting, cfg)
+        if found is None:
+            rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
+            rs.create(cfg, meta)
+            return rs
+        rs = cls(cfg["results_dir"], setting, os.path.basename(found))
+        rs.resumed = True
+        return rs
+
+    resumed = False
+
+    def checkpoints(self, cfg: dict):
+        """This run's :class:`lossmooth.core.engine.Checkpoints`; on a resumed run, metrics.jsonl is
+        first cut back to the rows its newest checkpoint had seen."""
+        from lossmooth.core.engine import Checkpoints
+
+        every = cfg.get("checkpoint_every_s", 60.0)
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+            from lossmooth.errors import ConfigError
+
+            raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
+        ck = Checkpoints(os.path.join(self.path, CHECKPOINTS), lambda: {"metric_rows": self.metric_rows()},
+                         float(every))
+        if self.resumed:
+            keep = max([m["metric_rows"] for m in ck.markers()] or [0])
+            self.truncate_metrics(keep)
+        return ck
+
+    def metric_rows(self) -> int:
+        path = os.path.join(self.path, "metrics.jsonl")
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return sum(1 for line in f if line.strip())
+
+    def truncate_metrics(self, rows: int) -> None:
+        path = os.path.join(self.path, "metrics.jsonl")
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            lines = [line for line in f if line.strip()][:rows]
+        atomic_write(path, "".join(lines))
 
     def create(self, cfg: dict, meta: dict) -> None:
         os.makedirs(self.path, exist_ok=False)
@@ -162,6 +237,7 @@ class RunStore:
     def finish(self, runs: list[dict], summary: dict) -> None:
         write_json(os.path.join(self.path, "runs.json"), runs)
         write_json(os.path.join(self.path, SUMMARY), summary)  # last: marks the run complete
+        shutil.rmtree(os.path.join(self.path, CHECKPOINTS), ignore_errors=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -169,21 +245,14 @@ class RunStore:
 
 def complete_runs(results_dir: str, setting: str | None = None):
     """Yield (path, meta, runs) for every complete run directory under ``results_dir``."""
-    if not os.path.isdir(results_dir):
-        return
-    for s in sorted(os.listdir(results_dir)):
-        sdir = os.path.join(results_dir, s)
-        if s.startswith(".") or not os.path.isdir(sdir) or (setting and s != setting):
+    for _, _, p in run_dirs(results_dir, setting):
+        if not os.path.exists(os.path.join(p, SUMMARY)):
             continue
-        for rid in sorted(os.listdir(sdir)):
-            p = os.path.join(sdir, rid)
-            if not os.path.exists(os.path.join(p, SUMMARY)):
-                continue
-            with open(os.path.join(p, "meta.json")) as f:
-                meta = json.load(f)
-            with open(os.path.join(p, "runs.json")) as f:
-                runs = json.load(f)
-            yield p, meta, runs
+        with open(os.path.join(p, "meta.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(p, "runs.json")) as f:
+            runs = json.load(f)
+        yield p, meta, runs
 
 
 def read_metrics(path: str) -> list[dict]:

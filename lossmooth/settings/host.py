@@ -58,3 +58,20 @@ def record_run(rs, cfg: dict, body) -> str:
         raise
     loggers.close()
     return rs.path
+
+
+def stop_on_sigterm(checkpoints):
+    """From now on SIGTERM (a cluster's preemption) asks ``checkpoints`` to save after the current
+    chunk and stop (:class:`lossmooth.core.engine.Preempted`). Returns the function that puts the
+    previous handler back (a no-op outside the main thread, where signals cannot be handled)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        checkpoints.stop_requested = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)

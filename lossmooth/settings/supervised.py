@@ -356,8 +356,9 @@ def seed_keys(spec: Spec) -> jnp.ndarray:
     return jnp.stack([jax.random.key_data(jax.random.key(spec.seed + i)) for i in range(spec.num_seeds)])
 
 
-def train_source(progs: Programs, data: Data, spec: Spec, mesh=None, callbacks=()):
-    """Source phase for every seed in one compiled batch; returns (state, metrics [seeds, evals])."""
+def train_source(progs: Programs, data: Data, spec: Spec, mesh=None, callbacks=(), checkpoints=None):
+    """Source phase for every seed in one compiled batch; returns (state, metrics [seeds, evals]).
+    ``checkpoints``: resume from / save to (tag ``source``), see :class:`engine.Checkpoints`."""
     keys = seed_keys(spec)
     hp = {"key": keys}
     n = spec.num_seeds
@@ -366,14 +367,16 @@ def train_source(progs: Programs, data: Data, spec: Spec, mesh=None, callbacks=(
     state, hp_p = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp_p = engine.shard_runs(state, mesh), engine.shard_runs(hp_p, mesh)
     n_chunks = spec.source_steps // spec.steps_per_eval // spec.source_evals_per_chunk
-    res = engine.run_loop(progs.source_chunk(), state, hp_p, data, n_chunks, callbacks)
+    res = engine.run_loop(progs.source_chunk(), state, hp_p, data, n_chunks, callbacks,
+                          checkpoints=checkpoints, tag="source")
     state = jax.tree.map(lambda x: x[:n], res.state)
     return state, {k: v[:n] for k, v in res.metrics.items()}
 
 
 def adapt_group(progs: Programs, data: Data, spec: Spec, runs: list[dict], source_params,
-                mesh=None, callbacks=()):
-    """Adapt one batch of runs sharing a static structure; metrics include the eval at the switch."""
+                mesh=None, callbacks=(), checkpoints=None, tag: str = "adapt"):
+    """Adapt one batch of runs sharing a static structure; metrics include the eval at the switch.
+    ``checkpoints``: resume from / save to (``tag``), see :class:`engine.Checkpoints`."""
     methods = [r["method"] for r in runs]
     reg = methods[0].reg
     keys = seed_keys(spec)
@@ -394,7 +397,7 @@ def adapt_group(progs: Programs, data: Data, spec: Spec, runs: list[dict], sourc
     if first_free is not None and first_free < n_chunks:
         later = (first_free, progs.adapt_chunk(methods[0].signature, with_source=False))
     res = engine.run_loop(progs.adapt_chunk(methods[0].signature), state, hp, data, n_chunks, callbacks,
-                          later=later)
+                          later=later, checkpoints=checkpoints, tag=tag)
     metrics = {}
     for k, v in res.metrics.items():
         first = np.asarray(at_switch[k])[:, None] if k in at_switch else np.full((n_pad, 1), np.nan)

@@ -17,7 +17,7 @@ from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import supervised as S
 from lossmooth.settings.common import groups_of
-from lossmooth.settings.host import check_finite, progress_bar, run_label
+from lossmooth.settings.host import check_finite, progress_bar, run_label, stop_on_sigterm
 
 # config keys that do not change what a source model and a data order are (pairing context)
 _NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds")
@@ -41,10 +41,12 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     labels = [run_label(r, swept) for r in runs]
     pkey = pair_key(cfg)
 
-    rs = store.RunStore(cfg["results_dir"], "supervised", store.RunStore.new_id(cfg))
-    rs.create(cfg, meta)
+    rs = store.RunStore.open_or_create(cfg, "supervised", meta)  # a killed run of this config resumes
     loggers = None
+    restore_sigterm = None
     try:
+        ckpt = rs.checkpoints(cfg)
+        restore_sigterm = stop_on_sigterm(ckpt)
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
         progs = S.Programs(spec, model, info["num_classes"])
         groups = groups_of(runs)
@@ -69,14 +71,14 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
             bar.update(1)
 
         ts = time.time()
-        src_state, src_metrics = S.train_source(progs, data, spec, mesh, [source_cb])
+        src_state, src_metrics = S.train_source(progs, data, spec, mesh, [source_cb], ckpt)
         src_params = src_state["params"]
         t_source = time.time() - ts
 
         # -- adaptation: one compiled batch per static structure
         ta = time.time()
         results = [None] * len(runs)
-        for g in groups:
+        for gi, g in enumerate(groups):
             g_runs = [runs[i] for i in g]
             g_labels = [labels[i] for i in g]
 
@@ -93,7 +95,8 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                 check_finite(m, g_labels, bar)
                 bar.update(1)
 
-            _, metrics, diverged = S.adapt_group(progs, data, spec, g_runs, src_params, mesh, [adapt_cb])
+            _, metrics, diverged = S.adapt_group(progs, data, spec, g_runs, src_params, mesh, [adapt_cb],
+                                                 ckpt, f"adapt{gi}")
             rs.append_metrics([_metric_row(runs[i], i, 0, {k: float(v[j, 0]) for k, v in metrics.items()})
                                for j, i in enumerate(g)])
             steps = np.arange(metrics["target_acc"].shape[1]) * spec.steps_per_eval
@@ -124,9 +127,12 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     except BaseException as e:
         if loggers is not None:
             loggers.close()
-        if isinstance(e, S.ConfigError):  # bad input found late: leave nothing behind
+        if isinstance(e, S.ConfigError) and not rs.resumed:  # bad input found late: leave nothing behind
             rs.discard()
         raise
+    finally:
+        if restore_sigterm is not None:
+            restore_sigterm()
     loggers.close()
     return rs.path
 
