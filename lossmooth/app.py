@@ -48,14 +48,20 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
 
 
 def _check_writable(results_dir) -> None:
-    """The results folder exists (or can be made) and takes files: checked before any work."""
+    """The results folder (or, while it does not exist yet, its nearest existing parent, so nothing is
+    created before the config is validated) is a folder that takes files: checked before any work."""
+    import errno
     import tempfile
 
     if not isinstance(results_dir, str) or not results_dir:
         raise ConfigError(f"results_dir: must be a folder path, got {results_dir!r}")
+    where = os.path.abspath(os.path.expanduser(results_dir))
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
     try:
-        os.makedirs(results_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-probe-")
+        if not os.path.isdir(where):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".lossmooth-write-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
