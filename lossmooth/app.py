@@ -22,8 +22,9 @@ SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
             "offline_to_online": "lossmooth.settings.offline_to_online_run"}
 
 
-def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
-    """Run a resolved config (a plain dict without ``hydra``); return the run directory."""
+def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
+    """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
+    another process is running this config right now)."""
     from lossmooth.core import engine
     from lossmooth.results import store
 
@@ -43,8 +44,12 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str:
     engine.enable_compilation_cache(cfg.get("cache_dir"))
     mesh = _mesh(cfg.get("devices", "all"))
     module = importlib.import_module(SETTINGS[setting])
-    return module.execute(cfg, choices, mesh=mesh,
-                          progress=cfg.get("progress", True) if progress is None else progress)
+    try:
+        return module.execute(cfg, choices, mesh=mesh,
+                              progress=cfg.get("progress", True) if progress is None else progress)
+    except store.NothingToDo as e:  # another sweep runs this config now, or just finished it
+        print(f"lossmooth: {e}")
+        return e.complete
 
 
 def _check_writable(results_dir) -> None:
@@ -108,5 +113,6 @@ def main(cfg: DictConfig) -> str | None:
         print(f"lossmooth: stopped by SIGTERM; checkpoint saved in {e}; run the same command to resume",
               file=sys.stderr)
         sys.exit(143)
-    print_run_table(run_dir)
+    if run_dir is not None:
+        print_run_table(run_dir)
     return run_dir

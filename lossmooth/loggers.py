@@ -26,8 +26,10 @@ class Loggers:
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            # the run id is the wandb id: a resumed run (killed or preempted) continues its wandb run
             self._wandb = wandb.init(project=cfg.get("project", "lossmooth"), name=run_id, id=run_id,
-                                     dir=run_dir, mode=mode, config=config, reinit="finish_previous")
+                                     dir=run_dir, mode=mode, config=config, reinit="finish_previous",
+                                     resume="allow")
         if cfg.get("tensorboard", False):
             from tensorboardX import SummaryWriter
 

@@ -1,6 +1,7 @@
-"""Checkpoint and resume (supervised setting): a run killed with SIGKILL at an arbitrary moment and
-started again with the same command ends with exactly the metrics of an uninterrupted run; SIGTERM
-saves a checkpoint and exits cleanly (143), and the same command then finishes the run."""
+"""Checkpoint and resume (the supervised and the online RL setting): a run killed with SIGKILL at an
+arbitrary moment and started again with the same command ends with exactly the metrics of an
+uninterrupted run; SIGTERM saves a checkpoint and exits cleanly (143), and the same command then
+finishes the run."""
 import json
 import signal
 import subprocess
@@ -10,16 +11,22 @@ import time
 import pytest
 
 from tests.conftest import TINY
+from tests.test_online_rl import TINY_RL
 
-LONG = TINY + ["setting.adapt_steps=200", "setting.source_steps=60", "checkpoint_every_s=0"]
+COMMANDS = {
+    "supervised": TINY + ["setting.adapt_steps=200", "setting.source_steps=60", "checkpoint_every_s=0"],
+    # PPO on brax hopper: the environments' state is part of the agent's state, so it is checkpointed
+    "online_rl": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"] + TINY_RL,
+}
 
 
-def _cmd(results, cache_dir):
-    return [sys.executable, "-m", "lossmooth.cli", "run", f"results_dir={results}", f"cache_dir={cache_dir}"] + LONG
+def _cmd(results, cache_dir, setting="supervised"):
+    return ([sys.executable, "-m", "lossmooth.cli", "run", f"results_dir={results}", f"cache_dir={cache_dir}"]
+            + COMMANDS[setting])
 
 
-def _only_run(results):
-    (d,) = list((results / "supervised").iterdir())
+def _only_run(results, setting="supervised"):
+    (d,) = [p for p in (results / setting).iterdir() if not p.name.startswith(".")]
     return d
 
 
@@ -29,17 +36,26 @@ def _outputs(run_dir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, cache_dir):
-    results = tmp_path_factory.mktemp("whole")
-    subprocess.run(_cmd(results, cache_dir), check=True, capture_output=True)
-    return _outputs(_only_run(results))
+    """The uninterrupted run's outputs, per setting (run once, when first asked for)."""
+    done = {}
+
+    def get(setting):
+        if setting not in done:
+            results = tmp_path_factory.mktemp("whole-" + setting)
+            subprocess.run(_cmd(results, cache_dir, setting), check=True, capture_output=True)
+            done[setting] = _outputs(_only_run(results, setting))
+        return done[setting]
+
+    return get
 
 
-def _interrupt(results, cache_dir, wait_for: str, sig) -> subprocess.CompletedProcess:
+def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> subprocess.CompletedProcess:
     """Start the run, wait until checkpoint ``wait_for`` is saved, send ``sig``."""
-    proc = subprocess.Popen(_cmd(results, cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cmd(results, cache_dir, setting), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 600
     try:
-        while not list(results.glob(f"supervised/*/checkpoints/{wait_for}/done.json")):
+        while not list(results.glob(f"{setting}/*/checkpoints/{wait_for}/done.json")):
             assert proc.poll() is None, "the run ended before it could be interrupted"
             assert time.time() < deadline
             time.sleep(0.05)
@@ -52,16 +68,19 @@ def _interrupt(results, cache_dir, wait_for: str, sig) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("wait_for", ["source", "adapt0"])
-def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterrupted, wait_for, tmp_path,
+@pytest.mark.parametrize("setting, wait_for", [("supervised", "source"), ("supervised", "adapt0"),
+                                               # killed while adapting: resumes the finished source
+                                               # phase from its checkpoint and adaptation mid-way
+                                               ("online_rl", "ppo-adapt0")])
+def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterrupted, setting, wait_for, tmp_path,
                                                                           cache_dir):
-    r = _interrupt(tmp_path, cache_dir, wait_for, signal.SIGKILL)
+    r = _interrupt(tmp_path, cache_dir, wait_for, signal.SIGKILL, setting)
     assert r.returncode == -signal.SIGKILL
-    run_dir = _only_run(tmp_path)
+    run_dir = _only_run(tmp_path, setting)
     assert not (run_dir / "summary.json").exists() and (run_dir / "checkpoints").is_dir()
-    subprocess.run(_cmd(tmp_path, cache_dir), check=True, capture_output=True)
-    assert _only_run(tmp_path) == run_dir  # resumed in place, no second directory
-    assert _outputs(run_dir) == uninterrupted
+    subprocess.run(_cmd(tmp_path, cache_dir, setting), check=True, capture_output=True)
+    assert _only_run(tmp_path, setting) == run_dir  # resumed in place, no second directory
+    assert _outputs(run_dir) == uninterrupted(setting)
     assert not (run_dir / "checkpoints").exists()  # dropped once the run is complete
 
 
@@ -72,4 +91,4 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path, c
     run_dir = _only_run(tmp_path)
     assert not (run_dir / "summary.json").exists()
     subprocess.run(_cmd(tmp_path, cache_dir), check=True, capture_output=True)
-    assert _outputs(run_dir) == uninterrupted
+    assert _outputs(run_dir) == uninterrupted("supervised")

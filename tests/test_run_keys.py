@@ -31,7 +31,7 @@ def test_a_finished_run_is_not_redone_and_a_rerun_is_identical(tmp_path, monkeyp
     assert os.path.basename(first).endswith("-" + store.run_key(cfg))
     again = app.run_config({**cfg, "progress": True}, {})  # a host-only difference: the same run
     assert again == first and "already complete" in capsys.readouterr().out
-    assert len(os.listdir(tmp_path / "r" / "supervised")) == 1
+    assert [d for d in os.listdir(tmp_path / "r" / "supervised") if not d.startswith(".")] == [os.path.basename(first)]
     redo = app.run_config({**cfg, "rerun": True}, {})
     assert redo != first
     # determinism: the same command twice on CPU writes identical metrics

@@ -14,6 +14,7 @@ Every file is written to a temporary name and renamed into place, so a reader ne
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -164,6 +165,44 @@ def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
     return out
 
 
+class NothingToDo(Exception):
+    """This config needs no work here: it is complete (``complete`` is its directory) or another
+    process is running it right now (``complete`` is None)."""
+
+    def __init__(self, message: str, complete: str | None = None):
+        super().__init__(message)
+        self.complete = complete
+
+
+class ConfigLock:
+    """An exclusive, non-blocking ``flock`` on ``<results_dir>/<setting>/.locks/<resume key>.lock``,
+    held while a process creates, resumes or runs that config's directory, so two sweeps writing one
+    results folder never run (or resume) the same config at once. The kernel drops the lock when the
+    process dies, however it dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, results_dir: str, setting: str, key: str):
+        self.path = os.path.join(results_dir, setting, ".locks", key + ".lock")
+        self._fd = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
 class RunStore:
     """One run's directory. Create it only after the config and data are validated."""
 
@@ -178,18 +217,39 @@ class RunStore:
 
     @classmethod
     def open_or_create(cls, cfg: dict, setting: str, meta: dict) -> "RunStore":
-        """The incomplete run directory of this config with checkpoints (a killed or preempted run:
-        resumed, its metric rows cut back to its newest checkpoint), else a new one."""
-        found = find_resumable(cfg["results_dir"], setting, cfg)
-        if found is None:
-            rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
-            rs.create(cfg, meta)
-            return rs
-        rs = cls(cfg["results_dir"], setting, os.path.basename(found))
-        rs.resumed = True
+        """Under this config's :class:`ConfigLock`: the incomplete run directory of this config with
+        checkpoints (a killed or preempted run: resumed, its metric rows cut back to its newest
+        checkpoint), else a new one. Raises :class:`NothingToDo` where another process holds the
+        lock, or where the config finished (same code) while this process was starting."""
+        lock = ConfigLock(cfg["results_dir"], setting, resume_key(cfg))
+        if not lock.acquire():
+            raise NothingToDo(f"{setting}: this config is running in another process right now "
+                              f"({lock.path} is locked); nothing to do here")
+        try:
+            done = None if cfg.get("rerun", False) else find_complete(cfg["results_dir"], setting, run_key(cfg))
+            if done is not None:
+                raise NothingToDo(f"{setting} run already complete (same config, same code): {done}; "
+                                  "rerun=true runs it again", complete=done)
+            found = find_resumable(cfg["results_dir"], setting, cfg)
+            if found is None:
+                rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
+                rs.create(cfg, meta)
+            else:
+                rs = cls(cfg["results_dir"], setting, os.path.basename(found))
+                rs.resumed = True
+        except BaseException:
+            lock.release()
+            raise
+        rs.lock = lock
         return rs
 
     resumed = False
+    lock = None
+
+    def release(self) -> None:
+        """Drop this config's lock (the run is finished, discarded or stopped)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def checkpoints(self, cfg: dict):
         """This run's :class:`lossmooth.core.engine.Checkpoints`; on a resumed run, metrics.jsonl is
@@ -240,14 +300,22 @@ class RunStore:
         shutil.rmtree(os.path.join(self.path, CHECKPOINTS), ignore_errors=True)
 
     def discard(self) -> None:
+        """Remove this run's directory (bad input found late) and its lock file, so nothing is left."""
         shutil.rmtree(self.path, ignore_errors=True)
+        if self.lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock.path)
+                os.rmdir(os.path.dirname(self.lock.path))  # only when empty
 
 
 def complete_runs(results_dir: str, setting: str | None = None):
-    """Yield (path, meta, runs) for every complete run directory under ``results_dir``."""
-    for _, _, p in run_dirs(results_dir, setting):
-        if not os.path.exists(os.path.join(p, SUMMARY)):
-            continue
+    """Yield (path, meta, runs) for every complete run directory under ``results_dir``; of several
+    complete directories of one run key (``rerun=true``), only the newest, so no run counts twice."""
+    newest = {}
+    for s, rid, p in run_dirs(results_dir, setting):
+        if os.path.exists(os.path.join(p, SUMMARY)):
+            newest[(s, rid.split("-", 2)[-1])] = p  # run ids are <date>-<time>-<key>, sorted by time
+    for p in newest.values():
         with open(os.path.join(p, "meta.json")) as f:
             meta = json.load(f)
         with open(os.path.join(p, "runs.json")) as f:

@@ -37,25 +37,37 @@ def progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
 
 
-def record_run(rs, cfg: dict, body) -> str:
-    """Run ``body(loggers) -> (rows, summary)`` for the created run store ``rs`` and finish it.
+def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
+    """Open this config's run directory (a killed or preempted run of it resumes:
+    :meth:`RunStore.open_or_create`), run ``body(rs, loggers, checkpoints) -> (rows, summary)`` and
+    finish it; return the run directory.
 
-    Any error closes the loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that
-    does not fit the task) also discards the run directory, so nothing half-written is left."""
+    SIGTERM asks the checkpoints to save after the current chunk and stop. Any error closes the
+    loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that does not fit the task)
+    on a new run also discards its directory, so nothing half-written is left."""
     from lossmooth.errors import ConfigError
     from lossmooth.loggers import Loggers
+    from lossmooth.results import store
 
+    rs = store.RunStore.open_or_create(cfg, setting, meta)
     loggers = None
+    restore_sigterm = None
     try:
+        ckpt = rs.checkpoints(cfg)
+        restore_sigterm = stop_on_sigterm(ckpt)
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
-        rows, summary = body(loggers)
+        rows, summary = body(rs, loggers, ckpt)
         rs.finish(rows, summary)
     except BaseException as e:
         if loggers is not None:
             loggers.close()
-        if isinstance(e, ConfigError):
+        if isinstance(e, ConfigError) and not rs.resumed:
             rs.discard()
         raise
+    finally:
+        if restore_sigterm is not None:
+            restore_sigterm()
+        rs.release()
     loggers.close()
     return rs.path
 

@@ -317,8 +317,10 @@ def offline_chunking(spec: Spec) -> tuple[int, int]:
     return every, max(1, -(-spec.offline_iterations // every))
 
 
-def train_offline(agents: R.Agents, spec: Spec, data: D.Transitions, buffer, mesh=None, callbacks=()):
-    """TD3+BC for every seed; returns the state and metrics [seeds, evals] (step 0 = before training)."""
+def train_offline(agents: R.Agents, spec: Spec, data: D.Transitions, buffer, mesh=None, callbacks=(),
+                  checkpoints=None):
+    """TD3+BC for every seed; returns the state and metrics [seeds, evals] (step 0 = before training).
+    ``checkpoints``: resume and save at chunk boundaries (:func:`engine.run_loop`)."""
     n = spec.num_seeds
     state = offline_init(agents, spec, data)
     hp = engine.stack_runs([agents.adapt] * n)
@@ -329,7 +331,7 @@ def train_offline(agents: R.Agents, spec: Spec, data: D.Transitions, buffer, mes
     chunk = offline_chunk(agents, every, mesh)
     engine.compile_ahead(chunk.train, state, hp, buffer)  # while the evaluation compiles
     at_start = jax.device_get(R.evaluate(agents, state, mesh))
-    res = engine.run_loop(chunk, state, hp, buffer, n_chunks, callbacks)
+    res = engine.run_loop(chunk, state, hp, buffer, n_chunks, callbacks, checkpoints=checkpoints, tag="offline")
     metrics = {k: np.concatenate([np.asarray(at_start[k])[:n, None], v[:n]], axis=1) for k, v in res.metrics.items()}
     return jax.tree.map(lambda x: x[:n], res.state), metrics
 

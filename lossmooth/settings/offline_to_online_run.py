@@ -12,7 +12,6 @@ import jax
 from lossmooth import provenance
 from lossmooth.core import engine
 from lossmooth.offline import scores
-from lossmooth.results import store
 from lossmooth.results.summaries import summarize_scores
 from lossmooth.settings import offline_to_online as O
 from lossmooth.settings import online_rl as R
@@ -41,15 +40,13 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     labels = [run_label(r, list(spec.sweep)) for r in runs]
     groups = groups_of(runs)
 
-    rs = store.RunStore(cfg["results_dir"], "offline_to_online", store.RunStore.new_id(cfg))
-    rs.create(cfg, meta)
-
-    def body(loggers):
+    def body(rs, loggers, ckpt):
         _, off_chunks = O.offline_chunking(spec)
         _, on_chunks = R._chunking(spec, agents, spec.adapt_timesteps["td3"])
         bar = progress_bar(off_chunks + len(groups) * on_chunks, progress)
         walls = {}
-        rows, offline_final = _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, walls)
+        rows, offline_final = _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, walls,
+                                   ckpt)
         bar.close()
         summary = {"run_id": rs.run_id, "setting": "offline_to_online", "complete": True, "runs": len(rows),
                    "task": spec.task, "dataset": data.name, "methods": list(spec.methods), "seeds": spec.num_seeds,
@@ -58,10 +55,10 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                    "compiled_batches": {"offline": 1, "online": len(groups)}}
         return rows, summary
 
-    return record_run(rs, cfg, body)
+    return record_run(cfg, "offline_to_online", meta, body)
 
 
-def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, walls):
+def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, walls, ckpt=None):
     ref = data.ref_scores
     buffer = O.dataset_buffer(data)
     every_off, _ = O.offline_chunking(spec)
@@ -84,7 +81,7 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
         bar.update(1)
 
     t = time.time()
-    off_state, off_metrics = O.train_offline(agents, spec, data, buffer, mesh, [offline_cb])
+    off_state, off_metrics = O.train_offline(agents, spec, data, buffer, mesh, [offline_cb], ckpt)
     walls["offline"] = time.time() - t
     off_score = scores.normalized(off_metrics["target_return"], ref)
     rs.append_metrics([{"phase": "offline", "seed": spec.seed + i, "step": 0,
@@ -94,7 +91,7 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
     t = time.time()
     pkey = pair_key(cfg, "td3")
     out = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         g_runs = [runs[i] for i in g]
         g_labels = [labels[i] for i in g]
         spe, _ = R._chunking(spec, agents, spec.adapt_timesteps["td3"])
@@ -109,7 +106,8 @@ def _run(spec, cfg, agents, data, runs, labels, groups, rs, loggers, bar, mesh, 
             check_finite(m, g_labels, bar)
             bar.update(1)
 
-        _, metrics, diverged, steps = R.adapt_group(agents, spec, g_runs, off_state, mesh, [online_cb], data=buffer)
+        _, metrics, diverged, steps = R.adapt_group(agents, spec, g_runs, off_state, mesh, [online_cb], data=buffer,
+                                                     checkpoints=ckpt, tag=f"online{gi}")
         score = scores.normalized(metrics["target_return"], ref)
         at_switch = {k: metrics[k] for k in ("target_return", "lam", "target_success") if k in metrics}
         rs.append_metrics([_metric_row(runs[i], i, 0, {**{k: float(v[j, 0]) for k, v in at_switch.items()},

@@ -314,9 +314,10 @@ def seed_keys(spec: Spec, name: str) -> jnp.ndarray:
                       for i in range(spec.num_seeds)])
 
 
-def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
+def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=(), checkpoints=None, tag: str = "source"):
     """The source phase for every seed in one compiled batch (plain rejax). Returns the state and
-    metrics [seeds, evals] (step 0 = before training)."""
+    metrics [seeds, evals] (step 0 = before training). ``checkpoints``: resume and save at chunk
+    boundaries under ``tag`` (:func:`engine.run_loop`)."""
     n = spec.num_seeds
     algo = agents.source
     keys = seed_keys(spec, agents.name)
@@ -327,7 +328,8 @@ def train_source(agents: Agents, spec: Spec, mesh=None, callbacks=()):
     state, hp = engine.pad_runs(state, n, n_pad), engine.pad_runs(hp, n, n_pad)
     state, hp = engine.shard_runs(state, mesh), engine.shard_runs(hp, mesh)
     eval_ahead(agents, state, mesh)  # compiles on the second core while the training program compiles
-    res = engine.run_loop(source_chunk(agents, spe, mesh), state, hp, None, n_chunks, callbacks)
+    res = engine.run_loop(source_chunk(agents, spe, mesh), state, hp, None, n_chunks, callbacks,
+                          checkpoints=checkpoints, tag=tag)
     return jax.tree.map(lambda x: x[:n], res.state), {k: v[:n] for k, v in res.metrics.items()}
 
 
@@ -414,9 +416,13 @@ def adapt_programs(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh
     return progs
 
 
-def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=(), data=None):
+def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=None, callbacks=(), data=None,
+                checkpoints=None, tag: str = "adapt"):
     """Adapt one batch of runs sharing a static structure; metrics start with the eval at the switch.
-    ``data``: source data shared by every run (see :func:`with_shared_source`)."""
+    ``data``: source data shared by every run (see :func:`with_shared_source`). ``checkpoints``:
+    resume and save at chunk boundaries under ``tag``, where the whole loop is in JAX (host-stepped
+    environments keep their state in the simulator, outside the checkpoint: such a loop restarts
+    from the switch)."""
     n = len(runs)
     state, hp = adapt_init(agents, spec, src_state, runs)
     n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
@@ -433,7 +439,8 @@ def adapt_group(agents: Agents, spec: Spec, runs: list[dict], src_state, mesh=No
         engine.compile_ahead(later[1].train, state, hp, data)
     try:
         res = engine.run_loop(adapt_chunk(agents, spe, True, mesh, host_envs), state, hp, data, n_chunks,
-                              callbacks, later=later)
+                              callbacks, later=later, checkpoints=checkpoints if host_envs is None else None,
+                              tag=tag)
     finally:
         if host_envs is not None:
             host_envs.close()

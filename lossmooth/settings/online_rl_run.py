@@ -42,17 +42,15 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     labels = [run_label(r, list(spec.sweep)) for r in runs]
     groups = groups_of(runs)
 
-    rs = store.RunStore(cfg["results_dir"], "online_rl", store.RunStore.new_id(cfg))
-    rs.create(cfg, meta)
-
-    def body(loggers):
+    def body(rs, loggers, ckpt):
         n_chunks = sum(R._chunking(spec, ag, spec.source_timesteps[a])[1]
                        + len(groups) * R._chunking(spec, ag, spec.adapt_timesteps[a])[1]
                        for a, ag in agents.items())
         bar = progress_bar(n_chunks, progress)
         rows, walls, src_final = [], {}, {}
         for a, ag in agents.items():
-            rows += _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final)
+            rows += _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final,
+                              ckpt)
         bar.close()
         summary = {"run_id": rs.run_id, "setting": "online_rl", "complete": True, "runs": len(rows),
                    "algos": list(spec.algos), "task": spec.task, "methods": list(spec.methods),
@@ -61,10 +59,10 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                    "compiled_batches": {"source": len(agents), "adapt": len(agents) * len(groups)}}
         return rows, summary
 
-    return record_run(rs, cfg, body)
+    return record_run(cfg, "online_rl", meta, body)
 
 
-def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final):
+def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls, src_final, ckpt=None):
     a = ag.name
     off = list(spec.algos).index(a) * len(runs)  # run_index is unique across algorithms
     spe, _ = R._chunking(spec, ag, spec.source_timesteps[a])
@@ -84,14 +82,14 @@ def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls
         bar.update(1)
 
     ts = time.time()
-    src_state, src_metrics = R.train_source(ag, spec, mesh, [source_cb])
+    src_state, src_metrics = R.train_source(ag, spec, mesh, [source_cb], ckpt, f"{a}-source")
     walls[f"{a}/source"] = time.time() - ts
     src_final[a] = [float(x) for x in src_metrics["source_return"][:, -1]]
 
     ta = time.time()
     pkey = pair_key(cfg, a)
     out = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         g_runs = [runs[i] for i in g]
         g_labels = [f"{a}/{labels[i]}" for i in g]
         spe_a, _ = R._chunking(spec, ag, spec.adapt_timesteps[a])
@@ -109,7 +107,8 @@ def _one_algo(spec, cfg, ag, runs, labels, groups, rs, loggers, bar, mesh, walls
             check_finite(m, g_labels, bar)
             bar.update(1)
 
-        _, metrics, diverged, steps = R.adapt_group(ag, spec, g_runs, src_state, mesh, [adapt_cb])
+        _, metrics, diverged, steps = R.adapt_group(ag, spec, g_runs, src_state, mesh, [adapt_cb],
+                                                     checkpoints=ckpt, tag=f"{a}-adapt{gi}")
         rs.append_metrics([_metric_row(a, runs[i], off + i, 0, {k: float(v[j, 0]) for k, v in metrics.items()})
                            for j, i in enumerate(g)])
         for j, i in enumerate(g):

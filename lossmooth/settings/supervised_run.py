@@ -11,13 +11,12 @@ import time
 import numpy as np
 
 from lossmooth import provenance
-from lossmooth.loggers import Loggers
 from lossmooth.models import classifiers
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize
 from lossmooth.settings import supervised as S
 from lossmooth.settings.common import groups_of
-from lossmooth.settings.host import check_finite, progress_bar, run_label, stop_on_sigterm
+from lossmooth.settings.host import check_finite, progress_bar, record_run, run_label
 
 # config keys that do not change what a source model and a data order are (pairing context)
 _NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds")
@@ -41,13 +40,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     labels = [run_label(r, swept) for r in runs]
     pkey = pair_key(cfg)
 
-    rs = store.RunStore.open_or_create(cfg, "supervised", meta)  # a killed run of this config resumes
-    loggers = None
-    restore_sigterm = None
-    try:
-        ckpt = rs.checkpoints(cfg)
-        restore_sigterm = stop_on_sigterm(ckpt)
-        loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
+    def body(rs, loggers, ckpt):
         progs = S.Programs(spec, model, info["num_classes"])
         groups = groups_of(runs)
         n_chunks = (spec.source_steps // spec.steps_per_eval // spec.source_evals_per_chunk
@@ -123,18 +116,9 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                    "source_acc_final": [float(x) for x in src_metrics["source_acc"][:, -1]],
                    "wall_s": {"source": t_source, "adapt": t_adapt, "total": time.time() - t0},
                    "compiled_batches": {"source": 1, "adapt": len(groups)}}
-        rs.finish(rows, summary)
-    except BaseException as e:
-        if loggers is not None:
-            loggers.close()
-        if isinstance(e, S.ConfigError) and not rs.resumed:  # bad input found late: leave nothing behind
-            rs.discard()
-        raise
-    finally:
-        if restore_sigterm is not None:
-            restore_sigterm()
-    loggers.close()
-    return rs.path
+        return rows, summary
+
+    return record_run(cfg, "supervised", meta, body)
 
 
 def _metric_row(run: dict, index: int, step: int, values: dict) -> dict:
