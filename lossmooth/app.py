@@ -18,6 +18,7 @@ from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
 SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
+            "pretrained_vision": "lossmooth.settings.supervised_run",  # the same engine on domain pairs
             "online_rl": "lossmooth.settings.online_rl_run",
             "offline_to_online": "lossmooth.settings.offline_to_online_run"}
 

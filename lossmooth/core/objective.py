@@ -17,6 +17,11 @@ The methods that tables compare are configurations of this one objective (:class
 | replay_mix       | ``constant`` lam = value  | none        |
 | l2_init          | ``hard``                  | l2          |
 | kl_init          | ``hard``                  | kl          |
+| lp_ft            | ``hard``                  | none; only the head trains for the first ``probe_steps`` |
+
+LP-FT (linear probe, then fine-tune) is the hard switch whose gradient outside the classifier head
+is zeroed for ``t < probe_steps``; with Adam (zero moments at the switch) the backbone then stays
+exactly where it was until the probe ends.
 
 Once lam = 1 the source branch is inside a ``lax.cond`` whose predicate is false, so neither the
 source batch nor its forward/backward pass is computed. Under ``vmap`` a per-run predicate would
@@ -49,9 +54,11 @@ class Method:
     schedule: Schedule
     reg: str = struct.field(pytree_node=False, default="none")
     reg_coef: jnp.ndarray | float = 0.0
+    probe_steps: jnp.ndarray | float = 0.0  # LP-FT: steps at the start where only the head trains
 
     @classmethod
-    def make(cls, name: str, schedule: Schedule, reg: str = "none", reg_coef: float = 0.0):
+    def make(cls, name: str, schedule: Schedule, reg: str = "none", reg_coef: float = 0.0,
+             probe_steps: int = 0):
         if reg not in REGULARIZERS:
             raise ConfigError(f"method.{name}.reg: unknown regularizer '{reg}'; choose one of "
                               f"{', '.join(REGULARIZERS)}")
@@ -61,7 +68,14 @@ class Method:
             coef = -1.0
         if coef < 0:
             raise ConfigError(f"method.{name}.reg_coef: must be a number >= 0, got {reg_coef!r}")
-        return cls(schedule=schedule, reg=reg, reg_coef=jnp.asarray(coef, jnp.float32))
+        if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps < 0:
+            raise ConfigError(f"method.{name}.probe_steps: must be an integer >= 0, got {probe_steps!r}")
+        return cls(schedule=schedule, reg=reg, reg_coef=jnp.asarray(coef, jnp.float32),
+                   probe_steps=jnp.asarray(probe_steps, jnp.float32))
+
+    def trains_backbone(self, t) -> jnp.ndarray:
+        """False while LP-FT's linear probe runs (t < probe_steps): only the head is updated."""
+        return t >= self.probe_steps
 
     @property
     def signature(self) -> tuple:

@@ -1,8 +1,10 @@
-"""Flax linen image classifiers: a small CNN (the default), an MLP and a CIFAR ResNet-18.
+"""Flax linen image classifiers: a small CNN (the default), an MLP, a CIFAR ResNet-18, and the
+ImageNet-pretrained EfficientNet-Lite0 and ResNet-50 (:class:`Pretrained`).
 
 Inputs are float images in [0, 1], [N, H, W, C]; outputs are logits [N, K]. All models are pure
 functions of their params (no batch statistics): the smoothed objective evaluates two independent
-batches per step, and batch statistics would mix them, so the ResNet uses GroupNorm. Convolutions
+batches per step, and batch statistics would mix them, so the ResNet uses GroupNorm and the
+pretrained networks keep their BatchNorm layers on the pretrained running statistics. Convolutions
 default to :func:`lossmooth.models.conv.im2col_conv` (``conv_impl: native`` for XLA's own).
 """
 from __future__ import annotations
@@ -18,7 +20,9 @@ from lossmooth.models.conv import im2col_conv
 
 CONV_IMPLS = {"im2col": im2col_conv, "native": jax.lax.conv_general_dilated}
 
-MODELS = ("cnn", "mlp", "resnet18")
+MODELS = ("cnn", "mlp", "resnet18", "efficientnet_lite0", "resnet50")
+HEAD = "head"  # the params subtree of the classifier head (LP-FT trains it alone first)
+HEADED = ("efficientnet_lite0", "resnet50")
 
 
 class CNN(nn.Module):
@@ -95,9 +99,66 @@ class ResNet18(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def build(name: str, num_classes: int, **kwargs) -> nn.Module:
+class Pretrained:
+    """A torch-pretrained network (``params['backbone']`` + ``params['head']``) used like the linen
+    models here: ``init(key, x)`` gives the pretrained backbone with a fresh head drawn from ``key``,
+    ``apply({'params': p}, x)`` the logits.
+
+    BatchNorm stays in inference mode on the pretrained running statistics, held as constants of
+    the program [assumed, ``model.bn: frozen``: the usual choice when fine-tuning with small batches,
+    and the only one under which the two batches of the smoothed objective do not interact];
+    dropout and drop-connect are off.
+    """
+
+    def __init__(self, net, variables):
+        self.net = net
+        self.backbone = variables["params"]["backbone"]
+        self.stats = variables["batch_stats"]
+        self.feature_dim = variables["params"][HEAD]["kernel"].shape[0]
+
+    def init(self, key, x):
+        fresh = self.net.init(key, jnp.zeros((1, self.feature_dim), x.dtype), method=lambda m, f: m.head(f))
+        return {"params": {"backbone": self.backbone, HEAD: fresh["params"][HEAD]}}
+
+    def apply(self, variables, x):
+        return self.net.apply({"params": variables["params"], "batch_stats": self.stats}, x, train=False)
+
+
+def _pretrained(name: str, num_classes: int, weights: str | None = None, bn: str = "frozen"):
+    if bn != "frozen":
+        raise ConfigError(f"model.bn: only 'frozen' is supported (BatchNorm on the pretrained statistics), got {bn!r}")
+    if name == "efficientnet_lite0":
+        from lossmooth.models import efficientnet as E
+
+        net = E.EfficientNetLite0(num_classes=num_classes)
+        return Pretrained(net, E.pretrained_lite0(net, jax.random.PRNGKey(0), weights))
+    from lossmooth.models import resnet50 as R
+
+    if not weights:
+        raise ConfigError("model.weights: resnet50 needs a torchvision-format ResNet-50 state_dict file; set "
+                          "model.weights=/path/to/resnet50.pth")
+    net = R.ResNet50(num_classes=num_classes)
+    return Pretrained(net, R.pretrained_resnet50(net, jax.random.PRNGKey(0), weights))
+
+
+def min_image_size(name: str) -> int:
+    """The smallest image side a model takes (1 for the small models: any)."""
+    return 32 if name in HEADED else 1
+
+
+def build(name: str, num_classes: int, **kwargs):
     """A model by name; ``kwargs`` are its fields (e.g. ``widths`` for the CNN)."""
+    if name in HEADED:
+        extra = set(kwargs) - {"weights", "bn"}
+        if extra:
+            raise ConfigError(f"model: unknown field(s) {sorted(extra)} for '{name}'; see conf/model/{name}.yaml")
+        return _pretrained(name, num_classes, **kwargs)
     classes = {"cnn": CNN, "mlp": MLP, "resnet18": ResNet18}
+    for k in ("widths", "hidden", "width", "groups"):  # layer sizes: positive integers (one or a list)
+        v = kwargs.get(k)
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        if v is not None and (not vals or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in vals)):
+            raise ConfigError(f"model.{k}: layer sizes must be positive integers, got {v!r}")
     if kwargs.get("conv_impl", "im2col") not in CONV_IMPLS:
         raise ConfigError(f"model.conv_impl: unknown '{kwargs['conv_impl']}'; choose one of "
                           f"{', '.join(CONV_IMPLS)}")

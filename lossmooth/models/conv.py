@@ -7,7 +7,14 @@ padded input and contracting them with the reshaped kernel,
 
     y[n, i, j, o] = sum_{a, b, c} x_pad[n, s_h i + a, s_w j + b, c] * w[a, b, c, o],
 
-keeps the work a plain matmul in both cases (a batched matmul under vmap). The result equals
+keeps the work a plain matmul in both cases (a batched matmul under vmap). A depthwise
+convolution (``feature_group_count`` = input channels, kernel ``[kh, kw, 1, C]``) is the same sum
+without the contraction over channels,
+
+    y[n, i, j, c] = sum_{a, b} x_pad[n, s_h i + a, s_w j + b, c] * w[a, b, 0, c],
+
+kh x kw elementwise multiply-adds: XLA's CPU backend runs a grouped convolution's backward pass
+(the kernel gradient above all) tens of times slower. The result equals
 ``lax.conv_general_dilated`` for NHWC inputs and HWIO kernels up to float rounding.
 """
 from __future__ import annotations
@@ -19,8 +26,10 @@ from jax import lax
 def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                 dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                 precision=None, preferred_element_type=None):
-    """NHWC x HWIO convolution via shifted views + one matmul (no dilation, no feature groups)."""
-    if (feature_group_count != 1 or batch_group_count != 1
+    """NHWC x HWIO convolution via shifted views + one matmul, or a depthwise one via shifted
+    multiply-adds (no dilation; other feature groupings fall back to XLA's convolution)."""
+    depthwise = feature_group_count == lhs.shape[-1] == rhs.shape[-1] and rhs.shape[2] == 1
+    if ((feature_group_count != 1 and not depthwise) or batch_group_count != 1
             or any(d != 1 for d in (lhs_dilation or (1, 1)))
             or any(d != 1 for d in (rhs_dilation or (1, 1)))):
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
@@ -35,5 +44,7 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
     wo = (xp.shape[2] - kw) // sw + 1
     cols = [xp[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw, :]
             for a in range(kh) for b in range(kw)]
+    if depthwise:
+        return sum(col * rhs[a, b, 0] for col, (a, b) in zip(cols, ((a, b) for a in range(kh) for b in range(kw))))
     patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)  # features (kh, kw, C)
     return jnp.matmul(patches, rhs.reshape(kh * kw * cin, cout), precision=precision)

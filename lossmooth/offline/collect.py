@@ -147,12 +147,19 @@ def parse(cfg: dict) -> CollectSpec:
     if not kinds or bad:
         raise ConfigError(f"kinds: unknown dataset kind(s) {bad or '[]'}; choose from {', '.join(KINDS)}")
     tr = cfg.get("train") or {}
+    root = resolve_root(cfg.get("root"))
+    probe = root
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:  # the nearest existing parent
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+        raise ConfigError(f"root: cannot write datasets under '{cfg.get('root')}' ({probe} is not a writable "
+                          "folder); point root at a writable folder")
     preset = presets.load("td3", task["name"], cfg.get("presets_dir"))
     preset.pop("env", None)
     preset.update(dict(tr.get("overrides") or {}))
     return CollectSpec(
         task=task["name"], backend=task.get("backend"), episode_length=_int(task, "episode_length", 1, "task.episode_length"),
-        root=resolve_root(cfg.get("root")), seed=_int(cfg, "seed", 0), kinds=kinds,
+        root=root, seed=_int(cfg, "seed", 0), kinds=kinds,
         timesteps=_int(tr, "timesteps", 1, "train.timesteps"), eval_every=_int(tr, "eval_every", 1, "train.eval_every"),
         td3=preset, steps_per_dataset=_int(cfg, "steps_per_dataset", 1),
         medium_fraction=_float(cfg, "medium_fraction", 0.0, 1.0), noise=_float(cfg, "noise", 0.0),

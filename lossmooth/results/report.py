@@ -49,10 +49,13 @@ def unit_of(entries: list[dict]) -> str:
     return "acc"
 
 
+# schedules a method's name already implies (hard switch, constant mixes) or the paper's ramp: not shown
+_IMPLIED_SCHEDULES = ("hard", "constant", "linear")
+
+
 def _hp(h: dict) -> str:
-    skip = {"schedule"}
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in h.items() if k not in skip)
+                     for k, v in h.items() if not (k == "schedule" and v in _IMPLIED_SCHEDULES))
 
 
 def _ci(p, lo, hi, pct=True) -> str:

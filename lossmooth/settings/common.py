@@ -34,11 +34,12 @@ def _float(cfg, key, lo=None, hi=None, field=None, lo_open=False):
     return float(v)
 
 
-def parse_methods(methods_cfg, allow_scratch: bool = False) -> dict:
-    """``{name: {schedule: {...}, reg, reg_coef, init}}`` -> ``{name: Method}`` (validated).
+def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False) -> dict:
+    """``{name: {schedule: {...}, reg, reg_coef, init, probe_steps}}`` -> ``{name: Method}`` (validated).
 
     ``init: scratch`` (train from a fresh model instead of the one at the switch) is a control of
-    the RL settings; elsewhere it is refused.
+    the RL settings; ``probe_steps`` (LP-FT's linear probe) needs a classifier with a separate head
+    (the supervised settings); elsewhere each is refused.
     """
     if not methods_cfg:
         raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
@@ -55,8 +56,13 @@ def parse_methods(methods_cfg, allow_scratch: bool = False) -> dict:
         if init not in INITS or (init == "scratch" and not allow_scratch):
             raise ConfigError(f"method.{name}.init: '{init}' is not available in this setting; "
                               f"use {'/'.join(INITS) if allow_scratch else 'switch'}")
+        probe = m.get("probe_steps", 0)
+        if probe and not allow_probe:
+            raise ConfigError(f"method.{name}.probe_steps: LP-FT needs a classifier head; it is available in "
+                              "the supervised and pretrained_vision settings only")
         s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
-        out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0))
+        out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0),
+                                probe_steps=probe)
     return out
 
 
@@ -121,6 +127,8 @@ def method_hparams(method: Method, lr: float | None = None) -> dict:
         h["value"] = float(s.value)
     if method.reg != "none":
         h.update(reg=method.reg, reg_coef=float(method.reg_coef))
+    if float(method.probe_steps) > 0:
+        h["probe_steps"] = float(method.probe_steps)
     return h
 
 

@@ -30,7 +30,7 @@ from flax import struct
 from lossmooth.core import engine
 from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
 from lossmooth.core.schedules import Schedule
-from lossmooth.data import images, shifts
+from lossmooth.data import domains, images, shifts
 from lossmooth.errors import ConfigError
 from lossmooth.settings.common import _float, _int, parse_methods
 from lossmooth.settings import common
@@ -72,6 +72,7 @@ class Spec:
     lr: float
     split_seed: int
     train_fraction_source: float
+    domains: dict | None = None  # a domain pair: kind, source, target, size (px), options
 
 
 def parse(cfg) -> Spec:
@@ -80,16 +81,31 @@ def parse(cfg) -> Spec:
     num_seeds = _int(cfg, "num_seeds", 1)
     seed = _int(cfg, "seed", 0)
     data = cfg["data"]
-    if data.get("name") not in images.DATASETS:
+    if data.get("name") not in images.DATASETS + domains.KINDS:
         raise ConfigError(f"data.name: unknown dataset '{data.get('name')}'; choose one of "
-                          f"{', '.join(images.DATASETS)}")
+                          f"{', '.join(images.DATASETS + domains.KINDS)}")
+    pair = None
+    if data["name"] in domains.KINDS:
+        pair = {"kind": data["name"], "source": data.get("source_domain"), "target": data.get("target_domain"),
+                "size": data.get("image_size"),
+                "options": {k: v for k, v in data.items()
+                            if k not in ("name", "data_dir", "source_domain", "target_domain", "image_size")}}
+        domains.validate(pair["kind"], pair["source"], pair["target"], pair["size"])
+        if pair["size"] < classifiers.min_image_size(cfg["model"].get("name")):
+            raise ConfigError(f"data.image_size: {pair['size']} px is too small for {cfg['model'].get('name')} (at "
+                              f"least {classifiers.min_image_size(cfg['model'].get('name'))} px, its total stride); "
+                              "raise it")
     model = dict(cfg["model"])
     model_name = model.pop("name", None)
     if model_name not in classifiers.MODELS:
         raise ConfigError(f"model.name: unknown model '{model_name}'; choose one of {', '.join(classifiers.MODELS)}")
     shift = cfg["shift"]
     shifts.validate(shift.get("name"), shift.get("severity", 0.0))
-    methods = parse_methods(cfg.get("method"))
+    methods = parse_methods(cfg.get("method"), allow_probe=True)
+    probing = [n for n, m in methods.items() if float(m.probe_steps) > 0]
+    if probing and model_name not in classifiers.HEADED:
+        raise ConfigError(f"method.{probing[0]}: LP-FT needs a model with a separate classifier head "
+                          f"({', '.join(classifiers.HEADED)}), not '{model_name}'; pick one with model=...")
     sweep = {k: list(v) for k, v in (cfg.get("sweep") or {}).items()}
     for k, vals in sweep.items():
         if k not in SWEEPABLE:
@@ -119,6 +135,7 @@ def parse(cfg) -> Spec:
         lr=_float(s, "lr", 0.0, None, f("lr"), lo_open=True),
         split_seed=_int(s, "split_seed", 0, f("split_seed")),
         train_fraction_source=_float(s, "train_fraction_source", 0.0, 1.0, f("train_fraction_source"), lo_open=True),
+        domains=pair,
     )
     if spec.source_batch > spec.replay_pool:
         raise ConfigError(f"setting.source_batch: {spec.source_batch} is larger than the replay pool "
@@ -172,16 +189,24 @@ def _eval_weights(y: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 
 def build_data(spec: Spec) -> tuple[Data, dict]:
-    """Split train into disjoint source / target pools, apply the shift, and put arrays on device."""
-    raw = images.load(spec.data_name, spec.data_dir)
-    k = raw.num_classes
+    """Split train into disjoint source / target pools (or, for a domain pair, take each domain's
+    train set), apply the shift, and put arrays on device."""
     rng = np.random.default_rng(spec.split_seed)
-    perm = rng.permutation(len(raw.y_train))
-    n_src = int(round(spec.train_fraction_source * len(perm)))
-    src_idx, tgt_idx = perm[:n_src], perm[n_src:]
+    if spec.domains is not None:
+        d = spec.domains
+        src, tgt = domains.load_pair(d["kind"], d["source"], d["target"], d["size"], spec.data_dir,
+                                     spec.split_seed, **d["options"])
+        raw = src
+        src_idx, tgt_idx = np.arange(len(src.y_train)), np.arange(len(tgt.y_train))
+    else:
+        raw = tgt = images.load(spec.data_name, spec.data_dir)
+        perm = rng.permutation(len(raw.y_train))
+        n_src = int(round(spec.train_fraction_source * len(perm)))
+        src_idx, tgt_idx = perm[:n_src], perm[n_src:]
+    k = raw.num_classes
     p_src, p_tgt = shifts.label_priors(spec.shift, spec.severity, k)
     src_idx = src_idx[shifts.subsample_to_prior(raw.y_train[src_idx], p_src, rng)]
-    tgt_idx = tgt_idx[shifts.subsample_to_prior(raw.y_train[tgt_idx], p_tgt, rng)]
+    tgt_idx = tgt_idx[shifts.subsample_to_prior(tgt.y_train[tgt_idx], p_tgt, rng)]
     if len(src_idx) < spec.replay_pool:
         raise ConfigError(f"setting.replay_pool: {spec.replay_pool} is larger than the source pool "
                           f"({len(src_idx)} examples); lower it")
@@ -193,18 +218,25 @@ def build_data(spec: Spec) -> tuple[Data, dict]:
 
     test_idx = rng.permutation(len(raw.y_test))[: spec.eval_size]
     x_test, y_test = raw.x_test[test_idx], raw.y_test[test_idx]
+    if tgt is raw:  # one dataset: source and target test sets are the same images, the target shifted
+        xt_test, yt_test = x_test, y_test
+    else:
+        t_idx = rng.permutation(len(tgt.y_test))[: spec.eval_size]
+        xt_test, yt_test = tgt.x_test[t_idx], tgt.y_test[t_idx]
     replay_idx = src_idx[rng.permutation(len(src_idx))[: spec.replay_pool]]
     data = Data(
         source_x=raw.x_train[src_idx], source_y=raw.y_train[src_idx],
         replay_x=raw.x_train[replay_idx], replay_y=raw.y_train[replay_idx],
-        target_x=target_version(raw.x_train[tgt_idx], spec.split_seed + 1),
-        target_y=relabel[raw.y_train[tgt_idx]].astype(np.int32),
+        target_x=target_version(tgt.x_train[tgt_idx], spec.split_seed + 1),
+        target_y=relabel[tgt.y_train[tgt_idx]].astype(np.int32),
         source_test_x=x_test, source_test_y=y_test, source_test_w=_eval_weights(y_test, p_src),
-        target_test_x=target_version(x_test, spec.split_seed + 2),
-        target_test_y=relabel[y_test].astype(np.int32),
-        target_test_w=_eval_weights(relabel[y_test], p_tgt),  # p_tgt is uniform unless labels keep their names
+        target_test_x=target_version(xt_test, spec.split_seed + 2),
+        target_test_y=relabel[yt_test].astype(np.int32),
+        target_test_w=_eval_weights(relabel[yt_test], p_tgt),  # p_tgt is uniform unless labels keep their names
     )
-    info = {"dataset": raw.name, "paper_data": raw.paper_data, "data_source": raw.source,
+    info = {"dataset": raw.name if tgt is raw else f"{raw.name} -> {tgt.name}",
+            "paper_data": raw.paper_data and tgt.paper_data,
+            "data_source": raw.source if tgt is raw else [raw.source, tgt.source],
             "num_classes": k, "source_pool": int(len(src_idx)), "target_pool": int(len(tgt_idx)),
             "replay_pool": int(spec.replay_pool), "eval_size": int(len(test_idx)),
             "image_shape": list(raw.x_train.shape[1:])}
@@ -300,6 +332,10 @@ class Programs:
             lambda p: smoothed_loss(p, lam, source_needed(lam), lambda q: _xent(apply(q, xt), yt),
                                     source_loss if with_source else None, reg, method.reg_coef),
             has_aux=True)(state["params"])
+        if classifiers.HEAD in grads:  # LP-FT: during the probe only the head's gradient is kept
+            train = method.trains_backbone(t)
+            grads = {k: g if k == classifiers.HEAD else jax.tree.map(lambda x: jnp.where(train, x, 0.0), g)
+                     for k, g in grads.items()}
         opt = _optimizer(self.spec.optimizer, hp["lr"])
         updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
         new = dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state,

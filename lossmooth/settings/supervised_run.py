@@ -31,6 +31,7 @@ def pair_key(cfg: dict) -> str:
 def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     """Run the experiment the resolved config ``cfg`` describes; return its run directory."""
     t0 = time.time()
+    setting = cfg["setting"]["name"]  # supervised, or pretrained_vision (domain pairs, pretrained models)
     spec = S.parse(cfg)
     data, info = S.build_data(spec)
     model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
@@ -103,14 +104,14 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
             metrics, j, div, steps = results[i]
             rows.append({
                 "run_index": i, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
-                "setting": "supervised", "dataset": spec.data_name, "model": spec.model_name,
+                "setting": setting, "dataset": info["dataset"], "model": spec.model_name,
                 "shift": spec.shift, "severity": spec.severity, "pair_key": pkey,
                 "diverged_step": int((div + 1) * spec.steps_per_eval) if div >= 0 else -1,
                 "summary": summarize(steps, metrics["target_acc"][j], metrics["source_acc"][j],
                                      spec.gap_window),
                 "source_acc_at_switch": float(metrics["source_acc"][j, 0]),
             })
-        summary = {"run_id": rs.run_id, "setting": "supervised", "complete": True, "runs": len(rows),
+        summary = {"run_id": rs.run_id, "setting": setting, "complete": True, "runs": len(rows),
                    "methods": list(spec.methods), "seeds": spec.num_seeds,
                    "stand_in": meta["stand_in"],
                    "source_acc_final": [float(x) for x in src_metrics["source_acc"][:, -1]],
@@ -118,7 +119,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
                    "compiled_batches": {"source": 1, "adapt": len(groups)}}
         return rows, summary
 
-    return record_run(cfg, "supervised", meta, body)
+    return record_run(cfg, setting, meta, body)
 
 
 def _metric_row(run: dict, index: int, step: int, values: dict) -> dict:

@@ -1,0 +1,112 @@
+"""What ``lossmooth reproduce`` does with an entry: the ``lossmooth run`` commands for its missing
+runs, and its table (markdown, CSV) and plot built from exactly its runs with the one aggregation
+(:mod:`lossmooth.results.aggregate`) and report (:mod:`lossmooth.results.report`) code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+
+from lossmooth.errors import ConfigError
+from lossmooth.reproduce.existing import Found
+from lossmooth.reproduce.registry import Entry, Point, config_value
+
+
+def commands(entry: Entry, points: list[Point], found: list[Found | None], results_dir: str,
+             launcher: str | None = None, host: tuple[str, ...] = ()) -> list[list[str]]:
+    """The ``lossmooth`` arguments that make the missing points, one list per command.
+
+    Locally every missing point is its own ``lossmooth run``. Through a launcher a run of the entry
+    whose points are all missing goes as one multirun (its sweep intact: one job per point); the
+    missing points of a partly done run go one multirun each, so no existing run is redone.
+    ``host`` (host-only and ``hydra.`` overrides) is passed to every command.
+    """
+    tail = [f"results_dir={results_dir}", *host]
+    out = []
+    for i in range(len(entry.runs)):
+        mine = [(p, f) for p, f in zip(points, found) if p.run == i]
+        todo = [p for p, f in mine if f is None]
+        if not todo:
+            continue
+        if launcher is None:
+            out += [["run", *p.overrides, *tail] for p in todo]
+        elif len(todo) == len(mine):
+            out.append(["run", "-m", f"hydra/launcher={launcher}", *entry.run_overrides(i), *tail])
+        else:
+            out += [["run", "-m", f"hydra/launcher={launcher}", *p.overrides, *tail] for p in todo]
+    return out
+
+
+def shown(args: list[str]) -> str:
+    """A command as a user would type it."""
+    return "lossmooth " + shlex.join(args)
+
+
+def execute(args: list[str]) -> int:
+    """Run ``lossmooth <args>`` in a child process (its output goes straight to ours); its exit status."""
+    return subprocess.run([sys.executable, "-m", "lossmooth.cli", *args]).returncode
+
+
+def rows_of(entry: Entry, runs: list[Found], results_dir: str) -> list[dict]:
+    """The table rows (one per method, numbers and seed) of exactly ``runs``, filtered by the entry's
+    ``where``, with its ``label_by`` config values added to each row's numbers."""
+    from lossmooth.results import aggregate as agg
+
+    configs = {r.path: r.config for r in runs}
+    rows = [r for r in agg.collect(results_dir, entry.setting, dict(entry.where)) if r["run_dir"] in configs]
+    if not rows:
+        raise ConfigError(f"entry '{entry.name}': aggregate.where {dict(entry.where)} leaves no rows of its runs")
+    for r in rows:
+        for key in entry.label_by:
+            name = key.rsplit(".", 1)[-1]
+            if name in r["hparams"]:
+                raise ConfigError(f"entry '{entry.name}': aggregate.label_by '{key}' clashes with the "
+                                  f"row number '{name}'")
+            r["hparams"] = {**r["hparams"],
+                            name: config_value(configs[r["run_dir"]], key, f"entry '{entry.name}': label_by")}
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """An entry's regenerated table: markdown, CSV (every aggregated number) and the rows it is built from."""
+
+    markdown: str
+    csv: str
+    rows: list
+
+
+def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> Table:
+    """The entry's table built from ``runs`` (one per point, in order); nothing is written."""
+    from lossmooth.results import aggregate as agg
+    from lossmooth.results import report
+
+    rows = rows_of(entry, runs, results_dir)
+    groups, diffs, normalized = agg.tables(rows, reps=entry.reps)
+    md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
+    return Table(markdown=md, csv=report.csv_text(groups, diffs, normalized), rows=rows)
+
+
+def write(entry: Entry, table: Table, results_dir: str) -> None:
+    """Write the table (markdown, CSV) and the plot of its rows to :meth:`Entry.outputs`, each file
+    atomically."""
+    from lossmooth.results import report
+    from lossmooth.results.store import atomic_write
+
+    out = entry.outputs(results_dir)
+    os.makedirs(os.path.dirname(out["md"]), exist_ok=True)
+    atomic_write(out["md"], table.markdown)
+    atomic_write(out["csv"], table.csv)
+    report.plot_curves(table.rows, out["png"], entry.title)
+
+
+def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> str:
+    lines = [f"# {entry.name}", "", entry.description, "",
+             f"Rebuilt by `lossmooth reproduce {entry.name}` from {len(runs)} run(s):", "",
+             "| run directory | commit | overrides |", "|---|---|---|"]
+    for p, r in zip(points, runs):
+        lines.append(f"| {os.path.relpath(r.path, results_dir)} | {r.commit} | `{shlex.join(p.overrides)}` |")
+    return "\n".join(lines) + "\n\n"

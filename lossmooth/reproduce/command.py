@@ -1,0 +1,111 @@
+"""The three forms of ``lossmooth reproduce`` (see :mod:`lossmooth.cli`), printing as they go and
+returning the exit status; bad input raises a one-line :class:`ConfigError` before anything is run or
+written (a targets row is checked against the regenerated table before the table is written).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from lossmooth.errors import ConfigError
+from lossmooth.reproduce import build, existing, targets
+from lossmooth.reproduce.registry import Entry, resolve
+from lossmooth.results import store
+
+
+def host_overrides(overrides: list[str]) -> tuple[str, ...]:
+    """Extra overrides for every run command: only ``hydra.`` keys and host-only keys, which change
+    how and where runs execute, never which configs they are."""
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "=" not in o or key == "results_dir" or not (key.startswith("hydra.") or key in store.HOST_ONLY):
+            raise ConfigError(f"reproduce: '{o}' would change the entry's runs; only hydra.* and host-only keys "
+                              f"({', '.join(k for k in store.HOST_ONLY if k != 'results_dir')}) may be added "
+                              "(the results folder is --results-dir)")
+    return tuple(overrides)
+
+
+def list_entries(entries: dict[str, Entry], results_dir: str) -> int:
+    """Print every entry: setting, runs, how many exist, the commits that made them, its outputs."""
+    print("| entry | setting | runs | exist | commits | outputs |")
+    print("|---|---|---|---|---|---|")
+    for e in entries.values():
+        points = resolve(e)
+        found = [f for f in existing.find(points, results_dir, e.setting) if f is not None]
+        commits = ", ".join(sorted({f.commit for f in found})) or "-"
+        out = e.outputs(results_dir)
+        built = "built" if all(os.path.exists(p) for p in out.values()) else "not built"
+        print(f"| {e.name} | {e.setting} | {len(points)} | {len(found)} | {commits} | "
+              f"{os.path.splitext(out['md'])[0]}.{{md,csv,png}} ({built}) |")
+    print()
+    for e in entries.values():
+        print(f"- {e.name}: {e.description}")
+    return 0
+
+
+def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | None = None,
+              launcher: str | None = None, host: tuple[str, ...] = (), dry_run: bool = False) -> int:
+    """Run the entry's missing runs, rebuild its table and plot, and (``checks``) compare with targets.
+    0: done (every check passed); 1: a check failed or a run did not finish; 2: bad input."""
+    points = resolve(entry)
+    found = existing.find(points, results_dir, entry.setting)
+    todo = build.commands(entry, points, found, results_dir, launcher, host)
+    have = sum(f is not None for f in found)
+    print(f"lossmooth: reproduce {entry.name}: {have} of {len(points)} run(s) exist under {results_dir}"
+          + (f"; {len(todo)} command(s) make the rest" if todo else ""), flush=True)
+    if dry_run:
+        for args in todo:
+            print(build.shown(args))
+        return 0
+    for args in todo:
+        print(build.shown(args), flush=True)
+        rc = build.execute(args)
+        if rc == 2:  # the run refused its input and said why in one line
+            return 2
+        if rc != 0:
+            print(f"lossmooth: error: reproduce {entry.name}: `{build.shown(args)}` exited with status {rc}",
+                  file=sys.stderr)
+            return 1
+    found = existing.find(points, results_dir, entry.setting)
+    lost = [p for p, f in zip(points, found) if f is None]
+    if lost:
+        print(f"lossmooth: error: reproduce {entry.name}: the runs finished but no complete run directory "
+              f"under {results_dir}/{entry.setting} has the config of `{' '.join(lost[0].overrides)}` (if another "
+              "process is running it, run this command again once it is done)",
+              file=sys.stderr)
+        return 1
+    table = build.tables(entry, points, found, results_dir)
+    cells = targets.check(checks, targets.table_rows(table.csv)) if checks is not None else None
+    build.write(entry, table, results_dir)
+    print(table.markdown)
+    print("wrote " + ", ".join(entry.outputs(results_dir).values()))
+    if cells is None:
+        return 0
+    print("\n" + targets.report(cells))
+    return 0 if all(c.passed for c in cells) else 1
+
+
+def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_dir: str) -> int:
+    """Rebuild every entry named in ``checks`` from the runs already there (running nothing) and
+    compare; an entry with missing runs is an error naming the command that makes them."""
+    names = list(dict.fromkeys(t.entry for t in checks))
+    built = []
+    for name in names:
+        entry = entries[name]
+        points = resolve(entry)
+        found = existing.find(points, results_dir, entry.setting)
+        missing = sum(f is None for f in found)
+        if missing:
+            raise ConfigError(f"reproduce --check: '{name}' has {missing} of {len(points)} run(s) missing under "
+                              f"{results_dir}; run `lossmooth reproduce {name}` first")
+        built.append((entry, points, found))
+    cells, tables = [], []
+    for entry, points, found in built:
+        table = build.tables(entry, points, found, results_dir)
+        cells += targets.check([t for t in checks if t.entry == entry.name], targets.table_rows(table.csv))
+        tables.append((entry, table))
+    for entry, table in tables:
+        build.write(entry, table, results_dir)
+        print(f"rebuilt {entry.name}: wrote " + ", ".join(entry.outputs(results_dir).values()))
+    print("\n" + targets.report(cells))
+    return 0 if all(c.passed for c in cells) else 1

@@ -1,0 +1,65 @@
+"""Which runs of an entry already exist.
+
+A point exists when a complete run directory (``summary.json`` present) under
+``<results_dir>/<setting>/`` holds a ``config.yaml`` equal to the point's resolved config, the
+host-only keys (``store.HOST_ONLY``) aside, whatever git commit made it: the registry names
+results, and the commit that made them is reported, not required. Where several directories match,
+the newest (run ids start with their time) is the one used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import yaml
+
+from lossmooth.reproduce.registry import Point, numbers_config
+from lossmooth.results import store
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A complete run directory, its config as stored, and the commit that made it (short hash,
+    ``+dirty`` when made from a working tree with uncommitted changes, ``unknown`` if not recorded)."""
+
+    path: str
+    config: dict
+    commit: str
+
+
+def complete_runs(results_dir: str, setting: str) -> list[Found]:
+    """Every complete run directory of ``setting`` with a readable config, newest first."""
+    out = []
+    for _, _, path in store.run_dirs(results_dir, setting):
+        if not os.path.exists(os.path.join(path, store.SUMMARY)):
+            continue
+        try:
+            with open(os.path.join(path, "config.yaml")) as f:
+                cfg = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue  # a directory without a readable config cannot be matched to any run
+        if isinstance(cfg, dict):
+            out.append(Found(path=path, config=cfg, commit=_commit(path)))
+    return sorted(out, key=lambda r: os.path.basename(r.path), reverse=True)
+
+
+def _commit(path: str) -> str:
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            git = json.load(f).get("git") or {}
+    except (OSError, ValueError):
+        return "unknown"
+    if not git.get("commit"):
+        return "unknown"
+    return git["commit"][:7] + ("+dirty" if git.get("dirty") else "")
+
+
+def find(points: list[Point], results_dir: str, setting: str) -> list[Found | None]:
+    """For each point, its newest complete run directory under ``results_dir``, or None."""
+    runs = complete_runs(results_dir, setting)
+    out = []
+    for p in points:
+        want = numbers_config(p.config)
+        out.append(next((r for r in runs if numbers_config(r.config) == want), None))
+    return out

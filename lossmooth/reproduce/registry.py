@@ -1,0 +1,191 @@
+"""The registry of reproducible tables and figures: entries read from a YAML file (``registry.yaml``
+next to this module by default), validated, and resolved to the configs their runs stand for.
+
+An *entry* is one table (and its plot): a setting, a list of runs (each the overrides ``lossmooth
+run`` gets, possibly a Hydra sweep standing for several runs) and how the table is aggregated. A
+*point* is one run after sweeps are expanded: its overrides and its resolved config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import re
+
+import yaml
+
+from lossmooth.errors import ConfigError
+from lossmooth.results import store
+
+REGISTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry.yaml")
+STATS = ("mean", "iqm")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
+_FIELDS = {"description", "setting", "runs", "aggregate"}
+_AGGREGATE = {"stat", "where", "label_by", "reps", "title"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One table and plot: ``runs`` are override lists (without ``setting=``, which is prepended)."""
+
+    name: str
+    description: str
+    setting: str
+    runs: tuple[tuple[str, ...], ...]
+    stat: str = "mean"
+    where: tuple[tuple[str, str], ...] = ()
+    label_by: tuple[str, ...] = ()
+    reps: int = 2000
+    title: str = ""
+
+    def outputs(self, results_dir: str) -> dict[str, str]:
+        """The files the entry's table and plot are written to, by kind (md, csv, png)."""
+        base = os.path.join(results_dir, "reproduce", self.name)
+        return {ext: f"{base}.{ext}" for ext in ("md", "csv", "png")}
+
+    def run_overrides(self, i: int) -> list[str]:
+        """The overrides of the entry's ``i``-th run, its setting first."""
+        return [f"setting={self.setting}", *self.runs[i]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One run of an entry: ``overrides`` (a sweep resolved to one value), the index of the entry's
+    run it comes from, and the resolved config (a plain dict)."""
+
+    overrides: tuple[str, ...]
+    run: int
+    config: dict
+
+
+def load(path: str = REGISTRY) -> dict[str, Entry]:
+    """Every entry of the registry file at ``path``, validated (one-line :class:`ConfigError`)."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"--registry: cannot read {path} ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--registry: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"--registry: {path} must map entry names to entries")
+    return {str(name): _entry(str(name), body, path) for name, body in raw.items()}
+
+
+def _entry(name: str, body, path: str) -> Entry:
+    where = f"{path}: entry '{name}'"
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: names use letters, digits, '_', '-' and '.' only (they name files)")
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: must be a mapping with {', '.join(sorted(_FIELDS))}")
+    unknown = set(body) - _FIELDS
+    missing = {"description", "setting", "runs"} - set(body)
+    if unknown or missing:
+        raise ConfigError(f"{where}: " + "; ".join(
+            ([f"unknown field(s) {', '.join(sorted(unknown))}"] if unknown else [])
+            + ([f"missing field(s) {', '.join(sorted(missing))}"] if missing else [])))
+    settings = options("setting")
+    if body["setting"] not in settings:
+        raise ConfigError(f"{where}: setting '{body['setting']}' is not one of {', '.join(settings)}")
+    runs = body["runs"]
+    if (not isinstance(runs, list) or not runs
+            or not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in runs)):
+        raise ConfigError(f"{where}: runs must be a non-empty list of override lists (strings)")
+    for r in runs:
+        for o in r:
+            if o.split("=", 1)[0].lstrip("+~") in ("results_dir", "setting") or o.startswith("hydra"):
+                raise ConfigError(f"{where}: run override '{o}' is set by `lossmooth reproduce` "
+                                  "(the setting comes from the entry's setting field)")
+    agg = body.get("aggregate") or {}
+    if not isinstance(agg, dict) or set(agg) - _AGGREGATE:
+        raise ConfigError(f"{where}: aggregate takes {', '.join(sorted(_AGGREGATE))}")
+    stat, reps = agg.get("stat", "mean"), agg.get("reps", 2000)
+    filters, label_by = agg.get("where") or {}, agg.get("label_by") or []
+    if stat not in STATS:
+        raise ConfigError(f"{where}: aggregate.stat must be one of {', '.join(STATS)}, got {stat!r}")
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        raise ConfigError(f"{where}: aggregate.reps must be an integer >= 1, got {reps!r}")
+    if not isinstance(filters, dict):
+        raise ConfigError(f"{where}: aggregate.where must map row fields to values")
+    if not isinstance(label_by, list) or not all(isinstance(k, str) and k for k in label_by):
+        raise ConfigError(f"{where}: aggregate.label_by must be a list of config keys")
+    return Entry(name=name, description=" ".join(str(body["description"]).split()), setting=body["setting"],
+                 runs=tuple(tuple(r) for r in runs), stat=stat,
+                 where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
+                 reps=reps, title=str(agg.get("title") or name))
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group of conf/ (its file names)."""
+    from lossmooth.provenance import CONF_DIR
+
+    return sorted(f[:-5] for f in os.listdir(os.path.join(CONF_DIR, group)) if f.endswith(".yaml"))
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """The override lists a Hydra multirun over ``overrides`` would run (``a=x,y`` -> ``a=x`` and
+    ``a=y``, cartesian over every swept key, in Hydra's order); other overrides are kept as written
+    (Hydra's own splitting would turn ``~key`` into ``~key=null``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as e:
+        raise ConfigError(" ".join(str(e).split("\n")[:1])) from None
+    axes = []
+    for o in parsed:
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise ConfigError(f"{o.input_line}: only lists of values can be swept here, not intervals")
+            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(p) for p in itertools.product(*axes)]
+
+
+def resolve(entry: Entry) -> list[Point]:
+    """Every point of ``entry`` with its resolved config (nothing runs; one-line error on bad
+    overrides, a point of another setting, a missing ``label_by`` key or two runs that coincide)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lossmooth.provenance import CONF_DIR
+
+    points: list[Point] = []
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        for i in range(len(entry.runs)):
+            for ov in expand(entry.run_overrides(i)):
+                try:
+                    cfg = OmegaConf.to_container(compose("config", overrides=ov), resolve=True)
+                except (HydraException, OmegaConfBaseException) as e:
+                    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+                    raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: {' '.join(lines[:2])}") from None
+                if (cfg.get("setting") or {}).get("name") != entry.setting:
+                    raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: resolves to setting "
+                                      f"'{(cfg.get('setting') or {}).get('name')}', not '{entry.setting}'")
+                for key in entry.label_by:
+                    config_value(cfg, key, f"entry '{entry.name}': aggregate.label_by")
+                same = [p for p in points if numbers_config(p.config) == numbers_config(cfg)]
+                if same:
+                    raise ConfigError(f"entry '{entry.name}': runs {' '.join(same[0].overrides)} and "
+                                      f"{' '.join(ov)} are the same config; list it once")
+                points.append(Point(overrides=tuple(ov), run=i, config=cfg))
+    return points
+
+
+def numbers_config(cfg: dict) -> dict:
+    """The part of a resolved config that decides a run's numbers: all but the host-only keys."""
+    return {k: v for k, v in cfg.items() if k not in store.HOST_ONLY}
+
+
+def config_value(cfg: dict, key: str, field: str):
+    """The value at dotted ``key`` of ``cfg`` (one-line error naming ``field`` when absent)."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"{field}: '{key}' is not a key of the run's config")
+        node = node[part]
+    return node

@@ -1,0 +1,289 @@
+"""``lossmooth reproduce``: a registry entry runs what is missing (once), rebuilds its table and plot
+from exactly its runs, ``--check`` passes on the regenerated numbers and fails once a target leaves
+its tolerance, ``--list`` shows what exists, bad input fails in one line and writes nothing; the real
+registry resolves, its default entries find the committed runs and the committed targets hold."""
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from lossmooth import cli
+from lossmooth.reproduce import build, existing, registry
+from lossmooth.reproduce.targets import TARGETS
+from tests.conftest import TINY
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "results")
+DEFAULTS = ("supervised_default", "online_rl_default", "offline_to_online_default")
+HEADER = "entry,row,metric,target,tolerance,note\n"
+
+
+def _reproduce(*args):
+    """``lossmooth reproduce <args>`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["reproduce", *args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _files(folder):
+    """Every file under ``folder`` with its modification time: what a command wrote."""
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, fs in os.walk(folder) for f in fs}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, cache_dir):
+    """A registry with one tiny supervised entry (and one whose run is never made), reproduced once."""
+    root = tmp_path_factory.mktemp("reproduce")
+    reg = root / "registry.yaml"
+    reg.write_text(yaml.safe_dump({
+        "tiny": {"description": "a tiny supervised run", "setting": "supervised",
+                 "runs": [TINY + [f"cache_dir={cache_dir}"]], "aggregate": {"reps": 200}},
+        "tiny_missing": {"description": "never run here", "setting": "supervised",
+                         "runs": [TINY + ["num_seeds=3"]]},
+    }))
+    results = root / "results"
+    rc, out, err = _reproduce("tiny", "--registry", str(reg), "--results-dir", str(results))
+    assert rc == 0, err
+    return {"registry": str(reg), "results": str(results), "out": out, "root": root}
+
+
+def _run_dirs(results):
+    return sorted(d for d in os.listdir(os.path.join(results, "supervised")) if not d.startswith("."))
+
+
+def _with(t, *args):
+    return _reproduce(*args, "--registry", t["registry"], "--results-dir", t["results"])
+
+
+def test_reproduce_runs_what_is_missing_and_writes_table_and_plot(tiny):
+    (run_dir,) = _run_dirs(tiny["results"])
+    assert "0 of 1 run(s) exist" in tiny["out"] and "lossmooth run setting=supervised" in tiny["out"]
+    assert "Paired difference vs hard switch" in tiny["out"]
+    out = os.path.join(tiny["results"], "reproduce")
+    md = open(os.path.join(out, "tiny.md")).read()
+    assert md.startswith("# tiny") and f"supervised/{run_dir}" in md
+    rows = list(csv.DictReader(open(os.path.join(out, "tiny.csv"))))
+    assert {(r["kind"], r["method"]) for r in rows} == {
+        ("aggregate", "hard_switch"), ("aggregate", "loss_smoothing"), ("paired_diff", "loss_smoothing")}
+    assert all(r["n"] == "2" for r in rows if r["kind"] == "aggregate")
+    assert open(os.path.join(out, "tiny.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_second_reproduce_runs_nothing(tiny):
+    before = _run_dirs(tiny["results"])
+    rc, out, err = _with(tiny, "tiny")
+    assert rc == 0, err
+    assert "1 of 1 run(s) exist" in out and "lossmooth run" not in out
+    assert _run_dirs(tiny["results"]) == before
+
+
+def _targets(tmp_path, lines):
+    path = tmp_path / "targets.csv"
+    path.write_text(HEADER + "".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def _value(tiny, kind, method, metric):
+    rows = csv.DictReader(open(os.path.join(tiny["results"], "reproduce", "tiny.csv")))
+    (row,) = [r for r in rows if r["kind"] == kind and r["method"] == method]
+    return float(row[metric])
+
+
+CELLS = [("aggregate", "hard_switch", "final_target_acc_mean"),
+         ("aggregate", "loss_smoothing", "source_acc_after_mean"),
+         ("paired_diff", "loss_smoothing", "worst_target_acc_diff")]
+
+
+def test_check_passes_on_its_targets_and_fails_when_one_leaves_its_tolerance(tiny, tmp_path):
+    tol = 0.01
+
+    def check(moved_by):
+        lines = [f"tiny,kind={k} method={m},{metric},{_value(tiny, k, m, metric) + (moved_by if i == 2 else 0)!r},"
+                 f"{tol},test" for i, (k, m, metric) in enumerate(CELLS)]
+        return _with(tiny, "tiny", "--check", "--targets", _targets(tmp_path, lines))
+
+    rc, out, err = check(0.0)
+    assert rc == 0, err + out
+    assert "3 of 3 cells pass" in out
+    rc, out, _ = check(0.5 * tol)  # moved, but within the tolerance
+    assert rc == 0 and "3 of 3 cells pass" in out
+    rc, out, _ = check(1.5 * tol)  # moved outside the tolerance
+    assert rc == 1
+    (failed,) = [ln for ln in out.splitlines() if ln.endswith("| FAIL |")]
+    assert "tiny: kind=paired_diff method=loss_smoothing / worst_target_acc_diff" in failed
+    assert f"| {tol:.3g} | FAIL |" in failed
+    assert "2 of 3 cells pass" in out
+    # without a name: every targeted entry, from the runs already there
+    rc, out, _ = _reproduce("--check", "--targets", _targets(tmp_path, [
+        f"tiny,kind=aggregate method=hard_switch,final_target_acc_mean,"
+        f"{_value(tiny, 'aggregate', 'hard_switch', 'final_target_acc_mean')!r},0.001,test"]),
+        "--registry", tiny["registry"], "--results-dir", tiny["results"])
+    assert rc == 0 and "1 of 1 cells pass" in out
+
+
+def test_list_shows_every_entry_and_what_exists(tiny):
+    rc, out, err = _with(tiny, "--list")
+    assert rc == 0, err
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("| tiny |")]
+    commit = existing.complete_runs(tiny["results"], "supervised")[0].commit
+    assert line.startswith(f"| tiny | supervised | 1 | 1 | {commit} |") and "(built)" in line
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("| tiny_missing |")]
+    assert line.startswith("| tiny_missing | supervised | 1 | 0 | - |") and "(not built)" in line
+
+
+def test_dry_run_prints_the_commands_and_runs_nothing(tiny):
+    before = _files(tiny["results"])
+    rc, out, _ = _with(tiny, "tiny_missing", "--dry-run")
+    assert rc == 0 and "0 of 1 run(s) exist" in out
+    (cmd,) = [ln for ln in out.splitlines() if ln.startswith("lossmooth run ")]
+    assert "num_seeds=3" in cmd and f"results_dir={tiny['results']}" in cmd
+    rc, out, _ = _with(tiny, "tiny_missing", "--dry-run", "--launcher", "local", "hydra.launcher.n_jobs=1")
+    assert rc == 0 and "lossmooth run -m hydra/launcher=local setting=supervised" in out
+    assert out.rstrip().endswith("hydra.launcher.n_jobs=1")
+    assert _files(tiny["results"]) == before
+
+
+BAD = [
+    (["nope"], None, "unknown entry 'nope'; choose one of tiny, tiny_missing"),
+    ([], None, "name an entry"),
+    (["tiny", "method=[hard_switch]"], None, "'method=[hard_switch]' would change the entry's runs"),
+    (["tiny", "--launcher", "cloud"], None, "--launcher: unknown launcher 'cloud'"),
+    (["tiny", "--check"], "nope,kind=aggregate method=hard_switch,final_target_acc_mean,0.8,0.01,x",
+     "unknown entry 'nope'"),
+    (["tiny", "--check"], "tiny,kind=aggregate method=fancy,final_target_acc_mean,0.8,0.01,x", "matches 0 rows"),
+    (["tiny", "--check"], "tiny,kind=aggregate,final_target_acc_mean,0.8,0.01,x", "matches 2 rows"),
+    (["tiny", "--check"], "tiny,flavour=x,final_target_acc_mean,0.8,0.01,x", "row key 'flavour' is not a column"),
+    (["tiny", "--check"], "tiny,kind=aggregate method=hard_switch,accuracy,0.8,0.01,x",
+     "metric 'accuracy' is not a column"),
+    (["tiny", "--check"], "tiny,kind=aggregate method=hard_switch,final_target_acc_mean,high,0.01,x",
+     "target must be a finite number"),
+    (["tiny", "--check"], "tiny,kind=aggregate method=hard_switch,final_target_acc_mean,0.8,-1,x",
+     "tolerance must be a finite number >= 0"),
+    (["tiny", "--check"], "tiny,kind=aggregate method=hard_switch,final_target_acc_mean", "expected the 6 columns"),
+    (["--check"], "tiny_missing,kind=aggregate method=hard_switch,final_target_acc_mean,0.8,0.01,x",
+     "'tiny_missing' has 1 of 1 run(s) missing"),
+]
+
+
+@pytest.mark.parametrize("args,target,expect", BAD, ids=[b[2][:40] for b in BAD])
+def test_bad_input_fails_in_one_line_and_writes_nothing(tiny, tmp_path, args, target, expect):
+    if target is not None:
+        args = args + ["--targets", _targets(tmp_path, [target])]
+    before = _files(tiny["root"])
+    rc, out, err = _with(tiny, *args)
+    assert rc == 2, out
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lossmooth: error:"), err
+    assert expect in err, err
+    assert _files(tiny["root"]) == before
+
+
+def test_malformed_targets_and_registry_fail_in_one_line(tiny, tmp_path):
+    bad = tmp_path / "no-tolerance.csv"
+    bad.write_text("entry,row,metric,target\ntiny,kind=aggregate method=hard_switch,final_target_acc_mean,0.8\n")
+    rc, _, err = _with(tiny, "tiny", "--check", "--targets", str(bad))
+    assert rc == 2 and "lacks column(s) tolerance" in err and len(err.strip().splitlines()) == 1
+    reg = tmp_path / "registry.yaml"
+    for body, expect in [
+        ({"x": {"description": "d", "setting": "supervised", "runs": [["schedule=sawtooth"]]}}, "schedule/sawtooth"),
+        ({"x": {"description": "d", "setting": "domainnet", "runs": [[]]}}, "setting 'domainnet' is not one of"),
+        ({"x": {"description": "d", "setting": "supervised", "runs": [["results_dir=/tmp"]]}}, "is set by"),
+        ({"x": {"description": "d", "setting": "supervised", "runs": [["schedule=linear", "schedule=linear"]],
+                "aggregate": {"stat": "median"}}}, "aggregate.stat must be one of mean, iqm"),
+        ({"x": {"description": "d", "setting": "supervised", "runs": [["seed=0"], []]}}, "are the same config"),
+    ]:
+        reg.write_text(yaml.safe_dump(body))
+        rc, _, err = _reproduce("x", "--dry-run", "--registry", str(reg), "--results-dir", str(tmp_path / "r"))
+        assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_sweeps_expand_to_one_run_per_value():
+    assert registry.expand(["~setting.smoothing_T", "schedule=cosine,step", "+sweep.T=[1,2]", "seed=0,1"]) == [
+        ["~setting.smoothing_T", "schedule=cosine", "+sweep.T=[1,2]", "seed=0"],
+        ["~setting.smoothing_T", "schedule=cosine", "+sweep.T=[1,2]", "seed=1"],
+        ["~setting.smoothing_T", "schedule=step", "+sweep.T=[1,2]", "seed=0"],
+        ["~setting.smoothing_T", "schedule=step", "+sweep.T=[1,2]", "seed=1"]]
+
+
+def test_label_by_keeps_runs_apart_and_pairs_each_with_its_own_hard_switch(tmp_path):
+    """Two runs differing only in setting.source_batch: four groups, each smoothing row paired with the
+    hard switch of its own run."""
+    from lossmooth.results import aggregate as agg
+
+    found = []
+    for batch, gain in ((16, 0.01), (64, 0.03)):
+        path = tmp_path / "supervised" / f"20260101-000000-key{batch}"  # <time>-<run key>, as the store names them
+        path.mkdir(parents=True)
+        cfg = {"setting": {"name": "supervised", "source_batch": batch}}
+        (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (path / "meta.json").write_text("{}")
+        cells = [(m, sch, seed) for m, sch in (("hard_switch", "hard"), ("loss_smoothing", "linear"))
+                 for seed in (0, 1)]
+        runs = [{"run_index": i, "method": m, "seed": seed, "hparams": {"lr": 0.001, "schedule": sch},
+                 "setting": "supervised", "dataset": "d", "model": "cnn", "shift": "none", "severity": 0.0,
+                 "pair_key": f"p{batch}", "diverged_step": -1,
+                 "summary": {"final_target_acc": 0.5 + seed / 100 + (gain if m == "loss_smoothing" else 0)}}
+                for i, (m, sch, seed) in enumerate(cells)]
+        (path / "runs.json").write_text(json.dumps(runs))
+        (path / "summary.json").write_text("{}")
+        found.append(existing.Found(path=str(path), config=cfg, commit="unknown"))
+    entry = registry.Entry(name="e", description="d", setting="supervised", runs=((),),
+                           label_by=("setting.source_batch",))
+    groups, diffs, _ = agg.tables(build.rows_of(entry, found, str(tmp_path)), reps=50)
+    assert sorted((g["method"], g["hparams"]["source_batch"], g["n"]) for g in groups) == [
+        ("hard_switch", 16, 2), ("hard_switch", 64, 2), ("loss_smoothing", 16, 2), ("loss_smoothing", 64, 2)]
+    assert sorted((d["hparams"]["source_batch"], round(d["final_target_acc_diff"], 6), d["n_pairs"])
+                  for d in diffs) == [(16, 0.01, 2), (64, 0.03, 2)]
+
+
+def test_every_registry_entry_resolves_to_valid_runs():
+    """Composes and validates every run of every entry (nothing runs, no data is read)."""
+    from lossmooth.settings import offline_to_online as O
+    from lossmooth.settings import online_rl as R
+    from lossmooth.settings import supervised as S
+
+    parse = {"supervised": S.parse, "online_rl": R.parse, "offline_to_online": O.parse}
+    entries = registry.load()
+    assert set(DEFAULTS) <= set(entries)
+    assert {e.setting for e in entries.values()} == set(parse)
+    for e in entries.values():
+        points = registry.resolve(e)
+        assert points, e.name
+        for p in points:
+            parse[e.setting](p.config)
+
+
+def test_default_entries_find_the_committed_runs():
+    entries = registry.load()
+    for name in DEFAULTS:
+        e = entries[name]
+        (found,) = existing.find(registry.resolve(e), RESULTS, e.setting)
+        assert found is not None, name
+        (committed,) = [d for d in os.listdir(os.path.join(RESULTS, e.setting))
+                        if os.path.isdir(os.path.join(RESULTS, e.setting, d)) and not d.startswith(".")]
+        assert found.path == os.path.join(RESULTS, e.setting, committed)
+
+
+def test_the_committed_targets_hold_on_the_committed_runs(tmp_path):
+    """``reproduce --check`` with results/targets.csv on a copy of results/ (so nothing is written into
+    the checkout). The targets are point estimates, which do not depend on the bootstrap resamples:
+    the registry's are lowered here to keep the test short."""
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    reg = yaml.safe_load(open(registry.REGISTRY))
+    for body in reg.values():
+        body.setdefault("aggregate", {})["reps"] = 100
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg))
+    rc, out, err = _reproduce("--check", "--targets", TARGETS, "--registry", str(tmp_path / "registry.yaml"),
+                              "--results-dir", str(results))
+    n = sum(1 for _ in csv.DictReader(open(TARGETS)))
+    assert rc == 0, err + out
+    assert f"{n} of {n} cells pass" in out
+    assert {e for e in DEFAULTS} == {r["entry"] for r in csv.DictReader(open(TARGETS))}
