@@ -1,6 +1,9 @@
-"""Prepare CIFAR-10 / CIFAR-100 for the paper path of ``lossmooth.data.images``.
+"""Prepare CIFAR-10 / CIFAR-100 or a DomainNet domain for the paper paths of ``lossmooth.data``.
 
-    python scripts/prepare_data.py {cifar10,cifar100} [--data-dir DIR]
+    python scripts/prepare_data.py {cifar10,cifar100,domain_net/<domain>} [--data-dir DIR]
+
+(``<domain>``: clipart, infograph, painting, quickdraw, real, sketch; DomainNet is written under
+``DIR/domain_net/<domain>/<version>/``.)
 
 Downloads the stock tensorflow-datasets builder's source files (needs network to the dataset host)
 and writes them in the ``array_record`` format, which ``load_tfds_images`` reads by random access
@@ -15,7 +18,8 @@ import importlib.util
 import os
 import sys
 
-DATASETS = ("cifar10", "cifar100")
+DATASETS = ("cifar10", "cifar100") + tuple(
+    f"domain_net/{d}" for d in ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"))
 
 
 def main(argv=None):
