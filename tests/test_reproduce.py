@@ -19,7 +19,7 @@ from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
-DEFAULTS = ("supervised_default", "online_rl_default", "offline_to_online_default")
+DEFAULTS = ("supervised_default", "pretrained_vision_default", "online_rl_default", "offline_to_online_default")
 HEADER = "entry,row,metric,target,tolerance,note\n"
 
 
@@ -249,7 +249,8 @@ def test_every_registry_entry_resolves_to_valid_runs():
     from lossmooth.settings import online_rl as R
     from lossmooth.settings import supervised as S
 
-    parse = {"supervised": S.parse, "online_rl": R.parse, "offline_to_online": O.parse}
+    parse = {"supervised": S.parse, "pretrained_vision": S.parse, "online_rl": R.parse,
+             "offline_to_online": O.parse}
     entries = registry.load()
     assert set(DEFAULTS) <= set(entries)
     assert {e.setting for e in entries.values()} == set(parse)
