@@ -23,6 +23,20 @@ SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
             "offline_to_online": "lossmooth.settings.offline_to_online_run"}
 
 
+# where each setting's config validation (``parse``) lives
+PARSERS = {"supervised": "lossmooth.settings.supervised", "pretrained_vision": "lossmooth.settings.supervised",
+           "online_rl": "lossmooth.settings.online_rl", "offline_to_online": "lossmooth.settings.offline_to_online"}
+
+
+def validate(cfg: dict) -> None:
+    """Validate a resolved config without running it or reading data (one-line ConfigError)."""
+    setting = (cfg.get("setting") or {}).get("name")
+    if setting not in PARSERS:
+        raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(PARSERS)}")
+    _check_writable(cfg.get("results_dir"))
+    importlib.import_module(PARSERS[setting]).parse(cfg)
+
+
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
     """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
     another process is running this config right now)."""

@@ -69,8 +69,9 @@ def check_overrides(overrides: list[str], conf_dir: str | None = None) -> None:
                 raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(options)}")
 
 
-def _compose_check(overrides: list[str]) -> None:
-    """Compose a single-run config once so unknown keys fail in one line before Hydra starts."""
+def _compose_check(overrides: list[str]) -> dict:
+    """Compose a single-run config once so unknown keys fail in one line before Hydra starts; return it
+    resolved."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -81,7 +82,7 @@ def _compose_check(overrides: list[str]) -> None:
     try:
         with initialize_config_dir(CONF_DIR, version_base="1.3"):
             cfg = compose("config", overrides=[o for o in overrides if not o.startswith("hydra")])
-            OmegaConf.to_container(cfg, resolve=True)
+            return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as e:
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         raise ConfigError(" ".join(lines[:2]) + " (see conf/ for the valid keys)")
@@ -104,7 +105,10 @@ def cmd_run(args: list[str]) -> int:
         check_overrides(overrides)
         if any(a in ("-m", "--multirun") for a in args):
             # every key of a sweep must exist: compose its first point (a,b,c -> a) before Hydra starts
-            _compose_check([p for p in map(_first_point, overrides) if p is not None])
+            from lossmooth import app
+
+            # and its values: a bad first point fails here, before Hydra writes the sweep's folder
+            app.validate(_compose_check([p for p in map(_first_point, overrides) if p is not None]))
         else:
             _compose_check(overrides)
     except ConfigError as e:

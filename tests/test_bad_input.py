@@ -253,9 +253,9 @@ CASES = [
     C("sup/unknown-key", run("nosuchkey=1"), "Could not override 'nosuchkey'"),
     C("sup/model-unknown-field", run("+model.nonsense=1"), "model: bad field for 'cnn'"),
     C("sup/multirun-unknown-key", multirun("nosuchkey=1,2"), "nosuchkey"),
-    C("sup/multirun-bad-value", multirun("shift.severity=3,4"), "shift.severity: must be a number in [0, 1]",
-      bug="the job fails in one line, but Hydra made <results_dir>/.multirun/<time>/multirun.yaml and "
-          "the job folder 0/ first: left behind"),
+    C("sup/multirun-bad-value", multirun("shift.severity=3,4"), "shift.severity: must be a number in [0, 1]"),
+    C("rl/multirun-bad-value", multirun("setting=online_rl", "shift=mass", "shift.severity=2,0.5"),
+      "shift.severity"),
     # checked late, inside record_run: the run directory and its config lock file must both go
     C("sup/wandb-mode", run("logger.wandb=sometimes"), "logger.wandb: unknown mode 'sometimes'"),
     # -- supervised: missing or corrupt data
