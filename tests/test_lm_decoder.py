@@ -1,0 +1,188 @@
+"""The Flax decoder against Hugging Face's PyTorch OLMo and Llama on tiny random checkpoints.
+
+Each case saves a random transformers model with ``save_pretrained(safe_serialization=True)``, loads it
+with our loader, and compares logits (float32, 1e-4); the KV-cache generation is checked against the
+argmax of full re-runs; broken checkpoints must give one ConfigError naming the problem.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lossmooth.errors import ConfigError
+from lossmooth.lm import Decoder, DecoderConfig, generate, load_hf_config, load_safetensors_dir
+from lossmooth.lm.weights import params_from_state_dict, read_checkpoint_dir
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+# initializer_range 0.2 gives logits of order 1-10, so 1e-4 is a tight check (and clip_qkv 0.5 bites)
+TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, initializer_range=0.2)
+CASES = {
+    "olmo": ("OlmoConfig", "OlmoForCausalLM", dict(num_key_value_heads=4, tie_word_embeddings=True,
+                                                   eos_token_id=2)),
+    "olmo_clip": ("OlmoConfig", "OlmoForCausalLM", dict(num_key_value_heads=4, clip_qkv=0.5,
+                                                        tie_word_embeddings=False, eos_token_id=2)),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, tie_word_embeddings=False,
+                                                      rms_norm_eps=1e-5, rope_theta=5e4)),
+}
+
+
+def _save_hf_model(directory, case, seed=0, dtype=None):
+    config_name, model_name, extra = CASES[case]
+    config = getattr(transformers, config_name)(**TINY, **extra)
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_name)(config).eval()
+    if case.startswith("llama"):
+        # HF initialises RMSNorm weights to 1; perturb them so the loader's norm mapping is exercised
+        with torch.no_grad():
+            for name, tensor in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    tensor.add_(0.1 * torch.randn_like(tensor))
+    if dtype is not None:
+        model = model.to(dtype)
+    model.save_pretrained(directory, safe_serialization=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoints(tmp_path_factory):
+    """``case -> (case, directory, hf model, cfg, params)``, each checkpoint built once per module."""
+    built = {}
+
+    def get(case):
+        if case not in built:
+            directory = tmp_path_factory.mktemp(case)
+            model = _save_hf_model(directory, case)
+            cfg = load_hf_config(directory)
+            built[case] = case, directory, model, cfg, load_safetensors_dir(directory, cfg)
+        return built[case]
+
+    return get
+
+
+@pytest.fixture(params=list(CASES))
+def checkpoint(request, saved_checkpoints):
+    return saved_checkpoints(request.param)
+
+
+def test_config_reads_hf_fields(checkpoint):
+    case, _, model, cfg, _ = checkpoint
+    assert cfg.num_layers == 2 and cfg.vocab_size == 64 and cfg.max_len == 64
+    assert cfg.num_kv_heads == model.config.num_key_value_heads
+    assert cfg.tie_embeddings == bool(model.config.tie_word_embeddings)
+    if case.startswith("olmo"):
+        assert cfg.norm == "layernorm_nonparam" and cfg.rope_theta == 1e4
+        assert cfg.clip_qkv == (0.5 if case == "olmo_clip" else None)
+    else:
+        assert cfg.norm == "rmsnorm" and cfg.rope_theta == 5e4 and cfg.norm_eps == 1e-5
+
+
+def test_logits_match_transformers(checkpoint):
+    _, _, model, cfg, params = checkpoint
+    tokens = np.random.default_rng(1).integers(0, cfg.vocab_size, size=(2, 12))
+    ours, cache = jax.jit(Decoder(cfg).apply)({"params": params}, jnp.asarray(tokens))
+    with torch.no_grad():
+        theirs = model(torch.as_tensor(tokens)).logits.numpy()
+    assert cache is None
+    np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=0)
+    if cfg.clip_qkv is not None:
+        # the clamp must matter on these weights, or the comparison above would not test it
+        unclipped, _ = Decoder(DecoderConfig(**{**cfg.__dict__, "clip_qkv": None})).apply(
+            {"params": params}, jnp.asarray(tokens))
+        assert float(jnp.max(jnp.abs(unclipped - ours))) > 1e-2
+
+
+def test_cached_greedy_generation_equals_full_reruns(checkpoint):
+    _, _, _, cfg, params = checkpoint
+    prompt = np.random.default_rng(2).integers(0, cfg.vocab_size, size=(2, 5))
+    new_tokens = 6
+    generated = np.asarray(generate(params, cfg, prompt, new_tokens))
+    assert generated.shape == (2, 5 + new_tokens)
+    np.testing.assert_array_equal(generated[:, :5], prompt)
+    # the reference has no cache: rerun the whole sequence at a fixed padded length (one compile) and
+    # read the argmax at the last real position; causality makes the padding invisible to it
+    full_forward = jax.jit(Decoder(cfg).apply)
+    sequence = np.zeros((2, 5 + new_tokens), np.int32)
+    sequence[:, :5] = prompt
+    for position in range(5, 5 + new_tokens):
+        logits, _ = full_forward({"params": params}, jnp.asarray(sequence))
+        sequence[:, position] = np.asarray(jnp.argmax(logits[:, position - 1], axis=-1))
+    np.testing.assert_array_equal(generated, sequence)
+
+
+def test_sampled_generation_is_keyed():
+    cfg = DecoderConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=1, num_heads=4,
+                        num_kv_heads=2, max_len=16)
+    params = Decoder(cfg).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    prompt = np.zeros((3, 4), np.int32)
+    first = np.asarray(generate(params, cfg, prompt, 8, key=jax.random.key(1), temperature=1.0))
+    again = np.asarray(generate(params, cfg, prompt, 8, key=jax.random.key(1), temperature=1.0))
+    other = np.asarray(generate(params, cfg, prompt, 8, key=jax.random.key(2), temperature=1.0))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.min() >= 0 and first.max() < cfg.vocab_size
+    with pytest.raises(ConfigError, match="needs a PRNG key"):
+        generate(params, cfg, prompt, 8, temperature=1.0)
+    with pytest.raises(ConfigError, match="exceeds max_len=16"):
+        generate(params, cfg, prompt, 13)
+
+
+def test_remat_and_bfloat16_keep_the_function(saved_checkpoints):
+    _, _, _, cfg, params = saved_checkpoints("llama")
+    tokens = jnp.asarray(np.random.default_rng(3).integers(0, cfg.vocab_size, size=(1, 8)))
+    reference, _ = Decoder(cfg).apply({"params": params}, tokens)
+    remat_cfg = DecoderConfig(**{**cfg.__dict__, "remat": True})
+
+    def loss(p, model_cfg):
+        return Decoder(model_cfg).apply({"params": p}, tokens)[0].sum()
+
+    grads = jax.grad(loss)(params, cfg)
+    remat_grads = jax.grad(loss)(params, remat_cfg)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(remat_grads)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    bf16_logits, _ = Decoder(DecoderConfig(**{**cfg.__dict__, "dtype": "bfloat16"})).apply({"params": params}, tokens)
+    assert bf16_logits.dtype == jnp.float32
+    # bfloat16 keeps 8 mantissa bits (relative step 2^-8); allow a few steps over the logit scale
+    assert float(jnp.max(jnp.abs(bf16_logits - reference))) < 2e-2 * float(jnp.max(jnp.abs(reference)))
+
+
+def test_bfloat16_checkpoint_loads(tmp_path):
+    _save_hf_model(tmp_path, "llama", dtype=torch.bfloat16)
+    cfg = load_hf_config(tmp_path)
+    tensors = read_checkpoint_dir(tmp_path)
+    assert str(tensors["model.embed_tokens.weight"].dtype) == "bfloat16"
+    params = params_from_state_dict(tensors, cfg)
+    assert params["embed_tokens"]["embedding"].dtype == np.float32
+
+
+def test_mismatching_checkpoint_names_every_problem(saved_checkpoints):
+    _, directory, _, cfg, _ = saved_checkpoints("llama")
+    tensors = dict(read_checkpoint_dir(directory))
+    tensors.pop("model.layers.1.self_attn.k_proj.weight")
+    tensors["model.layers.0.mlp.up_proj.weight"] = np.zeros((8, 32), np.float32)
+    tensors["model.extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(ConfigError) as caught:
+        params_from_state_dict(tensors, cfg)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "model.layers.0.mlp.up_proj.weight: shape (8, 32) but the config wants (48, 32)" in message
+    assert "missing: model.layers.1.self_attn.k_proj.weight" in message
+    assert "unused: model.extra.weight" in message
+    # a config that disagrees with the checkpoint (one layer more) names what it cannot find
+    deeper = DecoderConfig(**{**cfg.__dict__, "num_layers": 3})
+    with pytest.raises(ConfigError, match="missing: model.layers.2.self_attn.q_proj.weight"):
+        load_safetensors_dir(directory, deeper)
+
+
+def test_unsupported_hf_configs_are_refused():
+    with pytest.raises(ConfigError, match="model_type='gpt2'"):
+        DecoderConfig.from_hf_config({"model_type": "gpt2"})
+    llama = json.loads(transformers.LlamaConfig(**TINY).to_json_string())
+    llama["mlp_bias"] = True
+    with pytest.raises(ConfigError, match="mlp_bias"):
+        DecoderConfig.from_hf_config(llama)
