@@ -17,24 +17,25 @@ from lossmooth.core.engine import Preempted
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
-SETTINGS = {"supervised": "lossmooth.settings.supervised_run",
-            "pretrained_vision": "lossmooth.settings.supervised_run",  # the same engine on domain pairs
-            "online_rl": "lossmooth.settings.online_rl_run",
-            "offline_to_online": "lossmooth.settings.offline_to_online_run"}
+# setting -> the module that validates its config (``parse``); its runner is that module + "_run"
+SETTINGS = {"supervised": "lossmooth.settings.supervised",
+            "pretrained_vision": "lossmooth.settings.supervised",  # the same engine on domain pairs
+            "online_rl": "lossmooth.settings.online_rl",
+            "offline_to_online": "lossmooth.settings.offline_to_online"}
 
 
-# where each setting's config validation (``parse``) lives
-PARSERS = {"supervised": "lossmooth.settings.supervised", "pretrained_vision": "lossmooth.settings.supervised",
-           "online_rl": "lossmooth.settings.online_rl", "offline_to_online": "lossmooth.settings.offline_to_online"}
+def _setting(cfg: dict) -> str:
+    """The config's setting, checked, with its results folder checked writable (creates nothing)."""
+    setting = (cfg.get("setting") or {}).get("name")
+    if setting not in SETTINGS:
+        raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(SETTINGS)}")
+    _check_writable(cfg.get("results_dir"))
+    return setting
 
 
 def validate(cfg: dict) -> None:
     """Validate a resolved config without running it or reading data (one-line ConfigError)."""
-    setting = (cfg.get("setting") or {}).get("name")
-    if setting not in PARSERS:
-        raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(PARSERS)}")
-    _check_writable(cfg.get("results_dir"))
-    importlib.import_module(PARSERS[setting]).parse(cfg)
+    importlib.import_module(SETTINGS[_setting(cfg)]).parse(cfg)
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
@@ -43,10 +44,7 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
     from lossmooth.core import engine
     from lossmooth.results import store
 
-    setting = (cfg.get("setting") or {}).get("name")
-    if setting not in SETTINGS:
-        raise ConfigError(f"setting: unknown setting '{setting}'; choose one of {', '.join(SETTINGS)}")
-    _check_writable(cfg.get("results_dir"))
+    setting = _setting(cfg)
     every = cfg.get("checkpoint_every_s", 60.0)
     if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
         raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
@@ -58,7 +56,7 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
         return done
     engine.enable_compilation_cache(cfg.get("cache_dir"))
     mesh = _mesh(cfg.get("devices", "all"))
-    module = importlib.import_module(SETTINGS[setting])
+    module = importlib.import_module(SETTINGS[setting] + "_run")
     try:
         return module.execute(cfg, choices, mesh=mesh,
                               progress=cfg.get("progress", True) if progress is None else progress)

@@ -43,7 +43,7 @@ import numpy as np
 
 from lossmooth.errors import ConfigError
 from lossmooth.models.conv import im2col_conv
-from lossmooth.models.pretrained import check_images, pretrained_variables
+from lossmooth.models.pretrained import check_images, pretrained_variables, torch_batch_norm
 
 # (repeats, kernel, stride of the first block, expand ratio, output channels) per stage
 LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
@@ -65,9 +65,7 @@ def lite0_blocks():
 
 
 def _bn(train: bool, name: str):
-    # the two-pass variance, as torch computes it (E[x^2] - E[x]^2 loses digits on ReLU6 outputs)
-    return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                        use_fast_variance=False, name=name)
+    return torch_batch_norm(train, name, torch_momentum=0.01, epsilon=1e-3)
 
 
 class MBConv(nn.Module):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +26,14 @@ from lossmooth.models.torch_weights import load_torch_state_dict
 
 LEAF_TO_TORCH = {("params", "kernel"): "weight", ("params", "bias"): "bias", ("params", "scale"): "weight",
                  ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
+
+
+def torch_batch_norm(train: bool, name: str, torch_momentum: float, epsilon: float) -> nn.BatchNorm:
+    """A Flax BatchNorm that computes what torch's ``BatchNorm2d(eps, momentum)`` does: Flax's
+    running-average momentum is ``1 - torch_momentum``, and the variance is the two-pass one (torch's;
+    E[x^2] - E[x]^2 loses digits on ReLU outputs)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=1.0 - torch_momentum, epsilon=epsilon,
+                        use_fast_variance=False, name=name)
 
 
 def check_images(x, model: str, min_size: int) -> None:

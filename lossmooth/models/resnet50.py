@@ -26,7 +26,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from lossmooth.models.pretrained import check_images, pretrained_variables
+from lossmooth.models.pretrained import check_images, pretrained_variables, torch_batch_norm
 
 LAYERS = ((3, 64), (4, 128), (6, 256), (3, 512))  # (blocks, width) per layer
 EXPANSION, FEATURE_DIM, MIN_IMAGE_SIZE = 4, 2048, 32
@@ -34,8 +34,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _bn(train: bool, name: str):
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        use_fast_variance=False, name=name)
+    return torch_batch_norm(train, name, torch_momentum=0.1, epsilon=1e-5)  # torchvision's defaults
 
 
 class Bottleneck(nn.Module):
