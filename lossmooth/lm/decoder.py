@@ -137,12 +137,14 @@ class KVCache(NamedTuple):
 
     ``keys[l]`` and ``values[l]``: ``[B, S, KV, hd]`` with ``S`` the capacity; slots ``>= length`` are
     garbage and masked out. ``length``: int32 scalar, the number of tokens already written (the same
-    for every row of the batch).
+    for every row of the batch). ``segments``: ``[B, S]`` int32, the segment id written with each slot
+    (0 marks left padding of a shorter prompt; a query only sees keys of its own segment).
     """
 
     keys: tuple
     values: tuple
     length: jax.Array
+    segments: jax.Array
 
 
 def init_cache(cfg: DecoderConfig, batch_size: int, capacity: int | None = None) -> KVCache:
@@ -151,7 +153,7 @@ def init_cache(cfg: DecoderConfig, batch_size: int, capacity: int | None = None)
     shape = (batch_size, capacity, cfg.num_kv_heads, cfg.attention_head_dim)
     zeros = tuple(jnp.zeros(shape, cfg.compute_dtype) for _ in range(cfg.num_layers))
     return KVCache(keys=zeros, values=tuple(jnp.zeros(shape, cfg.compute_dtype) for _ in range(cfg.num_layers)),
-                   length=jnp.zeros((), jnp.int32))
+                   length=jnp.zeros((), jnp.int32), segments=jnp.zeros((batch_size, capacity), jnp.int32))
 
 
 def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
@@ -212,7 +214,7 @@ class Attention(nn.Module):
     cfg: DecoderConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, layer_cache):
+    def __call__(self, x, cos, sin, layer_cache, segment_mask):
         cfg = self.cfg
         batch, steps, _ = x.shape
         heads, kv_heads, hd = cfg.num_heads, cfg.num_kv_heads, cfg.attention_head_dim
@@ -239,6 +241,9 @@ class Attention(nn.Module):
         query_slot = offset + jnp.arange(steps)
         key_slot = jnp.arange(k.shape[1])
         allowed = key_slot[None, :] <= query_slot[:, None]                       # [T, S]
+        if segment_mask is not None:                                             # [B, T, S]
+            allowed = allowed[None] & segment_mask
+            allowed = allowed[:, None, None]                                     # [B, 1, 1, T, S]
 
         groups = heads // kv_heads
         q = q.reshape(batch, steps, kv_heads, groups, hd)
@@ -268,21 +273,25 @@ class Block(nn.Module):
     cfg: DecoderConfig
 
     @nn.compact
-    def __call__(self, x, cos, sin, layer_cache):
+    def __call__(self, x, cos, sin, layer_cache, segment_mask):
         cfg = self.cfg
         attended, new_layer_cache = Attention(cfg, name="self_attn")(
-            Norm(cfg.norm, cfg.norm_eps, name="input_layernorm")(x), cos, sin, layer_cache)
+            Norm(cfg.norm, cfg.norm_eps, name="input_layernorm")(x), cos, sin, layer_cache, segment_mask)
         x = x + attended
         x = x + MLP(cfg, name="mlp")(Norm(cfg.norm, cfg.norm_eps, name="post_attention_layernorm")(x))
         return x, new_layer_cache
 
 
 class Decoder(nn.Module):
-    """The causal LM: ``__call__(tokens [B, T], positions=None, cache=None) -> (logits [B, T, V], cache)``.
+    """The causal LM: ``__call__(tokens [B, T], positions=None, cache=None, segment_ids=None) -> (logits [B, T, V], cache)``.
 
     ``positions`` ``[B, T]`` feed RoPE only; by default they are ``cache.length + arange(T)`` (``arange(T)``
     without a cache). With a cache the new keys/values are written at slots ``[length, length + T)``
     and the returned cache has ``length + T``; without one the returned cache is ``None``.
+    ``segment_ids`` ``[B, T]`` int32 restrict attention to the query's own segment on top of causality:
+    token ``t`` sees token ``s <= t`` only if ``seg[s] == seg[t]``. Packed training rows use one id per
+    document (so no token attends across a document boundary); left-padded prompts use 0 for padding
+    and 1 for the prompt. Without them every earlier token is visible (one segment).
     Parameters: ``embed_tokens/embedding [V, D]``, ``layers_{i}/...`` (kernels ``[in, out]``),
     ``norm/scale`` (RMSNorm only), ``lm_head/kernel [D, V]`` (untied only).
     """
@@ -290,10 +299,18 @@ class Decoder(nn.Module):
     cfg: DecoderConfig
 
     @nn.compact
-    def __call__(self, tokens, positions=None, cache: KVCache | None = None):
+    def __call__(self, tokens, positions=None, cache: KVCache | None = None, segment_ids=None):
         cfg = self.cfg
         batch, steps = tokens.shape
         offset = 0 if cache is None else cache.length
+        segment_mask = None
+        if cache is not None:
+            query_segments = (jnp.ones((batch, steps), jnp.int32) if segment_ids is None
+                              else segment_ids.astype(jnp.int32))
+            key_segments = jax.lax.dynamic_update_slice(cache.segments, query_segments, (0, offset))
+            segment_mask = query_segments[:, :, None] == key_segments[:, None, :]
+        elif segment_ids is not None:
+            segment_mask = segment_ids[:, :, None] == segment_ids[:, None, :]
         if positions is None:
             positions = jnp.broadcast_to(offset + jnp.arange(steps, dtype=jnp.int32), (batch, steps))
         cos, sin = rope_cos_sin(positions, cfg.attention_head_dim, cfg.rope_theta)
@@ -305,7 +322,7 @@ class Decoder(nn.Module):
         new_keys, new_values = [], []
         for layer in range(cfg.num_layers):
             layer_cache = None if cache is None else (cache.keys[layer], cache.values[layer], offset)
-            x, new_layer_cache = block_cls(cfg, name=f"layers_{layer}")(x, cos, sin, layer_cache)
+            x, new_layer_cache = block_cls(cfg, name=f"layers_{layer}")(x, cos, sin, layer_cache, segment_mask)
             if new_layer_cache is not None:
                 new_keys.append(new_layer_cache[0])
                 new_values.append(new_layer_cache[1])
@@ -314,7 +331,8 @@ class Decoder(nn.Module):
             logits = embed.attend(x)
         else:
             logits = _dense(cfg.vocab_size, "lm_head", cfg.compute_dtype)(x)
-        new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), offset + steps)
+        new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), offset + steps,
+                                                       key_segments)
         return logits.astype(jnp.float32), new_cache
 
 
@@ -326,23 +344,33 @@ def _next_token(logits: jax.Array, key: jax.Array | None, temperature: float) ->
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "temperature"))
-def _generate(params: Any, cfg: DecoderConfig, prompt_tokens: jax.Array, max_new_tokens: int,
-              key: jax.Array, temperature: float) -> jax.Array:
+def _generate(params: Any, cfg: DecoderConfig, prompt_tokens: jax.Array, prompt_lengths: jax.Array,
+              max_new_tokens: int, key: jax.Array, temperature: float) -> jax.Array:
     model = Decoder(cfg)
     batch, prompt_len = prompt_tokens.shape
     total = prompt_len + max_new_tokens
+    # left padding: row b's prompt fills slots [P - len_b, P); its padding is segment 0 (never attended
+    # by the prompt or the new tokens) and its positions start at 0 at its first real token
+    pad = prompt_len - prompt_lengths[:, None]                                   # [B, 1]
+    slots = jnp.arange(prompt_len, dtype=jnp.int32)[None, :]
+    positions = jnp.maximum(slots - pad, 0)
+    segments = (slots >= pad).astype(jnp.int32)
     # the cache holds exactly prompt + generated tokens: static shapes, no slot wasted
     cache = init_cache(cfg, batch, capacity=total)
-    logits, cache = model.apply({"params": params}, prompt_tokens, cache=cache)
+    logits, cache = model.apply({"params": params}, prompt_tokens, positions=positions, cache=cache,
+                                segment_ids=segments)
     first = _next_token(logits[:, -1], jax.random.fold_in(key, 0), temperature)
     sequence = jnp.zeros((batch, total), jnp.int32)
     sequence = jax.lax.dynamic_update_slice(sequence, prompt_tokens.astype(jnp.int32), (0, 0))
     sequence = sequence.at[:, prompt_len].set(first)
+    ones = jnp.ones((batch, 1), jnp.int32)
 
     def step(i, carry):
         sequence, cache = carry
         current = jax.lax.dynamic_slice(sequence, (0, prompt_len + i - 1), (batch, 1))
-        step_logits, cache = model.apply({"params": params}, current, cache=cache)
+        position = prompt_lengths[:, None] + i - 1
+        step_logits, cache = model.apply({"params": params}, current, positions=position, cache=cache,
+                                         segment_ids=ones)
         token = _next_token(step_logits[:, -1], jax.random.fold_in(key, i), temperature)
         sequence = jax.lax.dynamic_update_slice(sequence, token[:, None], (0, prompt_len + i))
         return sequence, cache
@@ -352,13 +380,16 @@ def _generate(params: Any, cfg: DecoderConfig, prompt_tokens: jax.Array, max_new
 
 
 def generate(params: Any, cfg: DecoderConfig, prompt_tokens, max_new_tokens: int,
-             key: jax.Array | None = None, temperature: float = 0.0) -> jax.Array:
+             key: jax.Array | None = None, temperature: float = 0.0, prompt_lengths=None) -> jax.Array:
     """Continue ``prompt_tokens`` ``[B, P]`` by ``max_new_tokens`` tokens; returns ``[B, P + N]`` int32.
 
     One jitted program: a prefill of the prompt into a KV cache of capacity ``P + N``, then a
     ``fori_loop`` feeding one token at a time. Temperature 0 is greedy decoding; a positive temperature
     samples from ``softmax(logits / temperature)`` with ``fold_in(key, i)`` at new token ``i``.
-    Recompiles per (cfg, P, N, temperature).
+    Prompts of different lengths are left-padded to ``P`` and passed with ``prompt_lengths`` ``[B]``:
+    padding is masked out and each row's positions start at its first real token, so a padded row
+    continues exactly as it would alone. Recompiles per (cfg, B, P, N, temperature): pad prompts to a
+    few fixed lengths to reuse the program.
     """
     prompt_tokens = jnp.asarray(prompt_tokens, jnp.int32)
     if prompt_tokens.ndim != 2:
@@ -374,4 +405,10 @@ def generate(params: Any, cfg: DecoderConfig, prompt_tokens, max_new_tokens: int
         raise ConfigError("generate: sampling (temperature > 0) needs a PRNG key; pass key=jax.random.key(seed)")
     if key is None:
         key = jax.random.key(0)  # unused by greedy decoding; a fixed key keeps one jitted signature
-    return _generate(params, cfg, prompt_tokens, max_new_tokens, key, float(temperature))
+    batch, prompt_len = prompt_tokens.shape
+    if prompt_lengths is None:
+        prompt_lengths = jnp.full((batch,), prompt_len, jnp.int32)
+    prompt_lengths = jnp.asarray(prompt_lengths, jnp.int32)
+    if prompt_lengths.shape != (batch,):
+        raise ConfigError(f"generate: prompt_lengths must have shape ({batch},), got {prompt_lengths.shape}")
+    return _generate(params, cfg, prompt_tokens, prompt_lengths, max_new_tokens, key, float(temperature))

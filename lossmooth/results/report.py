@@ -20,6 +20,11 @@ TABLE_METRICS = {
                ("worst_target_return", "worst target return after switch"),
                ("stability_gap", "stability gap"),
                ("auc_target", "area under target curve (mean return)")),
+    "loss": (("final_target_loss", "final target loss"),
+             ("replay_ppl_after", "replay perplexity after (forgetting)"),
+             ("worst_target_loss", "worst target loss after switch"),
+             ("stability_gap", "stability gap"),
+             ("judge_win_rate", "judge win rate vs reference")),
     "score": (("final_target_score", "final score"),
               ("best_target_score", "best score"),
               ("worst_target_score", "worst score after switch"),
@@ -27,6 +32,11 @@ TABLE_METRICS = {
               ("auc_target", "area under score curve (mean score)")),
 }
 NOTES = {
+    "loss": "Held-out target SFT loss (nats per trained token) and held-out replay-text perplexity, lower "
+            "is better; {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: rise of "
+            "the target loss just after the switch above its value at the switch. Judge win rate: share of "
+            "pairwise wins (ties count half) against the reference run's replies (hard switch, first seed), "
+            "both presentation orders.",
     "acc": "Accuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: "
            "drop of target accuracy just after the switch below its value at the switch.",
     "return": "Deterministic-policy episode returns, {stat} over seeds with 95% stratified bootstrap CIs "
@@ -37,13 +47,13 @@ NOTES = {
              "bootstrap CIs (rliable); each from the evaluation episodes recorded with the run. Stability "
              "gap: drop below the offline agent's score after the switch.",
 }
-CURVES = {"acc": ("target_acc", "source_acc"), "return": ("target_return", "source_return"),
+CURVES = {"loss": ("target_loss", "replay_ppl"), "acc": ("target_acc", "source_acc"), "return": ("target_return", "source_return"),
           "score": ("target_score", "target_return")}
 
 
 def unit_of(entries: list[dict]) -> str:
     """``score`` (offline-to-online) or ``return`` (online RL) when the entries carry RL summaries, else ``acc``."""
-    for unit in ("score", "return"):
+    for unit in ("score", "return", "loss"):
         if any(k.startswith(f"final_target_{unit}") for e in entries for k in e):
             return unit
     return "acc"
@@ -81,7 +91,8 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     if stand_in:
         lines.append("_Results on stand-in data or budgets (embedded default, not the paper's datasets "
                      "or training lengths)._\n")
-    head = ["setting", "data" if pct else "task", "model" if pct else "algo", "shift", "method",
+    named = unit in ("acc", "loss")  # supervised and LM tables: data and model; RL tables: task and algo
+    head = ["setting", "data" if named else "task", "model" if named else "algo", "shift", "method",
             "numbers", "n"] + [t for _, t in metrics]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
@@ -97,7 +108,7 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     if diffs:
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
                      f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")
-        head = ["data" if pct else "task", "model" if pct else "algo", "shift", "method", "numbers",
+        head = ["data" if named else "task", "model" if named else "algo", "shift", "method", "numbers",
                 "pairs"] + [t for _, t in metrics]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -173,7 +184,7 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
             ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
         ax.axvline(0, color="k", lw=0.8, ls="--")
         ax.set_xlabel({"acc": "adaptation step (0 = switch)", "return": "target-task env steps (0 = switch)",
-                       "score": "online env steps (0 = switch)"}[unit])
+                       "score": "online env steps (0 = switch)", "loss": "updates (0 = switch)"}[unit])
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

@@ -15,6 +15,13 @@ Offline-to-online RL (``unit="score"``: D4RL-normalized score of the determinist
 one task, so no source curve): ``final_target_score`` = a_n, ``best_target_score`` = max_{i>0} a_i,
 ``worst_target_score`` and ``stability_gap`` as above (a_0 is the offline agent's score: the gap is
 the drop below it after the switch), ``auc_target``.
+
+LM fine-tuning (``unit="loss"``; lower is better for every curve): with the held-out target SFT loss
+a_i and the held-out replay perplexity b_i,
+``final_target_loss`` = a_n, ``replay_ppl_after`` = b_n, ``forgetting`` = b_n - b_0 (perplexity gained
+on replay text), ``worst_target_loss`` = max { a_i : 0 < s_i <= W }, ``stability_gap`` =
+max(0, worst_target_loss - a_0) (a rise of the target loss above its value at the switch), and
+``auc_target_loss``, the mean target loss over the adaptation (trapezoid area / s_n).
 """
 from __future__ import annotations
 
@@ -29,7 +36,11 @@ def metric_names(unit: str = "acc") -> tuple:
 
 METRICS = metric_names("acc")
 SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "auc_target")
-HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False, "regret": False}  # every other summary: higher
+LM_METRICS = ("final_target_loss", "replay_ppl_after", "forgetting", "worst_target_loss", "stability_gap",
+              "auc_target_loss")
+HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False, "regret": False,  # every other summary: higher
+                    "final_target_loss": False, "replay_ppl_after": False, "worst_target_loss": False,
+                    "auc_target_loss": False}
 
 
 def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
@@ -67,3 +78,19 @@ def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, succ
     if success is not None:
         out["regret"] = float(1.0 - np.mean(np.asarray(success, np.float64)[1:]))
     return out
+
+
+def summarize_lm(steps: np.ndarray, target_loss: np.ndarray, replay_ppl: np.ndarray, gap_window: int) -> dict:
+    """Summaries of one LM fine-tuning run's curves (``steps[0]`` = the switch; see the module docstring)."""
+    steps = np.asarray(steps, np.float64)
+    a = np.asarray(target_loss, np.float64)
+    b = np.asarray(replay_ppl, np.float64)
+    window = (steps > 0) & (steps <= gap_window)
+    if not window.any():
+        window = steps == steps[steps > 0].min()
+    worst = float(a[window].max())
+    span = steps[-1] - steps[0]
+    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
+    values = (float(a[-1]), float(b[-1]), float(b[-1] - b[0]), worst, float(max(0.0, worst - a[0])),
+              float(area / span) if span > 0 else float(a[-1]))
+    return dict(zip(LM_METRICS, values))

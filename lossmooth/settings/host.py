@@ -44,7 +44,8 @@ def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
 
     SIGTERM asks the checkpoints to save after the current chunk and stop. Any error closes the
     loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that does not fit the task)
-    on a new run also discards its directory, so nothing half-written is left."""
+    on a new run also discards its directory, so nothing half-written is left, unless the error says
+    the work so far is worth resuming (``keep_run``: a judge endpoint that fails after training)."""
     from lossmooth.errors import ConfigError
     from lossmooth.loggers import Loggers
     from lossmooth.results import store
@@ -61,7 +62,7 @@ def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
     except BaseException as e:
         if loggers is not None:
             loggers.close()
-        if isinstance(e, ConfigError) and not rs.resumed:
+        if isinstance(e, ConfigError) and not rs.resumed and not getattr(e, "keep_run", False):
             rs.discard()
         raise
     finally:

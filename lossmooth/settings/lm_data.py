@@ -1,0 +1,197 @@
+"""The LM setting's inputs: the pretrained model and tokenizer, the packed target and replay rows, the
+held-out evaluation rows and the judge's prompts (validated config in, arrays out).
+
+Subsets and held-out parts are chosen by content hashes (:func:`lossmooth.lm.corpora.content_unit`),
+never by a seed: every run and every seed sees the same training pool and the same held-out text;
+the data-order seed only changes the order in which rows are drawn (:func:`lossmooth.lm.packing.batches`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lossmooth.errors import ConfigError
+from lossmooth.lm import chat, corpora, packing
+from lossmooth.lm.decoder import DecoderConfig
+
+TARGET_SOURCE = {"sharegpt": "sharegpt", "chitchat": "chitchat", "hh": "hh", "tulu_v1": "tulu"}
+DEBIAN_REPLAY = ("kjv", "wordnet", "fortunes")
+PAPER_TARGETS = ("hh", "tulu_v1")
+
+
+@dataclass
+class LMData:
+    target: packing.Packed
+    replay: packing.Packed
+    eval_target: packing.Packed
+    eval_replay: packing.Packed
+    prompts: list          # held-out conversations cut before their first assistant turn
+    info: dict
+
+
+def load_model(spec, max_len: int):
+    """``(DecoderConfig, params, tokenizer)`` of ``spec.model`` (GGUF file or Hugging Face folder)."""
+    from lossmooth.lm.tokenizer import Tokenizer
+
+    m = spec.model
+    overrides = {"dtype": m["dtype"], "remat": m["remat"], "max_len": max_len}
+    if m["format"] == "gguf":
+        from lossmooth.lm import gguf_weights
+
+        path = m["path"] or gguf_weights.gguf_path_smollm2()
+        reader = gguf_weights.read_gguf(path)
+        cfg = gguf_weights.gguf_config(reader, **overrides)
+        return cfg, gguf_weights.load_gguf(reader, cfg), Tokenizer.from_gguf(reader)
+    from lossmooth.lm.weights import load_hf_config, load_safetensors_dir
+
+    path = m["path"]
+    if not path:  # parse() allows this only with allow_hub and a hub id
+        path = _snapshot(m["hub_id"], m["revision"])
+    cfg = load_hf_config(path, **overrides)
+    return cfg, load_safetensors_dir(path, cfg), Tokenizer.from_hf_dir(path)
+
+
+def _snapshot(hub_id: str, revision: str | None) -> str:
+    """A hub checkpoint (config, safetensors, tokenizer files) at ``revision``, through huggingface_hub."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ConfigError("lm_model.allow_hub: huggingface_hub is not installed; pip install huggingface_hub, or "
+                          "set lm_model.path to a local checkpoint folder") from None
+    try:
+        return snapshot_download(hub_id, revision=revision,
+                                 allow_patterns=["*.json", "*.safetensors", "tokenizer*"])
+    except Exception as e:  # noqa: BLE001 - offline, unknown revision, ...: one line either way
+        raise ConfigError(f"lm_model.hub_id: could not fetch {hub_id}@{revision} ({type(e).__name__}); download it "
+                          "elsewhere and set lm_model.path to the folder") from None
+
+
+def _subset(items: list, limit: int | None, salt: str) -> list:
+    """At most ``limit`` items, the ones with the smallest content hash (seed-independent)."""
+    if limit is None or len(items) <= limit:
+        return items
+    keyed = sorted(range(len(items)), key=lambda i: corpora.content_unit(items[i], salt + "-subset"))
+    return [items[i] for i in sorted(keyed[:limit])]
+
+
+def _conversations(spec) -> list:
+    t = spec.target
+    name = TARGET_SOURCE[t["name"]]
+    kwargs = {"path": t["path"]}
+    if name in ("hh", "tulu"):
+        kwargs["allow_hub"] = t["allow_hub"]
+    return corpora.load_conversations(name, **kwargs)
+
+
+def _documents(spec) -> list:
+    r = spec.replay
+    if r["name"] == "debian":
+        docs = []
+        for name in DEBIAN_REPLAY:
+            docs += corpora.load_documents(name)
+        return docs
+    return corpora.load_documents("dolma" if r["name"] == "dolma" else "text", r["paths"])
+
+
+def _prompt(conv: list) -> list | None:
+    """The conversation up to (not including) its first assistant turn, if that has a user turn."""
+    first = next((k for k, m in enumerate(conv) if m["role"] == "assistant"), None)
+    if first is None or not any(m["role"] == "user" for m in conv[:first]):
+        return None
+    return conv[:first]
+
+
+def _eval_rows(packed: packing.Packed, n: int, what: str, field: str) -> packing.Packed:
+    if packed.num_rows < n:
+        raise ConfigError(f"lm_budget.eval_rows: the held-out {what} fills only {packed.num_rows} rows of "
+                          f"{packed.seq_len} tokens, fewer than {n}; lower lm_budget.eval_rows or raise {field}")
+    return packing.Packed(**{**packed.__dict__, **{k: getattr(packed, k)[:n] for k in
+                                                  ("tokens", "loss_mask", "segment_ids", "positions")}})
+
+
+def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
+    """Load, split, subset, encode and pack the target and replay text (see the module docstring)."""
+    b, salt = spec.budget, spec.split_salt
+    template = spec.model["template"]
+    convs = _conversations(spec)
+    train_convs, held_convs = corpora.split_heldout(convs, spec.heldout_fraction, salt=salt)
+    train_convs = _subset(train_convs, spec.target["max_conversations"], salt)
+    if not train_convs or not held_convs:
+        raise ConfigError(f"setting.heldout_fraction: {spec.heldout_fraction} leaves "
+                          f"{len(train_convs)} training and {len(held_convs)} held-out conversations of "
+                          f"{spec.target['name']}; both must be non-empty")
+    docs, skipped = chat.encode_conversations(train_convs, tokenizer, template, spec.target["loss_on"])
+    held_docs, _ = chat.encode_conversations(held_convs, tokenizer, template, spec.target["loss_on"])
+    if not docs:
+        raise ConfigError(f"lm_target: every {spec.target['name']} conversation was dropped while encoding "
+                          "(contents holding control tokens); use another dataset")
+    pack = dict(seed=0, cross_document_attention=spec.cross_document_attention, pad_id=_pad(tokenizer))
+    target = packing.pack(docs, b["seq_len"], **pack)
+    eval_target = _eval_rows(packing.pack(held_docs, b["seq_len"], **pack), b["eval_rows"], "target text",
+                             "setting.heldout_fraction")
+
+    texts = _documents(spec)
+    train_texts, held_texts = corpora.split_heldout(texts, spec.heldout_fraction, salt=salt)
+    train_texts = _subset(train_texts, spec.replay["max_documents"], salt)
+    if not train_texts or not held_texts:
+        raise ConfigError(f"setting.heldout_fraction: {spec.heldout_fraction} leaves {len(train_texts)} training "
+                          f"and {len(held_texts)} held-out {spec.replay['name']} replay documents; both must be non-empty")
+    # the held-out replay text is cut to what the evaluation reads (a long corpus would only cost time)
+    held_texts = _subset(held_texts, 4 * b["eval_rows"], salt)
+    replay = packing.pack([chat.encode_text(d, tokenizer) for d in train_texts], b["seq_len"], **pack)
+    eval_replay = _eval_rows(packing.pack([chat.encode_text(d, tokenizer) for d in held_texts], b["seq_len"], **pack),
+                             b["eval_rows"], "replay text", "setting.heldout_fraction")
+    for what, packed in (("target", target), ("replay", replay)):
+        if packed.num_rows < spec.budget["micro_batch"] * spec.budget["accum"]:
+            raise ConfigError(f"lm_budget.micro_batch: one update reads {b['micro_batch'] * b['accum']} rows but the "
+                              f"{what} text fills only {packed.num_rows}; lower micro_batch/accum or use more data")
+
+    prompts = []
+    if spec.judge["enabled"]:
+        limit = spec.judge["prompt_tokens"]
+        ranked = sorted(held_convs, key=lambda c: corpora.content_unit(c, salt + "-prompts"))
+        for conv in ranked:
+            p = _prompt(conv)
+            if p is not None and len(chat.encode_prompt(p, tokenizer, template)) <= limit:
+                prompts.append(p)
+            if len(prompts) == spec.judge["prompts"]:
+                break
+        if len(prompts) < spec.judge["prompts"]:
+            raise ConfigError(f"judge.prompts: only {len(prompts)} held-out prompts fit judge.prompt_tokens={limit}; "
+                              "lower judge.prompts, raise judge.prompt_tokens or setting.heldout_fraction")
+    info = {"target": spec.target["name"], "replay": spec.replay["name"],
+            "conversations": {"train": len(train_convs), "heldout": len(held_convs), "skipped": skipped},
+            "replay_documents": {"train": len(train_texts), "heldout": len(held_texts)},
+            "rows": {"target": target.num_rows, "replay": replay.num_rows},
+            "loss_tokens": {"target": target.num_loss_tokens, "replay": replay.num_loss_tokens},
+            "fill": {"target": round(target.fill_ratio, 3), "replay": round(replay.fill_ratio, 3)},
+            "paper_data": spec.target["name"] in PAPER_TARGETS and spec.model["format"] == "hf"
+            and spec.replay["name"] == "dolma"}
+    return LMData(target, replay, eval_target, eval_replay, prompts, info)
+
+
+def _pad(tokenizer) -> int:
+    for candidate in (tokenizer.pad_id, tokenizer.eos_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def orders(data: LMData, spec, seed: int) -> dict:
+    """The row indices of every update of a run with data-order seed ``seed``: ``[updates, rows]``."""
+    b = spec.budget
+    rows = b["micro_batch"] * b["accum"]
+    return {"target_order": packing.batches(data.target, rows, seed=seed, num_batches=b["updates"]),
+            "replay_order": packing.batches(data.replay, rows, seed=seed, num_batches=b["updates"])}
+
+
+def as_arrays(data: LMData) -> dict:
+    """The shared device arrays a compiled update reads."""
+    from lossmooth.lm.train import as_rows
+
+    return {"target": as_rows(data.target), "replay": as_rows(data.replay),
+            "eval_target": as_rows(data.eval_target), "eval_replay": as_rows(data.eval_replay)}
+
+
+def instruction_text(prompt: list) -> str:
+    """A prompt conversation as the judge reads it ("User: ...", "Assistant: ..." lines)."""
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
