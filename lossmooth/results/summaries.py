@@ -43,20 +43,30 @@ HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False, "regret": False
                     "auc_target_loss": False}
 
 
+def _gap_window(steps: np.ndarray, gap_window: int) -> np.ndarray:
+    """The evaluations just after the switch, ``0 < s_i <= W`` (or the first one, if it lies beyond W)."""
+    window = (steps > 0) & (steps <= gap_window)
+    if not window.any():
+        window = steps == steps[steps > 0].min()
+    return window
+
+
+def _curve_mean(steps: np.ndarray, a: np.ndarray) -> float:
+    """The trapezoid area under ``a(s)`` over ``[s_0, s_n]`` divided by its length (``a_n`` if it has none)."""
+    span = steps[-1] - steps[0]
+    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
+    return float(area / span) if span > 0 else float(a[-1])
+
+
 def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
               gap_window: int, unit: str = "acc") -> dict:
     """Summaries of one run's curves (``steps[0]`` must be the switch, step 0)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(target_acc, np.float64)
     b = np.asarray(source_acc, np.float64)
-    window = (steps > 0) & (steps <= gap_window)
-    if not window.any():  # the first evaluation after the switch is beyond the window
-        window = steps == steps[steps > 0].min()
-    worst = float(a[window].min())
-    span = steps[-1] - steps[0]
-    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
+    worst = float(a[_gap_window(steps, gap_window)].min())
     values = (float(a[-1]), float(b[-1]), float(b[0] - b[-1]), worst, float(max(0.0, a[0] - worst)),
-              float(area / span) if span > 0 else float(a[-1]))
+              _curve_mean(steps, a))
     return dict(zip(metric_names(unit), values))
 
 
@@ -66,14 +76,8 @@ def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, succ
     regret, 1 - the mean success rate over the online evaluations (those after the switch)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(score, np.float64)
-    window = (steps > 0) & (steps <= gap_window)
-    if not window.any():
-        window = steps == steps[steps > 0].min()
-    worst = float(a[window].min())
-    span = steps[-1] - steps[0]
-    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
-    values = (float(a[-1]), float(a[1:].max()), worst, float(max(0.0, a[0] - worst)),
-              float(area / span) if span > 0 else float(a[-1]))
+    worst = float(a[_gap_window(steps, gap_window)].min())
+    values = (float(a[-1]), float(a[1:].max()), worst, float(max(0.0, a[0] - worst)), _curve_mean(steps, a))
     out = dict(zip(SCORE_METRICS, values))
     if success is not None:
         out["regret"] = float(1.0 - np.mean(np.asarray(success, np.float64)[1:]))
@@ -85,12 +89,7 @@ def summarize_lm(steps: np.ndarray, target_loss: np.ndarray, replay_ppl: np.ndar
     steps = np.asarray(steps, np.float64)
     a = np.asarray(target_loss, np.float64)
     b = np.asarray(replay_ppl, np.float64)
-    window = (steps > 0) & (steps <= gap_window)
-    if not window.any():
-        window = steps == steps[steps > 0].min()
-    worst = float(a[window].max())
-    span = steps[-1] - steps[0]
-    area = np.sum((a[1:] + a[:-1]) * np.diff(steps)) / 2.0
+    worst = float(a[_gap_window(steps, gap_window)].max())
     values = (float(a[-1]), float(b[-1]), float(b[-1] - b[0]), worst, float(max(0.0, worst - a[0])),
-              float(area / span) if span > 0 else float(a[-1]))
+              _curve_mean(steps, a))
     return dict(zip(LM_METRICS, values))

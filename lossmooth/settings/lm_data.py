@@ -28,11 +28,11 @@ class LMData:
     info: dict
 
 
-def load_model(spec, max_len: int):
-    """``(DecoderConfig, params, tokenizer)`` of ``spec.model`` (GGUF file or Hugging Face folder)."""
+def load_model(m: dict, max_len: int):
+    """``(DecoderConfig, params, tokenizer)`` of the model ``m`` (``format`` gguf or hf, ``path``, ``hub_id``,
+    ``revision``, ``dtype``, ``remat``): a GGUF file (default: SmolLM2's) or a Hugging Face folder."""
     from lossmooth.lm.tokenizer import Tokenizer
 
-    m = spec.model
     overrides = {"dtype": m["dtype"], "remat": m["remat"], "max_len": max_len}
     if m["format"] == "gguf":
         from lossmooth.lm import gguf_weights

@@ -56,7 +56,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
     if spec.judge["enabled"] and spec.judge["kind"] == "openai":  # before hours of training, not after
         _external_judge_ready(spec)
     max_len = max(b["seq_len"], spec.judge.get("prompt_tokens", 0) + spec.judge.get("max_new_tokens", 0) + 64)
-    model_cfg, base_params, tokenizer = D.load_model(spec, max_len)
+    model_cfg, base_params, tokenizer = D.load_model(spec.model, max_len)
     data = D.build(spec, tokenizer, model_cfg)
     arrays = D.as_arrays(data)
     meta = provenance.metadata(cfg, choices, data.info)
@@ -75,8 +75,9 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
         at_switch = {k: float(v[0]) for k, v in jax.device_get(
             engine.make_eval(T.make_eval(model_cfg, tspec))(initial, {}, arrays)).items()}
         t_eval0 = time.time() - te
-        rs.append_metrics([{"phase": "adapt", "run_index": i, "method": r["name"], "seed": r["seed"],
-                            "hparams": r["hparams"], "step": 0, **at_switch} for i, r in enumerate(runs)])
+        if rs.metric_rows() == 0:  # a resumed run kept these rows (they precede every checkpoint)
+            rs.append_metrics([{"phase": "adapt", "run_index": i, "method": r["name"], "seed": r["seed"],
+                                "hparams": r["hparams"], "step": 0, **at_switch} for i, r in enumerate(runs)])
         curves, replies, train_s = {}, {}, {}
         for i, r in enumerate(runs):
             def cb(c, state, m, i=i, r=r):
