@@ -8,9 +8,10 @@ ids. A prompt longer than ``max_prompt_tokens`` keeps its last tokens (the gener
 the latest turns).
 
 ``ChatModel.choose(messages, choices)`` answers with the most likely of a few fixed strings:
-``argmax_c sum_k log p(c_k | prompt, c_<k)`` over the choice's tokens, all choices scored in one
-forward pass. It serves vLLM's ``guided_choice`` request parameter (a judge restricted to "A", "B",
-"tie").
+``argmax_c sum_k log p(c_k | prompt, c_<k)`` over the choice's tokens. When every choice is one token
+("A", "B", "tie" are) that is one forward pass of the prompt, reading the next-token distribution at
+its last position; otherwise all choices are scored in one batched pass. It serves vLLM's
+``guided_choice`` request parameter (a judge restricted to "A", "B", "tie").
 
 ``ChatModel.respond`` is the callable :class:`lossmooth.lm.serve.ChatServer` serves.
 """
@@ -45,6 +46,13 @@ def _choice_logprobs(params, cfg: DecoderConfig, tokens, scored):
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     picked = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
     return jnp.sum(picked * scored[:, 1:], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _next_logprobs(params, cfg: DecoderConfig, tokens, last):
+    """``log p(. | tokens[0, :last + 1])``: the next-token distribution after a right-padded prompt."""
+    logits, _ = Decoder(cfg).apply({"params": params}, tokens)
+    return jax.nn.log_softmax(jax.lax.dynamic_index_in_dim(logits[0], last, keepdims=False))
 
 
 class ChatModel:
@@ -92,6 +100,11 @@ class ChatModel:
         """The choice with the highest log-likelihood as the assistant's reply to ``messages``."""
         prompt = self.prompt_ids(messages)
         encoded = [np.asarray(self.tokenizer.encode(c), np.int32) for c in choices]
+        if all(len(e) == 1 for e in encoded):  # one pass over the prompt scores every choice
+            row = np.full((1, bucket(len(prompt), self.max_prompt_tokens)), self.pad_id, np.int32)
+            row[0, :len(prompt)] = prompt  # right padding: the causal prompt never reads it
+            logp = np.asarray(_next_logprobs(self.params, self.cfg, jnp.asarray(row), len(prompt) - 1))
+            return choices[int(np.argmax([logp[e[0]] for e in encoded]))]
         width = bucket(len(prompt) + max(len(e) for e in encoded), self.max_prompt_tokens + 64)
         rows = np.full((len(choices), width), self.pad_id, np.int32)
         scored = np.zeros((len(choices), width), np.float32)
