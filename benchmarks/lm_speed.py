@@ -25,9 +25,10 @@ figure is the median of its ``--steps`` per-step times. Tokens/s counts ``batch 
 
 ``memory``: for each framework a fresh subprocess (so neither's allocations count in the other's
 figure) loads the weights, builds the training state, then resets the kernel's peak-RSS counter
-(``/proc/self/clear_refs``) and reads ``VmHWM`` after our compile and again after two training
-steps. It prints the resident memory at rest (weights and optimizer state), the peak of the
-compile (ours) and the peak of the steps, in MiB, and the process's peak including weight loading.
+(``/proc/self/clear_refs``, so weight loading is not counted) and reads ``VmHWM`` after our compile
+and again after two training steps. It prints, in MiB, the resident memory at rest (weights, plus
+our AdamW moments: ``torch.optim.AdamW`` creates its moments in its first step), the peak of our
+compile, the peak of the steps, and XLA's temporary buffers of our step (its memory analysis).
 
 ``generate``: greedy continuation of a random 64-token prompt by 64 tokens at batch 1 and 8. Ours is
 :func:`lossmooth.lm.decoder.generate` (prefill into a KV cache, then one token per step). The
@@ -35,9 +36,9 @@ baseline has no cache: each new token re-runs the full forward over the whole se
 padded to the fixed length prompt + new tokens (causal attention makes the padding after the current
 token irrelevant), inside one jitted ``fori_loop``, so it compiles once and, like ours, runs as one
 program. Both are compiled ahead of time (compile time printed separately); ours is the median of
-``--steps`` calls, the baseline (~30-60x the work) of ``--gen-repeats`` calls. Tokens/s counts the
-new tokens of every row. The two outputs are compared token by token as a check that they compute
-the same continuation.
+``--steps`` calls, the baseline (64 forwards over 128 tokens: about 64x the matmul work) of
+``--gen-repeats`` calls. Tokens/s counts the new tokens of every row. The two outputs are compared
+token by token as a check that they compute the same continuation.
 """
 from __future__ import annotations
 
@@ -372,7 +373,8 @@ def generation(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", default="all", choices=["train", "memory", "generate", "all", "_memory"])
+    p.add_argument("what", nargs="?", default="all", choices=["train", "memory", "generate", "all", "_memory"],
+                   metavar="{train,memory,generate,all}", help="what to measure (default: all)")
     p.add_argument("--seq", type=int, default=128, help="training sequence length (tokens per row)")
     p.add_argument("--batch", type=int, default=4, help="training rows per step")
     p.add_argument("--steps", type=int, default=5,

@@ -3,11 +3,11 @@ model behind the served API, and the whole `lossmooth run setting=lm` path on a 
 real Hugging Face format with SmolLM2's tokenizer, judged over HTTP by a server the test runs."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import jax
@@ -46,11 +46,18 @@ def tiny():
     return params, data
 
 
-def _one_update(params, data, method, micro_batch, accum, order=(0, 1, 2, 3), replay_order=(4, 5, 6, 7)):
+@functools.lru_cache(maxsize=None)
+def _step(micro_batch, accum):
+    """One jitted update per shape (compiled once per schedule kind, shared by the tests)."""
     spec = T.TrainSpec(micro_batch=micro_batch, accum=accum, updates=10, max_grad_norm=0.0)
+    return spec, jax.jit(T.make_step(CFG, spec))
+
+
+def _one_update(params, data, method, micro_batch, accum, order=(0, 1, 2, 3), replay_order=(4, 5, 6, 7)):
+    spec, step = _step(micro_batch, accum)
     hp = {"method": method, "lr": jnp.float32(1e-2), "target_order": jnp.asarray([order], jnp.int32),
           "replay_order": jnp.asarray([replay_order], jnp.int32)}
-    state, metrics = jax.jit(T.make_step(CFG, spec))(T.init_state(params, spec), hp, data)
+    state, metrics = step(T.init_state(params, spec), hp, data)
     return state["params"], metrics
 
 
