@@ -249,3 +249,32 @@ def test_lm_run_end_to_end_with_a_failing_then_healthy_judge(checkpoint, tmp_pat
     assert meta["stand_in"] and meta["lm_data"]["target"] == "chitchat"
     assert "lm_budget.updates" in meta["assumed"] or "lm_budget.seq_len" in meta["assumed"]
     assert "final target loss" in second.stdout and "judge win rate" in second.stdout
+
+
+def test_an_external_reference_must_have_answered_the_same_prompts(tmp_path):
+    """judge.reference_dir (the paper: every pretraining budget against the 1874B run's hard switch)
+    takes the hard switch's first seed at the smallest lr of another run directory, and refuses a run
+    whose prompts differ."""
+    import yaml
+
+    from lossmooth.errors import ConfigError
+    from lossmooth.settings.lm_run import external_reference
+
+    cfg = {"lm_target": {"name": "hh"}, "setting": {"heldout_fraction": 0.02, "split_salt": "s"},
+           "judge": {"prompts": 2, "prompt_tokens": 64}, "lm_model": {"template": "tulu", "revision": "step447000"}}
+    ref = tmp_path / "ref"
+    (ref / "replies").mkdir(parents=True)
+    (ref / "config.yaml").write_text(yaml.safe_dump({**cfg, "lm_model": {"template": "tulu", "revision": "other"}}))
+    runs = [{"run_index": i, "method": m, "seed": s, "hparams": {"lr": lr}}
+            for i, (m, s, lr) in enumerate([("loss_smoothing", 0, 1e-5), ("hard_switch", 1, 1e-5),
+                                            ("hard_switch", 0, 5e-5), ("hard_switch", 0, 1e-5)])]
+    (ref / "runs.json").write_text(json.dumps(runs))
+    (ref / "summary.json").write_text("{}")
+    for i in range(4):
+        (ref / "replies" / f"run{i}.json").write_text(json.dumps({"run_index": i, "replies": [f"r{i}a", f"r{i}b"]}))
+    assert external_reference(str(ref), cfg) == ["r3a", "r3b"]  # another revision: the paper's use
+    with pytest.raises(ConfigError, match="judge.prompts differ"):
+        external_reference(str(ref), {**cfg, "judge": {"prompts": 3, "prompt_tokens": 64}})
+    (ref / "summary.json").unlink()
+    with pytest.raises(ConfigError, match="not a complete lm run directory"):
+        external_reference(str(ref), cfg)

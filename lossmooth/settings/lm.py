@@ -16,6 +16,7 @@ rate), both presentation orders.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from lossmooth.errors import ConfigError
@@ -47,6 +48,7 @@ class Spec:
     cross_document_attention: bool
     split_salt: str
     gap_window: int
+    raw: dict            # the resolved config (what a reference run from another directory must share)
 
     @property
     def n_chunks(self) -> int:
@@ -118,7 +120,7 @@ def parse(cfg: dict) -> Spec:
     for v in sweep.get("lr", []):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"sweep.lr: bad value {v!r}; learning rates are positive numbers")
-    if judge["enabled"] and REFERENCE_METHOD not in methods:
+    if judge["enabled"] and not judge["reference_dir"] and REFERENCE_METHOD not in methods:
         raise ConfigError(f"method: the judge compares every run with the {REFERENCE_METHOD} reference; add "
                           f"{REFERENCE_METHOD} to method=[...] or turn the judge off with judge=none")
     if not isinstance(s.get("cross_document_attention", False), bool):
@@ -128,7 +130,7 @@ def parse(cfg: dict) -> Spec:
                 heldout_fraction=_float(s, "heldout_fraction", 0.0, 0.5, "setting.heldout_fraction", lo_open=True),
                 cross_document_attention=s.get("cross_document_attention", False),
                 split_salt=str(s.get("split_salt", "lossmooth-heldout")),
-                gap_window=_int(s, "gap_window", 1, "setting.gap_window"))
+                gap_window=_int(s, "gap_window", 1, "setting.gap_window"), raw=cfg)
 
 
 def _parse_judge(j: dict) -> dict:
@@ -151,6 +153,11 @@ def _parse_judge(j: dict) -> dict:
     if not isinstance(guided, bool):
         raise ConfigError(f"judge.guided_choice: must be true or false, got {guided!r}")
     out["guided_choice"] = guided
+    ref = j.get("reference_dir")
+    if ref is not None and (not isinstance(ref, str) or not os.path.isdir(ref)):
+        raise ConfigError(f"judge.reference_dir: {ref!r} is not a folder; point it at results/lm/<run id> of a "
+                          "finished run, or null to use this run's own hard switch")
+    out["reference_dir"] = ref
     for key in ("system_prompt", "user_template"):
         if j.get(key) is not None:
             out[key] = str(j[key])

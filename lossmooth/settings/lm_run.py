@@ -128,7 +128,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
             rows.append(row)
         summary = {"run_id": rs.run_id, "setting": "lm", "complete": True, "runs": len(rows),
                    "methods": list(spec.methods), "seeds": spec.num_seeds, "stand_in": meta["stand_in"],
-                   "at_switch": at_switch, "judge_reference": judged and runs[reference_index(runs)]["name"],
+                   "at_switch": at_switch, "judge_reference": (spec.judge.get("reference_dir") or (judged and labels[reference_index(runs)])),
                    "wall_s": {"eval_at_switch": t_eval0, "train": float(sum(train_s.values())), "judge": t_judge,
                               "total": time.time() - t0}}
         return rows, summary
@@ -177,34 +177,84 @@ def _external_judge_ready(spec) -> None:
         client.check_reachable()
 
 
+# the config that fixes which held-out prompts a run answers: a reference from another run directory
+# must share it, or its replies answer other prompts
+_PROMPT_CONTEXT = (("lm_target",), ("setting", "heldout_fraction"), ("setting", "split_salt"),
+                   ("judge", "prompts"), ("judge", "prompt_tokens"), ("lm_model", "template"))
+
+
+def _get(cfg: dict, path: tuple):
+    for key in path:
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def external_reference(reference_dir: str, cfg: dict) -> list[str]:
+    """The replies of the reference run (hard switch, first seed, smallest learning rate) of another
+    complete run directory, e.g. the 1874B-token checkpoint's for every pretraining budget (the paper).
+    Its prompts must be this run's: the fields of ``_PROMPT_CONTEXT`` must agree."""
+    import yaml
+
+    from lossmooth.errors import ConfigError
+
+    paths = {n: os.path.join(reference_dir, n) for n in ("config.yaml", "runs.json", "summary.json")}
+    missing = [n for n, p in paths.items() if not os.path.exists(p)]
+    if missing:
+        raise ConfigError(f"judge.reference_dir: {reference_dir} is not a complete lm run directory (no "
+                          f"{', '.join(missing)}); point it at results/lm/<run id> of a finished run")
+    with open(paths["config.yaml"]) as f:
+        other = yaml.safe_load(f)
+    differ = [".".join(k) for k in _PROMPT_CONTEXT if _get(other, k) != _get(cfg, k)]
+    if differ:
+        raise ConfigError(f"judge.reference_dir: {reference_dir} answered other prompts ({', '.join(differ)} "
+                          "differ); use a reference run with the same target, split and judge prompts")
+    with open(paths["runs.json"]) as f:
+        rows = json.load(f)
+    refs = [r for r in rows if r["method"] == S.REFERENCE_METHOD]
+    if not refs:
+        raise ConfigError(f"judge.reference_dir: {reference_dir} has no {S.REFERENCE_METHOD} run to serve as "
+                          "the reference")
+    ref = min(refs, key=lambda r: (r["seed"], r["hparams"].get("lr", 0.0)))
+    with open(os.path.join(reference_dir, "replies", f"run{ref['run_index']}.json")) as f:
+        return json.load(f)["replies"]
+
+
 def _judge(run_dir, spec, runs, replies, prompts, cfg, base_params, tokenizer) -> dict:
-    """``{run index: judge summary}``: every run but the reference judged against the reference's replies
-    on the same prompts, both orders, judgments cached in ``judge_cache.jsonl`` (a resumed run asks again
-    only what it has not asked)."""
+    """``{run index: judge summary}``: every run judged against the reference's replies on the same
+    prompts, both orders, judgments cached in ``judge_cache.jsonl`` (a resumed run asks again only what it
+    has not asked). The reference is this run's own (hard switch, first seed, smallest lr), or with
+    ``judge.reference_dir`` another run directory's; the paper judged every pretraining budget
+    against the 1874B checkpoint's hard switch."""
     from lossmooth.lm.judge import JudgeError, judge_pairs
 
     j = spec.judge
-    ref = reference_index(runs)
+    if j.get("reference_dir"):
+        ref, reference = None, external_reference(j["reference_dir"], spec.raw)
+    else:
+        ref = reference_index(runs)
+        reference = replies[ref]
     cache = os.path.join(run_dir, "judge_cache.jsonl")
 
     def judge_all(base_url: str, model: str, guided: bool) -> dict:
         jc = _judge_config(spec, base_url, model, guided, cache)
-        # the reference against itself: both orders show the same pair, so whatever the judge answers,
-        # one order's win is the other's loss (or both tie): exactly 0.5, no request needed
-        out = {ref: {"reference_run": ref, "win_rate": 0.5, "ci": [0.5, 0.5], "wins": 0,
-                     "ties": len(prompts), "losses": 0, "inconsistent": 0, "n": len(prompts), "self": True}}
+        out = {}
+        if ref is not None:
+            # the reference against itself: both orders show the same pair, so whatever the judge answers,
+            # one order's win is the other's loss (or both tie): exactly 0.5, no request needed
+            out[ref] = {"reference_run": ref, "win_rate": 0.5, "ci": [0.5, 0.5], "wins": 0,
+                        "ties": len(prompts), "losses": 0, "inconsistent": 0, "n": len(prompts), "self": True}
         for i in range(len(runs)):
             if i == ref:
                 continue
-            items = [(f"{k}", D.instruction_text(p), replies[i][k], replies[ref][k]) for k, p in enumerate(prompts)]
+            items = [(f"{k}", D.instruction_text(p), replies[i][k], reference[k]) for k, p in enumerate(prompts)]
             try:
                 s = judge_pairs(items, jc).to_dict()
             except JudgeError as e:
                 raise JudgeError(e.endpoint, e.reason, f"{e.fix}; the run is kept in {run_dir} with its judgments so "
                                  "far: the same command resumes it", e.tries) from None
-            out[i] = {"reference_run": ref, "win_rate": s["win_rate"], "ci": [s["ci_low"], s["ci_high"]],
-                      "wins": s["wins"], "ties": s["ties"], "losses": s["losses"],
-                      "inconsistent": s["inconsistent"], "n": s["n"]}
+            out[i] = {"reference_run": j.get("reference_dir") or ref, "win_rate": s["win_rate"],
+                      "ci": [s["ci_low"], s["ci_high"]], "wins": s["wins"], "ties": s["ties"],
+                      "losses": s["losses"], "inconsistent": s["inconsistent"], "n": s["n"]}
         return out
 
     if j["kind"] == "openai":
