@@ -219,6 +219,14 @@ def tiny_lm(tokenizer_files: bool = True, **config_overrides):
     return setup
 
 
+def both(*setups):
+    def setup(tmp: Path) -> None:
+        for one in setups:
+            one(tmp)
+
+    return setup
+
+
 def lm(*overrides: str) -> tuple:
     return run("setting=lm", *overrides)
 
@@ -419,7 +427,7 @@ CASES = [
     C("lm/tokenizer-missing", lm_tiny(), "tokenizer.json: not found", setup=tiny_lm(tokenizer_files=False)),
     C("lm/checkpoint-mismatch", lm_tiny(), "does not match the config", setup=tiny_lm(hidden_size=48)),
     C("lm/replay-empty", lm_tiny("lm_replay=text_files", "lm_replay.paths={tmp}/empty.txt"), "empty.txt",
-      setup=garbage("empty.txt", b"")),
+      setup=both(tiny_lm(), garbage("empty.txt", b""))),
     C("serve/hf-not-a-folder", ("serve", "--hf", "{tmp}/nope"), "--hf: {tmp}/nope is not a folder"),
     C("serve/bad-port", ("serve", "--port", "70000"), "port=70000 must be an integer in [0, 65535]"),
 

@@ -180,10 +180,10 @@ def _lm_args(results: Path, checkpoint: Path, base_url: str, cache: str) -> list
             f"lm_model.path={checkpoint}", "lm_model.template=chatml", "lm_model.dtype=float32",
             "lm_model.remat=false", "lm_target=chitchat", "lm_target.max_conversations=60",
             "lm_replay.max_documents=60", "lm_budget.seq_len=32", "lm_budget.micro_batch=2", "lm_budget.accum=2",
-            "lm_budget.updates=4", "lm_budget.warmup=1", "lm_budget.steps_per_eval=2", "lm_budget.eval_rows=4",
+            "lm_budget.updates=4", "lm_budget.warmup=1", "lm_budget.lr=0.05", "lm_budget.steps_per_eval=2", "lm_budget.eval_rows=4",
             "lm_budget.eval_micro_batch=2", "lm_budget.smoothing_T=2", "lm_budget.gap_window=2",
             "judge=openai", f"judge.base_url={base_url}", "judge.model=judge", "judge.prompts=3",
-            "judge.max_new_tokens=4", "judge.prompt_tokens=96", "judge.max_retries=2", "judge.backoff_s=0",
+            "judge.max_new_tokens=6", "judge.prompt_tokens=96", "judge.max_retries=2", "judge.backoff_s=0",
             "judge.timeout_s=10"]
 
 
