@@ -19,7 +19,8 @@ from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
-DEFAULTS = ("supervised_default", "pretrained_vision_default", "online_rl_default", "offline_to_online_default")
+DEFAULTS = ("supervised_default", "pretrained_vision_default", "online_rl_default", "offline_to_online_default",
+            "lm_default")
 HEADER = "entry,row,metric,target,tolerance,note\n"
 
 
