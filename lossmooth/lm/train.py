@@ -123,8 +123,7 @@ def make_step(cfg: DecoderConfig, spec: TrainSpec):
         n_target = jnp.maximum(jnp.sum(jnp.take(data["target"]["loss_mask"], tgt_idx, axis=0)[:, :-1]), 1)
         n_source = jnp.maximum(jnp.sum(jnp.take(data["replay"]["loss_mask"], src_idx, axis=0)[:, :-1]), 1)
 
-        def micro(carry, m):
-            grads, sums = carry
+        def micro_grad(m):
             t_rows = jax.lax.dynamic_slice(tgt_idx, (m * mb,), (mb,))
             s_rows = jax.lax.dynamic_slice(src_idx, (m * mb,), (mb,))
 
@@ -136,14 +135,17 @@ def make_step(cfg: DecoderConfig, spec: TrainSpec):
 
             (loss, info), g = jax.value_and_grad(
                 lambda p: smoothed_loss(p, lam, run_source, target_loss, source_loss), has_aux=True)(state["params"])
-            grads = jax.tree.map(jnp.add, grads, g)
-            sums = {"loss": sums["loss"] + loss, "loss_target": sums["loss_target"] + info["loss_target"],
-                    "loss_source": sums["loss_source"] + info["loss_source"]}
-            return (grads, sums), None
+            return g, {"loss": loss, "loss_target": info["loss_target"], "loss_source": info["loss_source"]}
 
-        zeros = jax.tree.map(jnp.zeros_like, state["params"])
-        sums0 = {name: jnp.zeros((), jnp.float32) for name in ("loss", "loss_target", "loss_source")}
-        (grads, sums), _ = jax.lax.scan(micro, (zeros, sums0), jnp.arange(k))
+        # the first micro-batch's gradient starts the sum (no zero-filled tree: one gradient-sized buffer
+        # less, and with accum = 1 no loop at all); the others are added inside a scan
+        grads, sums = micro_grad(0)
+        if k > 1:
+            def micro(carry, m):
+                g, part = micro_grad(m)
+                return jax.tree.map(jnp.add, carry, (g, part)), None
+
+            (grads, sums), _ = jax.lax.scan(micro, (grads, sums), jnp.arange(1, k))
         direction, opt_state = opt.update(grads, state["opt"], state["params"])
         lr = hp["lr"] * lr_factor(spec, t)
         params = jax.tree.map(lambda p, d: p - lr * d, state["params"], direction)

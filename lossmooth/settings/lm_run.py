@@ -75,6 +75,7 @@ def execute(cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
         at_switch = {k: float(v[0]) for k, v in jax.device_get(
             engine.make_eval(T.make_eval(model_cfg, tspec))(initial, {}, arrays)).items()}
         t_eval0 = time.time() - te
+        del initial  # AdamW's zero moments of the whole model: not needed past the switch
         if rs.metric_rows() == 0:  # a resumed run kept these rows (they precede every checkpoint)
             rs.append_metrics([{"phase": "adapt", "run_index": i, "method": r["name"], "seed": r["seed"],
                                 "hparams": r["hparams"], "step": 0, **at_switch} for i, r in enumerate(runs)])
