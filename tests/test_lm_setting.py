@@ -212,7 +212,7 @@ def test_lm_run_end_to_end_with_a_failing_then_healthy_judge(checkpoint, tmp_pat
         assert first.returncode == 2, first.stderr[-3000:]
         last = [ln for ln in first.stderr.splitlines() if ln.strip()][-1]
         assert last.startswith("lossmooth: error: judge ") and "after 2 tries" in last and "resumes" in last, last
-        run_dir = next((results / "lm").iterdir())
+        run_dir = next(d for d in (results / "lm").iterdir() if not d.name.startswith("."))
         assert not (run_dir / "summary.json").exists()
         assert len((run_dir / "judge_cache.jsonl").read_text().splitlines()) == 5
         assert len(list((run_dir / "replies").iterdir())) == 4
