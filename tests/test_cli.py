@@ -12,14 +12,19 @@ from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
 from lossmooth.rl.envs import RL_SHIFTS
 from lossmooth.offline import collect
+from lossmooth.settings import lm as LM
 from lossmooth.settings import offline_to_online as O
 from lossmooth.settings import online_rl as R
 from lossmooth.settings import supervised as S
 from tests.conftest import TINY, compose
 
 GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
-          "budget", "dataset")
+          "budget", "dataset", "lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
 RL_ONLY = ("algo", "task", "protocol", "budget")
+LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
+# what an LM option needs besides itself: the files a user names, a target with a paper budget
+LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "dolma": ["lm_replay.paths=/data/dolma"],
+            "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"]}
 O2O_ONLY = ("dataset",)
 
 
@@ -37,6 +42,8 @@ def test_every_conf_file_composes_and_validates():
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
                   or (group == "method" and opt == "scratch"))
             extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
+            if group in LM_ONLY:
+                extra = ["setting=lm", *LM_EXTRA.get(opt, [])]
             if group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
                 extra.append("setting=pretrained_vision")
             if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
@@ -44,7 +51,9 @@ def test_every_conf_file_composes_and_validates():
             if opt == "d4rl":  # the file's path is the user's to give
                 extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
             cfg = compose([ov] + (extra if group != "setting" else []))
-            if cfg["setting"]["name"] in ("supervised", "pretrained_vision"):
+            if cfg["setting"]["name"] == "lm":
+                LM.parse(cfg)
+            elif cfg["setting"]["name"] in ("supervised", "pretrained_vision"):
                 S.parse(cfg)
             elif cfg["setting"]["name"] == "offline_to_online":
                 O.parse(cfg)
