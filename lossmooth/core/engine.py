@@ -110,7 +110,9 @@ def compile_ahead(fn, *args):
 
     if not jax.config.jax_compilation_cache_dir or not hasattr(fn, "lower"):  # (a host loop: nothing to compile)
         return None
-    t = threading.Thread(target=lambda: fn.lower(*args).compile(), daemon=True)
+    # not a daemon: the interpreter joins it at exit, instead of cancelling a thread inside XLA's compiler
+    # (which aborts the process: "terminate called ... FATAL: exception not rethrown")
+    t = threading.Thread(target=lambda: fn.lower(*args).compile(), daemon=False)
     t.start()
     return t
 
@@ -128,7 +130,7 @@ def compile_queue(items):
         for fn, args in items:
             fn.lower(*args).compile()
 
-    t = threading.Thread(target=work, daemon=True)
+    t = threading.Thread(target=work, daemon=False)  # joined at exit (see compile_ahead)
     t.start()
     return t
 
