@@ -13,7 +13,7 @@ speed does not depend on them).
 
 ``train``: one full training step on ``--batch`` rows of ``--seq`` tokens: forward, mean next-token
 cross-entropy over every position, backward, global-norm clipping at 1 and an AdamW update (b1 0.9,
-b2 0.95, eps 1e-8, weight decay 0.01, lr 1e-5). Ours is :func:`lossmooth.lm.train.make_step` with the
+b2 0.95, eps 1e-8, weight decay 0.01, lr 1e-5). Ours is :func:`lossmooth.settings.lm.objective.make_step` with the
 hard-switch method (a linear schedule with T = 0, so lam = 1 and the replay loss is skipped by its
 ``lax.cond``), one micro-batch per update, jitted with the state donated. Theirs is transformers'
 ``LlamaForCausalLM`` built from a ``LlamaConfig`` of the same sizes (tied embeddings, rope_theta,
@@ -120,7 +120,8 @@ def ours_trainer(cfg, params, batch: int, seq: int, updates: int, seed: int = 0)
     """
     from lossmooth.core.objective import Method
     from lossmooth.core.schedules import Schedule
-    from lossmooth.lm.train import TrainSpec, init_state, make_step
+    from lossmooth.lm.train import TrainSpec, init_state
+    from lossmooth.settings.lm.objective import make_step
 
     spec = TrainSpec(micro_batch=batch, accum=1, updates=updates, b1=B1, b2=B2, eps=EPS,
                      weight_decay=WEIGHT_DECAY, max_grad_norm=MAX_GRAD_NORM)

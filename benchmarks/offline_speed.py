@@ -271,7 +271,7 @@ import jax, jax.numpy as jnp
 from benchmarks.offline_speed import synthetic, jax_td3bc, jax_program
 from lossmooth.offline import datasets as D
 n, obs, act, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-import rejax.buffers, lossmooth.rl.td3, lossmooth.rl.host_loop, lossmooth.settings.online_rl  # noqa: E401
+import rejax.buffers, lossmooth.rl.td3, lossmooth.rl.host_loop, lossmooth.rl.agents  # noqa: E401
 jax.block_until_ready(jnp.ones(1) + 1)  # the runtime's and libraries' own memory, before any data
 
 
@@ -285,7 +285,7 @@ data = D.load_d4rl(path, "synthetic")
 load_s = time.perf_counter() - t0
 after_load = rss()
 # as the setting holds it: the dataset once, unbatched, as the programs' ``data`` argument
-from lossmooth.settings.online_rl import with_shared_source
+from lossmooth.rl.agents import with_shared_source
 algo, ts = jax_td3bc(obs, act, 256, 256, data, in_state=False)
 buf = jax.block_until_ready(D.as_replay_buffer(data))
 after_buffer = rss()

@@ -25,25 +25,18 @@ import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from lossmooth.settings import online_rl as R  # noqa: E402
-
-
-def compose(overrides):
-    from hydra import compose as hc
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from lossmooth.provenance import CONF_DIR
-
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return OmegaConf.to_container(hc("config", overrides=overrides), resolve=True)
+from lossmooth.core.config import parse_methods  # noqa: E402
+from lossmooth.rl.agents import adapt_init, seed_keys  # noqa: E402
+from lossmooth.runner.compose import compose  # noqa: E402
+from lossmooth.settings.online_rl.config import parse  # noqa: E402
+from lossmooth.settings.online_rl.objective import build_agents  # noqa: E402
 
 
 def programs(algo: str, task: str, seeds: int, iters: int):
     cfg = compose(["setting=online_rl", f"algo=[{algo}]", f"task={task}", f"num_seeds={seeds}"])
-    spec = R.parse(cfg)
-    ag = R.build_agents(spec, algo)
-    keys = R.seed_keys(spec, algo)
+    spec = parse(cfg)
+    ag = build_agents(spec, algo, seeds)
+    keys = seed_keys(spec.seed, spec.num_seeds, algo)
 
     def scan(algo_obj):
         def one(ts):
@@ -51,10 +44,10 @@ def programs(algo: str, task: str, seeds: int, iters: int):
         return jax.jit(jax.vmap(one))
 
     plain_state = jax.jit(jax.vmap(ag.source.init_state))(keys)
-    runs = [{"seed_index": i, "init": "switch", "method": R.common.parse_methods(
+    runs = [{"seed_index": i, "init": "switch", "method": parse_methods(
         {"h": {"schedule": {"kind": "hard"}}})["h"]} for i in range(seeds)]
     # the smoothed state at lam = 1 with the source data in place (past the replay fill)
-    sm_state, _ = R.adapt_init(ag, spec, plain_state, runs)
+    sm_state, _ = adapt_init(ag, keys, plain_state, runs, spec.reset_optimizer)
     plain_state = jax.jit(jax.vmap(lambda ts: ts.replace(global_step=ts.global_step + 10 ** 6)))(plain_state)
     sm_state = jax.jit(jax.vmap(lambda ts: ts.replace(global_step=ts.global_step + 10 ** 6)))(sm_state)
     hard = ag.adapt.replace(method=runs[0]["method"])

@@ -25,42 +25,37 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lossmooth.core import engine  # noqa: E402
 from lossmooth.models import classifiers  # noqa: E402
-from lossmooth.settings import supervised as S  # noqa: E402
-
-
-def compose(overrides):
-    from hydra import compose as hc
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from lossmooth.provenance import CONF_DIR
-
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return OmegaConf.to_container(hc("config", overrides=overrides), resolve=True)
+from lossmooth.core.runs import expand_runs  # noqa: E402
+from lossmooth.runner.compose import compose  # noqa: E402
+from lossmooth.settings.supervised import objective as O  # noqa: E402
+from lossmooth.settings.supervised.config import parse  # noqa: E402
+from lossmooth.settings.supervised.data import build_data  # noqa: E402
+from lossmooth.settings.supervised.setting import Programs, seed_keys  # noqa: E402
 
 
 def setup(overrides=()):
-    cfg = compose(["logger=jsonl", "setting.evals_per_chunk=1", "setting.steps_per_eval=20",
+    cfg = compose(["logger=jsonl", "setting.evals_per_chunk=1", "setting.eval_every=20",
                    "setting.eval_size=64"] + list(overrides))
-    spec = S.parse(cfg)
-    data, info = S.build_data(spec)
+    spec = parse(cfg)
+    data, info = build_data(spec)
     model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
-    progs = S.Programs(spec, model, info["num_classes"])
-    keys = S.seed_keys(spec)
+    progs = Programs(spec, model, info["num_classes"])
+    keys = seed_keys(spec)
     params = jax.vmap(lambda k: progs.init_source(k, data.source_x)["params"])(keys)
     return spec, data, progs, params
 
 
 def batch(spec, progs, params, T: int, n: int):
     """State and hp for n runs of the linear schedule with ramp length T (T=0: lam = 1 always)."""
-    runs = [r for r in S.expand_runs(spec) if r["name"] == "loss_smoothing"][:1] * n
+    runs = [r for r in expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, spec.lr)
+            if r["name"] == "loss_smoothing"][:1] * n
     runs = [dict(r, method=r["method"].replace(schedule=r["method"].schedule.replace(
         T=jnp.asarray(float(T))))) for r in runs]
     seed_idx = jnp.zeros((n,), jnp.int32)
-    hp = {"key": S.seed_keys(spec)[seed_idx], "method": engine.stack_runs([r["method"] for r in runs]),
+    hp = {"key": seed_keys(spec)[seed_idx], "method": engine.stack_runs([r["method"] for r in runs]),
           "lr": jnp.full((n,), spec.lr, jnp.float32)}
     p = jax.tree.map(lambda x: x[seed_idx], params)
-    state = jax.vmap(lambda p, h: progs.init_adapt(p, h, "none"))(p, hp)
+    state = jax.vmap(lambda p, h: progs.init_adapt({"params": p}, h, "none"))(p, hp)
     return state, hp
 
 
@@ -80,7 +75,7 @@ def timed(fn, *args, repeats=3):
 
 def bench_vmap(args):
     spec, data, progs, params = setup([f"num_seeds={args.runs}"])
-    chunk = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.steps_per_eval, 1)
+    chunk = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.eval_every, 1)
     n = args.runs
     state_n, hp_n = batch(spec, progs, params, T=10_000, n=n)  # mid-ramp: both losses every step
     state_1, hp_1 = jax.tree.map(lambda x: x[:1], (state_n, hp_n))
@@ -93,8 +88,8 @@ def bench_vmap(args):
         for _ in range(n):
             jax.block_until_ready(f1(state_1, hp_1, data))
         ts.append(time.perf_counter() - t)
-    steps = spec.steps_per_eval * n
-    print(f"[vmap] {n} runs x {spec.steps_per_eval} steps (target batch {spec.target_batch} + source batch "
+    steps = spec.eval_every * n
+    print(f"[vmap] {n} runs x {spec.eval_every} steps (target batch {spec.target_batch} + source batch "
           f"{spec.source_batch}, default CNN)")
     print(f"[vmap] compile: vmapped {cv:.1f}s, single-run {c1:.1f}s")
     print(f"[vmap] vmapped: {min(tv):.3f}s ({steps / min(tv):.0f} run-steps/s); one after another: "
@@ -109,9 +104,9 @@ def target_only_step(progs):
     def step(state, hp, data):
         key = jax.random.fold_in(jax.random.fold_in(hp["key"], 2), state["step"])
         k_tgt, _ = jax.random.split(key)
-        xt, yt = S._sample(k_tgt, data.target_x, data.target_y, spec.target_batch)
-        loss, g = jax.value_and_grad(lambda p: S._xent(model.apply({"params": p}, xt), yt))(state["params"])
-        opt = S._optimizer(spec.optimizer, hp["lr"])
+        xt, yt = O.sample(k_tgt, data.target_x, data.target_y, spec.target_batch)
+        loss, g = jax.value_and_grad(lambda p: O.xent(model.apply({"params": p}, xt), yt))(state["params"])
+        opt = O.optimizer(spec.optimizer, hp["lr"])
         upd, os_ = opt.update(g, state["opt_state"], state["params"])
         return dict(state, params=optax.apply_updates(state["params"], upd), opt_state=os_,
                     step=state["step"] + 1), {"loss_target": loss}
@@ -123,10 +118,10 @@ def bench_overhead(args):
     for batches in ([], ["setting.target_batch=256"]):
         spec, data, progs, params = setup([f"num_seeds={args.runs}"] + batches)
         n = args.runs
-        smooth = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.steps_per_eval, 1)
+        smooth = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.eval_every, 1)
         free = engine.make_chunk(lambda s, h, d: progs.adapt_step(s, h, d, with_source=False),
-                                 lambda s, h, d: {}, spec.steps_per_eval, 1)
-        plain = engine.make_chunk(target_only_step(progs), lambda s, h, d: {}, spec.steps_per_eval, 1)
+                                 lambda s, h, d: {}, spec.eval_every, 1)
+        plain = engine.make_chunk(target_only_step(progs), lambda s, h, d: {}, spec.eval_every, 1)
         s_after, hp_after = batch(spec, progs, params, T=0, n=n)  # lam = 1
         s_ramp, hp_ramp = batch(spec, progs, params, T=10_000, n=n)  # lam < 1: both losses
         fs = {name: timed(f, s_after, hp_after, data, repeats=1)[2]
@@ -140,7 +135,7 @@ def bench_overhead(args):
                 jax.block_until_ready(f(st, h, data))
                 times[name].append(time.perf_counter() - t)
         b = {k: min(v) for k, v in times.items()}
-        per = lambda k: 1e3 * b[k] / spec.steps_per_eval  # noqa: E731
+        per = lambda k: 1e3 * b[k] / spec.eval_every  # noqa: E731
         bt, bs = spec.target_batch, spec.source_batch
         print(f"[overhead] target batch {bt}, source batch {bs}, {n} runs vmapped; per step: target-only "
               f"{per('plain'):.1f} ms | lam=1, source-free program (what the engine runs after the ramp) "
@@ -155,14 +150,14 @@ def bench_overhead(args):
 def bench_flops(args):
     spec, data, progs, params = setup([f"num_seeds={args.runs}"])
     n = args.runs
-    chunk = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.steps_per_eval, 1)
+    chunk = engine.make_chunk(progs.adapt_step, lambda s, h, d: {}, spec.eval_every, 1)
     state, hp = batch(spec, progs, params, T=10_000, n=n)
     _, best, _ = timed(chunk, state, hp, data, repeats=args.repeats)
     # XLA's cost analysis counts a loop body once, so ask it about one vmapped step
     one_step = jax.jit(jax.vmap(progs.adapt_step, in_axes=(0, 0, None), axis_name="runs"))
     cost = one_step.lower(state, hp, data).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) * spec.steps_per_eval
+    flops = float(cost.get("flops", float("nan"))) * spec.eval_every
     peak = 0.0  # the machine's float32 matmul peak, measured now in the same process
     for m in (1024, 2048):
         a = jax.random.normal(jax.random.key(0), (m, m), jnp.float32)
@@ -173,7 +168,7 @@ def bench_flops(args):
             jax.block_until_ready(mm(a))
             peak = max(peak, 2 * m**3 / (time.perf_counter() - t))
     got = flops / best
-    print(f"[flops] {flops / 1e9:.1f} GFLOP per chunk ({n} runs x {spec.steps_per_eval} ramp steps, XLA cost "
+    print(f"[flops] {flops / 1e9:.1f} GFLOP per chunk ({n} runs x {spec.eval_every} ramp steps, XLA cost "
           f"analysis of one step x steps) in {best:.3f}s = {got / 1e9:.1f} GFLOP/s")
     print(f"[flops] measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s -> {100 * got / peak:.0f}% of peak "
           "(aim >= 30%)")

@@ -23,8 +23,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lossmooth.core import engine  # noqa: E402
 from lossmooth.models import classifiers  # noqa: E402
-from lossmooth.settings import supervised as S  # noqa: E402
-from benchmarks.supervised_speed import compose  # noqa: E402
+from lossmooth.core.runs import expand_runs  # noqa: E402
+from lossmooth.runner.compose import compose  # noqa: E402
+from lossmooth.settings.supervised.config import parse  # noqa: E402
+from lossmooth.settings.supervised.data import build_data  # noqa: E402
+from lossmooth.settings.supervised.setting import Programs, seed_keys  # noqa: E402
 
 
 def peak_rss_mib() -> float:
@@ -39,19 +42,19 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     cfg = compose(["setting=pretrained_vision", "logger=jsonl", f"data.image_size={a.size}",
-                   f"setting.steps_per_eval={a.steps}", "setting.evals_per_chunk=1", "setting.eval_size=32",
+                   f"setting.eval_every={a.steps}", "setting.evals_per_chunk=1", "setting.eval_size=32",
                    f"num_seeds={a.runs}", "method=[loss_smoothing]", f"schedule.T={10 ** 6}"])
-    spec = S.parse(cfg)
-    data, info = S.build_data(spec)
+    spec = parse(cfg)
+    data, info = build_data(spec)
     print(f"data: {info['dataset']} at {a.size} px; peak RSS after loading {peak_rss_mib():.0f} MiB")
     model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
-    progs = S.Programs(spec, model, info["num_classes"])
-    keys = S.seed_keys(spec)
+    progs = Programs(spec, model, info["num_classes"])
+    keys = seed_keys(spec)
     params = jax.vmap(lambda k: progs.init_source(k, data.source_x)["params"])(keys)
-    runs = S.expand_runs(spec)
+    runs = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, spec.lr)
     hp = {"key": keys, "method": engine.stack_runs([r["method"] for r in runs]),
           "lr": jnp.full((len(runs),), spec.lr, jnp.float32)}
-    state = jax.vmap(lambda q, h: progs.init_adapt(q, h, "none"))(params, hp)
+    state = jax.vmap(lambda q, h: progs.init_adapt({"params": q}, h, "none"))(params, hp)
     sig = runs[0]["method"].signature
     for label, fn, per_update in (("during the ramp (target + source batch)", progs.adapt_chunk(sig, True),
                                    spec.target_batch + spec.source_batch),

@@ -51,43 +51,35 @@ def _output_path(option: str, path: str | None) -> None:
         raise ConfigError(f"{option}: {path} is a folder; give a file name")
 
 
-def check_overrides(overrides: list[str], conf_dir: str | None = None) -> None:
-    """One-line errors for unknown config-group options (Hydra's own message spans many lines)."""
-    from lossmooth.provenance import CONF_DIR
+def check_overrides(overrides: list[str]) -> None:
+    """One-line errors for renamed keys and unknown config-group options (Hydra's own message spans
+    many lines)."""
+    from lossmooth.core.config import check_renamed
+    from lossmooth.reproduce.registry import options
 
-    conf_dir = conf_dir or CONF_DIR
+    check_renamed(overrides)
     for ov in overrides:
         if ov.startswith(("-", "+", "~")) or "=" not in ov:
             continue
         key, val = ov.split("=", 1)
-        group_dir = os.path.join(conf_dir, key.replace(".", "/"))
-        if not os.path.isdir(group_dir) or key.startswith("hydra.") and key != "hydra/launcher":
+        if key.startswith("hydra.") and key != "hydra/launcher":
             continue
-        options = sorted(f[:-5] for f in os.listdir(group_dir) if f.endswith(".yaml"))
+        available = options(key.replace(".", "/"))
+        if not available:  # not a config group
+            continue
         # a sweep (a,b) or a list ([a,b]) of options
         wanted = [v.strip() for v in val.strip("[]").split(",") if v.strip()]
         for w in wanted:
-            if w not in options:
-                raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(options)}")
+            if w not in available:
+                raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(available)}")
 
 
 def _compose_check(overrides: list[str]) -> dict:
     """Compose a single-run config once so unknown keys fail in one line before Hydra starts; return it
     resolved."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from lossmooth.runner.compose import compose
 
-    from lossmooth.provenance import CONF_DIR
-
-    try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=[o for o in overrides if not o.startswith("hydra")])
-            return OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        raise ConfigError(" ".join(lines[:2]) + " (see conf/ for the valid keys)")
+    return compose([o for o in overrides if not o.startswith("hydra")])
 
 
 def _first_point(override: str) -> str | None:
@@ -107,17 +99,18 @@ def cmd_run(args: list[str]) -> int:
         check_overrides(overrides)
         if any(a in ("-m", "--multirun") for a in args):
             # every key of a sweep must exist: compose its first point (a,b,c -> a) before Hydra starts
-            from lossmooth import app
+            from lossmooth import runner
 
             # and its values: a bad first point fails here, before Hydra writes the sweep's folder
-            app.validate(_compose_check([p for p in map(_first_point, overrides) if p is not None]))
+            runner.validate(_compose_check([p for p in map(_first_point, overrides) if p is not None]))
         else:
             _compose_check(overrides)
     except ConfigError as e:
         return _fail(str(e))
     from lossmooth import app
+    from lossmooth.runner.compose import with_search_path
 
-    sys.argv = ["lossmooth-run"] + args
+    sys.argv = ["lossmooth-run"] + with_search_path(args)
     app.main()
     return 0
 
@@ -199,20 +192,11 @@ def cmd_data(argv: list[str]) -> int:
     if not argv or argv[0] != "collect":
         return _fail("data: expected `lossmooth data collect [overrides]`")
     overrides = argv[1:]
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from lossmooth.provenance import CONF_DIR
+    from lossmooth.runner.compose import compose
 
     try:
         check_overrides(overrides)
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = OmegaConf.to_container(compose("collect", overrides=overrides), resolve=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        return _fail(" ".join(lines[:2]) + " (see conf/collect.yaml for the valid keys)")
+        cfg = compose(overrides, "collect", where="conf/collect.yaml")
     except ConfigError as e:
         return _fail(str(e))
     from lossmooth.offline import collect
@@ -262,12 +246,13 @@ def cmd_reproduce(argv: list[str]) -> int:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--launcher", default=None, help="run the missing runs through conf/hydra/launcher/NAME")
     p.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
-    p.add_argument("--registry", default=registry.REGISTRY, help="the registry file (YAML)")
+    p.add_argument("--experiments", default=registry.EXPERIMENTS,
+                   help="the entries: a folder of <name>.yaml files (default: experiments/) or one YAML file")
     a = p.parse_intermixed_args(argv)  # host overrides may follow the options
     from lossmooth.reproduce import command
 
     try:
-        entries = registry.load(a.registry)
+        entries = registry.load(a.experiments)
         if a.name is not None and a.name not in entries:
             raise ConfigError(f"reproduce: unknown entry '{a.name}'; choose one of {', '.join(entries)}")
         if a.list:
@@ -316,7 +301,7 @@ def cmd_serve(argv: list[str]) -> int:
             raise ConfigError(f"--hf: {a.hf} is not a folder; give a Hugging Face checkpoint folder")
         from lossmooth.lm.respond import ChatModel
         from lossmooth.lm.serve import ChatServer
-        from lossmooth.settings.lm_data import load_model
+        from lossmooth.lm.load import load_model
 
         loaded = []  # the address is taken (and checked) before the model loads; requests wait for it below
         server = ChatServer(lambda *args, **kw: loaded[0].respond(*args, **kw), a.name, host=a.host, port=a.port,

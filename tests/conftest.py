@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 # a tiny but real configuration: every test that trains uses these shapes (compiled once)
 TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",
-    "setting.source_steps=20", "setting.adapt_steps=20", "setting.steps_per_eval=5",
+    "setting.source_steps=20", "setting.adapt_steps=20", "setting.eval_every=5",
     "setting.evals_per_chunk=2", "setting.source_evals_per_chunk=2",
     "setting.target_batch=16", "setting.source_batch=32", "setting.replay_pool=256", "setting.source_lr=0.01",
     "setting.eval_size=64", "setting.gap_window=10", "schedule.T=10",
@@ -19,17 +19,18 @@ TINY = [
 
 
 def compose(overrides=(), return_hydra_config=False):
+    """The resolved config of ``overrides`` (as ``lossmooth run`` composes it); with
+    ``return_hydra_config`` Hydra's own config object, its ``hydra`` node included."""
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
 
     from lossmooth.provenance import CONF_DIR
+    from lossmooth.runner.compose import compose as run_compose
 
+    if not return_hydra_config:
+        return run_compose(list(overrides))
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = hcompose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-    if return_hydra_config:
-        return cfg
-    return OmegaConf.to_container(cfg, resolve=True)
+        return hcompose("config", overrides=list(overrides), return_hydra_config=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +47,37 @@ def tiny_cfg(tmp_path_factory):
     return cfg
 
 
+class Tiny:
+    """A setting's spec, loaded data, phase context and source phase, for tests that run phases
+    through the setting contract (:func:`adapt` runs a batch of adaptation runs)."""
+
+    def __init__(self, setting, cfg):
+        from lossmooth.runner.phase import run_phase
+        from lossmooth.settings import Context
+
+        self.setting, self.cfg = setting, cfg
+        self.spec = setting.parse(cfg)
+        self.loaded = setting.load(self.spec, cfg, {})
+        self.ctx = Context(spec=self.spec, loaded=self.loaded, cfg=cfg)
+        phase = setting.source_phase(self.ctx, "")
+        self.source = None if phase is None else run_phase(phase)
+
+    def runs(self):
+        return self.setting.runs(self.spec, self.loaded)
+
+    def adapt(self, runs, ctx=None):
+        """``(state, metrics, diverged_at)`` of one batch of ``runs`` adapted from the source phase
+        (the evaluation at the switch first, as the runner records it)."""
+        from lossmooth.runner.execute import lam_at_switch
+        from lossmooth.runner.phase import run_phase
+
+        res = run_phase(self.setting.adapt_phase(ctx or self.ctx, "", runs, self.source), lam0=lam_at_switch(runs))
+        return res.state, res.metrics, res.diverged_at
+
+
 @pytest.fixture(scope="session")
 def tiny(tiny_cfg):
-    """(spec, data, info, programs, source_state, source_metrics) for the tiny config."""
-    from lossmooth.models import classifiers
-    from lossmooth.settings import supervised as S
+    """The supervised setting on the tiny config, its source models trained (:class:`Tiny`)."""
+    from lossmooth import settings
 
-    spec = S.parse(tiny_cfg)
-    data, info = S.build_data(spec)
-    model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
-    progs = S.Programs(spec, model, info["num_classes"])
-    state, metrics = S.train_source(progs, data, spec)
-    return spec, data, info, progs, state, metrics
+    return Tiny(settings.get("supervised"), tiny_cfg)

@@ -35,7 +35,7 @@ The harder cases of the issue:
   the same command to resume, in ``tests/test_lm_setting.py``.
 * a read-only results folder: ``chmod`` does not stop root, so that row skips when the tests run as
   root; the rows whose results folder is an existing file, or a path below a file, exercise the
-  same check (``lossmooth.app._check_writable``) under any user.
+  same check (``lossmooth.runner.check_writable``) under any user.
 
 The CLI bad-input tests that used to sit in test_cli.py, test_online_rl.py, test_offline_to_online.py,
 test_gym_host.py, test_offline_data.py and test_tfds_cifar.py are rows here; tests there that check
@@ -259,6 +259,8 @@ CASES = [
     C("sup/model-option", run("model=vit"), "model: unknown option 'vit'"),
     C("sup/logger-option", run("logger=mlflow"), "logger: unknown option 'mlflow'"),
     C("sup/setting-option", run("setting=nlp"), "setting: unknown option 'nlp'"),
+    C("sup/old-eval-name", run("setting.steps_per_eval=5"), "setting.steps_per_eval: renamed to setting.eval_every"),
+    C("sup/reset-optimizer", run("setting.reset_optimizer=maybe"), "setting.reset_optimizer: must be true or false"),
     C("sup/launcher-option", run("hydra/launcher=kube"), "hydra/launcher: unknown option 'kube'"),
     C("sup/multirun-option", multirun("shift=blur,rotation"), "shift: unknown option 'rotation'", sub=True),
     # -- supervised: numbers out of range or of the wrong type
@@ -321,7 +323,10 @@ CASES = [
     C("rl/method-supervised-only", rl("method=[hard_switch,l2_init]"),
       "method.l2_init.reg: regularizer 'l2' is a supervised-setting method"),
     C("rl/num-envs-fraction", rl("budget.td3.num_envs=0.5"), "budget.td3"),
-    C("rl/adapt-timesteps", rl("budget.adapt_timesteps=0"), "budget.adapt_timesteps: must be an integer >= 1"),
+    C("rl/adapt-steps", rl("setting.adapt_steps=0"), "setting.adapt_steps: must be an integer >= 1"),
+    C("rl/old-budget-name", rl("budget.adapt_timesteps=100"), "budget.adapt_timesteps: renamed to setting.adapt_steps"),
+    C("rl/old-protocol-name", rl("protocol.reset_optimizer=true"),
+      "protocol.reset_optimizer: renamed to setting.reset_optimizer"),
     C("rl/num-seeds", rl("num_seeds=0"), "num_seeds: must be an integer >= 1"),
     C("rl/schedule-T", rl("schedule.T=-3"), "schedule.T: must be a non-negative integer"),
     C("rl/sweep-lr", rl("+sweep.lr=[1,2]"), "sweep.lr: not sweepable here"),
@@ -342,7 +347,9 @@ CASES = [
     C("o2o/td3-lr", o2o("td3.learning_rate=0"), "td3.learning_rate: must be in (0.0, inf]"),
     C("o2o/td3-hidden", o2o("td3.hidden_layer_sizes=[0]"), "td3.hidden_layer_sizes"),
     C("o2o/td3-unknown-field", o2o("+td3.nonsense=1"), "td3: unknown field"),
-    C("o2o/online-timesteps", o2o("online.timesteps=0"), "online.timesteps"),
+    C("o2o/adapt-steps", o2o("setting.adapt_steps=0"), "setting.adapt_steps"),
+    C("o2o/old-offline-name", o2o("offline.iterations=10"), "offline.iterations: renamed to setting.source_steps"),
+    C("o2o/source-steps-not-rounds", o2o("setting.source_steps=1001"), "setting.source_steps: 1001 offline updates"),
     C("o2o/num-seeds", o2o("num_seeds=0"), "num_seeds: must be an integer >= 1"),
     C("o2o/method-supervised-only", o2o("method=[hard_switch,kl_init]"), "method.kl_init.reg"),
     C("o2o/source-bc", o2o("+method.batch_mix.source_bc=maybe", "method=[batch_mix]"), "source_bc"),
@@ -419,7 +426,8 @@ CASES = [
     # -- LM fine-tuning
     C("lm/target-unknown", lm("lm_target=alpaca"), "lm_target: unknown option 'alpaca'"),
     C("lm/hf-without-path", lm("lm_model=olmo_1b"), "lm_model.path: a Hugging Face checkpoint folder is needed"),
-    C("lm/updates-not-multiple", lm("lm_budget.updates=5"), "lm_budget.updates: 5 is not a multiple"),
+    C("lm/updates-not-multiple", lm("setting.adapt_steps=5"), "setting.adapt_steps: 5 is not a multiple"),
+    C("lm/old-budget-name", lm("lm_budget.steps_per_eval=2"), "lm_budget.steps_per_eval: renamed to setting.eval_every"),
     C("lm/judge-without-reference", lm("method=[loss_smoothing]"), "add hard_switch to method"),
     C("lm/loss-on-unknown", lm("lm_target.loss_on=user"), "lm_target.loss_on: unknown value 'user'"),
     C("lm/judge-unreachable", lm("judge=openai", "judge.base_url=http://127.0.0.1:9/v1", "judge.max_retries=1"),

@@ -12,10 +12,7 @@ from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
 from lossmooth.rl.envs import RL_SHIFTS
 from lossmooth.offline import collect
-from lossmooth.settings import lm as LM
-from lossmooth.settings import offline_to_online as O
-from lossmooth.settings import online_rl as R
-from lossmooth.settings import supervised as S
+from lossmooth import settings
 from tests.conftest import TINY, compose
 
 GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
@@ -51,14 +48,9 @@ def test_every_conf_file_composes_and_validates():
             if opt == "d4rl":  # the file's path is the user's to give
                 extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
             cfg = compose([ov] + (extra if group != "setting" else []))
-            if cfg["setting"]["name"] == "lm":
-                LM.parse(cfg)
-            elif cfg["setting"]["name"] in ("supervised", "pretrained_vision"):
-                S.parse(cfg)
-            elif cfg["setting"]["name"] == "offline_to_online":
-                O.parse(cfg)
-            elif group not in ("data", "model", "method") or opt == "scratch":
-                R.parse(cfg)  # online RL: validates against rejax's preset files too
+            name = cfg["setting"]["name"]
+            if name != "online_rl" or group not in ("data", "model", "method") or opt == "scratch":
+                settings.get(name).parse(cfg)  # online RL: validates against rejax's preset files too
             seen += 1
     for opt in _options("hydra/launcher"):
         cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)
@@ -146,7 +138,7 @@ import json, os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 sys.path.insert(0, sys.argv[1])
 import jax
-from lossmooth.app import run_config
+from lossmooth.runner import run_config
 from tests.conftest import TINY, compose
 assert len(jax.devices()) == 2
 out = {}

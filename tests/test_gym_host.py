@@ -148,10 +148,10 @@ def hopper_minari(tmp_path_factory):
 
 
 GYM_RUN = ["setting=offline_to_online", "logger=jsonl", "progress=false", "task=gymnasium", "task.id=null",
-           "dataset=minari", "dataset.id=test/hopper-random-v0", "num_seeds=2", "offline.iterations=16",
-           "offline.eval_every=8", "online.timesteps=64", "online.eval_every=32", "td3.num_envs=2",
+           "dataset=minari", "dataset.id=test/hopper-random-v0", "num_seeds=2", "setting.source_steps=32",
+           "setting.source_eval_every=16", "setting.adapt_steps=64", "setting.eval_every=32", "td3.num_envs=2",
            "td3.num_epochs=2", "td3.fill_buffer=8", "td3.buffer_size=256", "td3.batch_size=16",
-           "td3.hidden_layer_sizes=[16,16]", "eval_episodes=2", "setting.smoothing_T=16", "setting.gap_window=32",
+           "td3.hidden_layer_sizes=[16,16]", "setting.eval_episodes=2", "setting.smoothing_T=16", "setting.gap_window=32",
            "task.max_episode_steps=40", "method=[hard_switch,loss_smoothing,bc_decay]"]
 
 

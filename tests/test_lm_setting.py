@@ -145,7 +145,7 @@ def test_served_chat_model_answers_and_chooses(checkpoint):
     from lossmooth.lm import chat
     from lossmooth.lm.respond import ChatModel
     from lossmooth.lm.serve import ChatServer
-    from lossmooth.settings.lm_data import load_model
+    from lossmooth.lm.load import load_model
 
     cfg, params, tok = load_model({"format": "hf", "path": str(checkpoint), "dtype": "float32", "remat": False},
                                   max_len=256)
@@ -180,8 +180,8 @@ def _lm_args(results: Path, checkpoint: Path, base_url: str, cache: str) -> list
             f"lm_model.path={checkpoint}", "lm_model.template=chatml", "lm_model.dtype=float32",
             "lm_model.remat=false", "lm_target=chitchat", "lm_target.max_conversations=60",
             "lm_replay.max_documents=60", "lm_budget.seq_len=32", "lm_budget.micro_batch=2", "lm_budget.accum=2",
-            "lm_budget.updates=4", "lm_budget.warmup=1", "lm_budget.lr=0.05", "lm_budget.steps_per_eval=2", "lm_budget.eval_rows=4",
-            "lm_budget.eval_micro_batch=2", "lm_budget.smoothing_T=2", "lm_budget.gap_window=2",
+            "setting.adapt_steps=4", "lm_budget.warmup=1", "lm_budget.lr=0.05", "setting.eval_every=2", "lm_budget.eval_rows=4",
+            "lm_budget.eval_micro_batch=2", "setting.smoothing_T=2", "setting.gap_window=2",
             "judge=openai", f"judge.base_url={base_url}", "judge.model=judge", "judge.prompts=3",
             "judge.max_new_tokens=6", "judge.prompt_tokens=96", "judge.max_retries=2", "judge.backoff_s=0",
             "judge.timeout_s=10"]
@@ -246,8 +246,8 @@ def test_lm_run_end_to_end_with_a_failing_then_healthy_judge(checkpoint, tmp_pat
     smooth = [m for m in metrics if m["method"] == "loss_smoothing" and m["step"] == 2]
     assert all(0.0 < m["lam"] <= 1.0 for m in smooth)
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta["stand_in"] and meta["lm_data"]["target"] == "chitchat"
-    assert "lm_budget.updates" in meta["assumed"] or "lm_budget.seq_len" in meta["assumed"]
+    assert meta["stand_in"] and meta["data"]["target"] == "chitchat"
+    assert "setting.adapt_steps" in meta["assumed"] and "lm_budget.seq_len" in meta["assumed"]
     assert "final target loss" in second.stdout and "judge win rate" in second.stdout
 
 
@@ -258,7 +258,7 @@ def test_an_external_reference_must_have_answered_the_same_prompts(tmp_path):
     import yaml
 
     from lossmooth.errors import ConfigError
-    from lossmooth.settings.lm_run import external_reference
+    from lossmooth.settings.lm.judge import external_reference
 
     cfg = {"lm_target": {"name": "hh"}, "setting": {"heldout_fraction": 0.02, "split_salt": "s"},
            "judge": {"prompts": 2, "prompt_tokens": 64}, "lm_model": {"template": "tulu", "revision": "step447000"}}

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from lossmooth.loggers import Loggers
+from lossmooth.runner.loggers import Loggers
 
 
 def test_offline_wandb_and_tensorboard_write_run_files(tmp_path, monkeypatch):

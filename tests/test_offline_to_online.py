@@ -15,10 +15,10 @@ TINY_COLLECT = ["task=hopper", "task.episode_length=40", "train.timesteps=2048",
                 "train.overrides.num_envs=8", "train.overrides.num_epochs=4", "train.overrides.fill_buffer=256",
                 "train.overrides.buffer_size=4096", "steps_per_dataset=400", "ref_episodes=8", "rollout_envs=8",
                 "kinds=[random,medium,expert]"]
-TINY_RUN = ["task=hopper", "task.episode_length=40", "num_seeds=2", "offline.iterations=64", "offline.eval_every=32",
-            "online.timesteps=256", "online.eval_every=64", "td3.num_envs=4", "td3.num_epochs=4",
+TINY_RUN = ["task=hopper", "task.episode_length=40", "num_seeds=2", "setting.source_steps=128", "setting.source_eval_every=64",
+            "setting.adapt_steps=256", "setting.eval_every=64", "td3.num_envs=4", "td3.num_epochs=4",
             "td3.fill_buffer=32", "td3.buffer_size=1024", "td3.batch_size=32", "td3.hidden_layer_sizes=[16,16]",
-            "eval_episodes=2", "setting.smoothing_T=24", "setting.gap_window=128",
+            "setting.eval_episodes=2", "setting.smoothing_T=24", "setting.gap_window=128",
             "method=[hard_switch,loss_smoothing,scratch,batch_mix]"]
 
 

@@ -45,8 +45,8 @@ def test_task_shifts_change_the_task_and_severity_zero_does_not():
     assert not np.allclose(pobs, obs) and np.isclose(perm, ret)
 
 
-TINY_RL = ["algo=[ppo]", "num_seeds=2", "budget.source_timesteps=1024", "budget.adapt_timesteps=1024",
-           "budget.eval_every=256", "budget.eval_episodes=2",
+TINY_RL = ["algo=[ppo]", "num_seeds=2", "setting.source_steps=1024", "setting.adapt_steps=1024",
+           "setting.eval_every=256", "setting.eval_episodes=2",
            "task.episode_length=50", "+budget.ppo.num_envs=8", "+budget.ppo.num_steps=16",
            "+budget.ppo.num_epochs=2", "setting.smoothing_T=8", "setting.gap_window=512",
            "method=[hard_switch,loss_smoothing,scratch]"]

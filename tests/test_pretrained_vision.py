@@ -10,7 +10,7 @@ from tests.conftest import compose
 
 TINY_PV = ["setting=pretrained_vision", "num_seeds=1", "logger=jsonl", "progress=false",
            "data.source_domain=uci", "data.target_domain=fonts", "data.fonts_per_class=8",
-           "setting.source_steps=5", "setting.adapt_steps=10", "setting.steps_per_eval=5",
+           "setting.source_steps=5", "setting.adapt_steps=10", "setting.eval_every=5",
            "setting.evals_per_chunk=2", "setting.source_evals_per_chunk=1", "setting.target_batch=8",
            "setting.source_batch=8", "setting.replay_pool=32", "setting.eval_size=16", "setting.gap_window=5",
            "method=[hard_switch,lp_ft]", "method.lp_ft.probe_steps=10"]
@@ -18,19 +18,16 @@ TINY_PV = ["setting=pretrained_vision", "num_seeds=1", "logger=jsonl", "progress
 
 @pytest.fixture(scope="module")
 def adapted():
-    from lossmooth.models import classifiers
-    from lossmooth.settings import supervised as S
+    from lossmooth import settings
+    from tests.conftest import Tiny
 
     cfg = compose(TINY_PV)
     cfg["method"]["lp_ft_short"] = {**cfg["method"]["lp_ft"], "probe_steps": 5}  # the probe ends mid-way
-    spec = S.parse(cfg)
-    data, info = S.build_data(spec)
-    model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
-    progs = S.Programs(spec, model, info["num_classes"])
-    src_state, src_metrics = S.train_source(progs, data, spec)
-    runs = S.expand_runs(spec)
-    state, metrics, diverged = S.adapt_group(progs, data, spec, runs, src_state["params"])
-    return spec, info, runs, src_state["params"], state["params"], metrics, diverged, model
+    t = Tiny(settings.get("pretrained_vision"), cfg)
+    runs = t.runs()
+    state, metrics, diverged = t.adapt(runs)
+    return (t.spec, t.loaded.info, runs, t.source.state["params"], state["params"], metrics, diverged,
+            t.loaded.model)
 
 
 def _same(a, b):

@@ -50,7 +50,7 @@ def tiny(tmp_path_factory, cache_dir):
                          "runs": [TINY + ["num_seeds=3"]]},
     }))
     results = root / "results"
-    rc, out, err = _reproduce("tiny", "--registry", str(reg), "--results-dir", str(results))
+    rc, out, err = _reproduce("tiny", "--experiments", str(reg), "--results-dir", str(results))
     assert rc == 0, err
     return {"registry": str(reg), "results": str(results), "out": out, "root": root}
 
@@ -60,7 +60,7 @@ def _run_dirs(results):
 
 
 def _with(t, *args):
-    return _reproduce(*args, "--registry", t["registry"], "--results-dir", t["results"])
+    return _reproduce(*args, "--experiments", t["registry"], "--results-dir", t["results"])
 
 
 def test_reproduce_runs_what_is_missing_and_writes_table_and_plot(tiny):
@@ -125,7 +125,7 @@ def test_check_passes_on_its_targets_and_fails_when_one_leaves_its_tolerance(tin
     rc, out, _ = _reproduce("--check", "--targets", _targets(tmp_path, [
         f"tiny,kind=aggregate method=hard_switch,final_target_acc_mean,"
         f"{_value(tiny, 'aggregate', 'hard_switch', 'final_target_acc_mean')!r},0.001,test"]),
-        "--registry", tiny["registry"], "--results-dir", tiny["results"])
+        "--experiments", tiny["registry"], "--results-dir", tiny["results"])
     assert rc == 0 and "1 of 1 cells pass" in out
 
 
@@ -200,7 +200,7 @@ def test_malformed_targets_and_registry_fail_in_one_line(tiny, tmp_path):
         ({"x": {"description": "d", "setting": "supervised", "runs": [["seed=0"], []]}}, "are the same config"),
     ]:
         reg.write_text(yaml.safe_dump(body))
-        rc, _, err = _reproduce("x", "--dry-run", "--registry", str(reg), "--results-dir", str(tmp_path / "r"))
+        rc, _, err = _reproduce("x", "--dry-run", "--experiments", str(reg), "--results-dir", str(tmp_path / "r"))
         assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
 
@@ -246,21 +246,16 @@ def test_label_by_keeps_runs_apart_and_pairs_each_with_its_own_hard_switch(tmp_p
 
 def test_every_registry_entry_resolves_to_valid_runs():
     """Composes and validates every run of every entry (nothing runs, no data is read)."""
-    from lossmooth.settings import lm as LM
-    from lossmooth.settings import offline_to_online as O
-    from lossmooth.settings import online_rl as R
-    from lossmooth.settings import supervised as S
+    from lossmooth import settings
 
-    parse = {"supervised": S.parse, "pretrained_vision": S.parse, "online_rl": R.parse,
-             "offline_to_online": O.parse, "lm": LM.parse}
     entries = registry.load()
     assert set(DEFAULTS) <= set(entries)
-    assert {e.setting for e in entries.values()} == set(parse)
+    assert {e.setting for e in entries.values()} == set(settings.BUILTIN)
     for e in entries.values():
         points = registry.resolve(e)
         assert points, e.name
         for p in points:
-            parse[e.setting](p.config)
+            settings.get(e.setting).parse(p.config)
 
 
 def test_default_entries_find_the_committed_runs():
@@ -280,11 +275,12 @@ def test_the_committed_targets_hold_on_the_committed_runs(tmp_path):
     the registry's are lowered here to keep the test short."""
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results)
-    reg = yaml.safe_load(open(registry.REGISTRY))
+    reg = {f[:-5]: yaml.safe_load(open(os.path.join(registry.EXPERIMENTS, f)))
+           for f in os.listdir(registry.EXPERIMENTS) if f.endswith(".yaml")}
     for body in reg.values():
         body.setdefault("aggregate", {})["reps"] = 100
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(reg))
-    rc, out, err = _reproduce("--check", "--targets", TARGETS, "--registry", str(tmp_path / "registry.yaml"),
+    rc, out, err = _reproduce("--check", "--targets", TARGETS, "--experiments", str(tmp_path / "registry.yaml"),
                               "--results-dir", str(results))
     n = sum(1 for _ in csv.DictReader(open(TARGETS)))
     assert rc == 0, err + out

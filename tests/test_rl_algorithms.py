@@ -13,7 +13,7 @@ from lossmooth.core.schedules import Schedule
 from lossmooth.rl.ppo import SmoothedPPO
 from lossmooth.rl.probes import ProbeEnv
 from lossmooth.rl.td3 import SmoothedTD3
-from lossmooth.settings.online_rl import updates_after
+from lossmooth.rl.agents import updates_after
 
 TD3_CFG = dict(num_envs=4, num_epochs=2, buffer_size=256, fill_buffer=16, batch_size=16,
                learning_rate=3e-3, policy_delay=2, polyak=0.9, gamma=0.9, exploration_noise=0.3)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lossmooth import app, cli
+from lossmooth import cli, runner
 from lossmooth.results import store
 from tests.conftest import TINY, compose
 
@@ -27,19 +27,19 @@ def test_a_finished_run_is_not_redone_and_a_rerun_is_identical(tmp_path, monkeyp
     monkeypatch.setattr(store, "_code", lambda: CLEAN)
     cfg = compose(TINY)
     cfg.update(results_dir=str(tmp_path / "r"), cache_dir=cache_dir)
-    first = app.run_config(cfg, {})
+    first = runner.run_config(cfg, {})
     assert os.path.basename(first).endswith("-" + store.run_key(cfg))
-    again = app.run_config({**cfg, "progress": True}, {})  # a host-only difference: the same run
+    again = runner.run_config({**cfg, "progress": True}, {})  # a host-only difference: the same run
     assert again == first and "already complete" in capsys.readouterr().out
     assert [d for d in os.listdir(tmp_path / "r" / "supervised") if not d.startswith(".")] == [os.path.basename(first)]
-    redo = app.run_config({**cfg, "rerun": True}, {})
+    redo = runner.run_config({**cfg, "rerun": True}, {})
     assert redo != first
     # determinism: the same command twice on CPU writes identical metrics
     assert open(os.path.join(first, "metrics.jsonl")).read() == open(os.path.join(redo, "metrics.jsonl")).read()
     a, b = (json.load(open(os.path.join(d, "runs.json"))) for d in (first, redo))
     assert a == b
     with pytest.raises(Exception, match="rerun: must be true or false"):
-        app.run_config({**cfg, "rerun": "yes"}, {})
+        runner.run_config({**cfg, "rerun": "yes"}, {})
 
 
 def test_status_tells_complete_incomplete_and_diverged_apart(tmp_path, capsys):

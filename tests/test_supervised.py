@@ -2,28 +2,29 @@
 import numpy as np
 import pytest
 
+from lossmooth.core.runs import groups_of
 from lossmooth.data import shifts
-from lossmooth.settings import supervised as S
-from lossmooth.settings.common import groups_of
+from lossmooth.settings.supervised.config import parse
+from lossmooth.settings.supervised.data import build_data
+from lossmooth.settings.supervised.setting import Loaded, Programs
 
 
 @pytest.fixture(scope="session")
 def adapted(tiny):
     """hard_switch + loss_smoothing adapted from the same source models, one compiled batch."""
-    spec, data, info, progs, state, _ = tiny
-    runs = S.expand_runs(spec)
+    runs = tiny.runs()
     assert len(groups_of(runs)) == 1  # hard switch = a ramp with T = 0: same program
-    out = S.adapt_group(progs, data, spec, runs, state["params"])
+    out = tiny.adapt(runs)
     return runs, out
 
 
 def test_source_phase_learns(tiny):
-    spec, data, info, progs, state, metrics = tiny
+    spec, metrics = tiny.spec, tiny.source.metrics
     acc = metrics["source_acc"]
-    assert acc.shape == (spec.num_seeds, spec.source_steps // spec.steps_per_eval)
+    assert acc.shape == (spec.num_seeds, spec.source_steps // spec.eval_every)
     assert np.all(acc[:, -1] > 0.2)  # above chance (0.1) after 20 tiny steps
     assert np.all(acc[:, -1] > acc[:, 0])
-    assert info["paper_data"] is False
+    assert tiny.loaded.info["paper_data"] is False
 
 
 def test_every_method_starts_from_the_same_model(adapted):
@@ -36,11 +37,11 @@ def test_every_method_starts_from_the_same_model(adapted):
 
 
 def test_lam_follows_each_method_and_source_loss_vanishes_at_lam_one(adapted, tiny):
-    spec = tiny[0]
+    spec = tiny.spec
     runs, (_, metrics, _) = adapted
     for i, r in enumerate(runs):
         lam = metrics["lam"][i]
-        steps = np.arange(len(lam)) * spec.steps_per_eval
+        steps = np.arange(len(lam)) * spec.eval_every
         want = [float(r["method"].schedule(max(int(s) - 1, 0))) for s in steps]
         np.testing.assert_allclose(lam[1:], want[1:], rtol=1e-6)
         if r["name"] == "hard_switch":
@@ -48,13 +49,12 @@ def test_lam_follows_each_method_and_source_loss_vanishes_at_lam_one(adapted, ti
         else:
             assert lam[1] < 1.0 and lam[-1] == 1.0
             # after the ramp ended (T=10) every interval's source loss is exactly zero: not computed
-            assert np.all(metrics["loss_source"][i][steps > 10 + spec.steps_per_eval] == 0.0)
+            assert np.all(metrics["loss_source"][i][steps > 10 + spec.eval_every] == 0.0)
 
 
 def test_same_config_and_seed_give_identical_metrics(adapted, tiny):
-    spec, data, info, progs, state, _ = tiny
     runs, (_, metrics, _) = adapted
-    _, again, _ = S.adapt_group(progs, data, spec, S.expand_runs(spec), state["params"])
+    _, again, _ = tiny.adapt(tiny.runs())
     for k in metrics:
         assert np.array_equal(metrics[k], again[k], equal_nan=True), k
 
@@ -62,19 +62,18 @@ def test_same_config_and_seed_give_identical_metrics(adapted, tiny):
 def test_hard_switch_is_unaffected_by_its_batch_neighbours(adapted, tiny):
     """pmax over the run axis keeps the source branch alive for the batch; the hard switch run must
     still get exactly its own result (compared within the same compiled batch shape)."""
-    spec, data, info, progs, state, _ = tiny
     runs, (_, metrics, _) = adapted
     hard = [r for r in runs if r["name"] == "hard_switch"]
-    _, alone, _ = S.adapt_group(progs, data, spec, hard + hard, state["params"])
+    _, alone, _ = tiny.adapt(hard + hard)
     for j, r in enumerate(hard):
         i = runs.index(r)
         np.testing.assert_allclose(alone["target_acc"][j], metrics["target_acc"][i], atol=1e-6)
         np.testing.assert_allclose(alone["loss_target"][j], metrics["loss_target"][i], rtol=1e-5)
 
 
-def test_sweep_multiplies_only_the_methods_it_affects(tiny_cfg):
+def test_sweep_multiplies_only_the_methods_it_affects(tiny, tiny_cfg):
     cfg = dict(tiny_cfg, sweep={"T": [5, 10, 20]})
-    runs = S.expand_runs(S.parse(cfg))
+    runs = tiny.setting.runs(tiny.setting.parse(cfg), None)
     names = [r["name"] for r in runs]
     assert names.count("hard_switch") == 2 and names.count("loss_smoothing") == 6
     Ts = sorted({r["hparams"]["T"] for r in runs if r["name"] == "loss_smoothing"})
@@ -82,16 +81,18 @@ def test_sweep_multiplies_only_the_methods_it_affects(tiny_cfg):
 
 
 def test_every_registered_method_runs_one_step(tiny, tiny_cfg):
+    from lossmooth.settings import Context
     from tests.conftest import compose, TINY
 
-    spec0, data, info, progs0, state, _ = tiny
     cfg = compose(TINY + ["method=[replay_mix,l2_init,kl_init]", "setting.adapt_steps=10",
-                          "setting.evals_per_chunk=1", "setting.steps_per_eval=10"])
-    spec = S.parse(cfg)
-    progs = S.Programs(spec, progs0.model, info["num_classes"])
-    runs = [r for r in S.expand_runs(spec) if r["seed_index"] == 0]
+                          "setting.evals_per_chunk=1", "setting.eval_every=10"])
+    spec = parse(cfg)
+    ld = tiny.loaded
+    loaded = Loaded(ld.data, ld.info, ld.model, Programs(spec, ld.model, ld.info["num_classes"]))
+    ctx = Context(spec=spec, loaded=loaded)
+    runs = [r for r in tiny.setting.runs(spec, loaded) if r["seed_index"] == 0]
     for g in groups_of(runs):
-        _, m, div = S.adapt_group(progs, data, spec, [runs[i] for i in g], state["params"])
+        _, m, div = tiny.adapt([runs[i] for i in g], ctx)
         assert np.all(np.isfinite(m["target_acc"])) and np.all(div == -1)
         name = runs[g[0]]["name"]
         if name == "replay_mix":
@@ -137,8 +138,8 @@ def test_label_shifts():
 
 def test_class_prior_shift_builds_disjoint_pools_with_weighted_eval(tiny_cfg):
     cfg = dict(tiny_cfg, shift={"name": "class_prior", "severity": 0.9})
-    spec = S.parse(cfg)
-    data, info = S.build_data(spec)
+    spec = parse(cfg)
+    data, info = build_data(spec)
     ys, yt = np.asarray(data.source_y), np.asarray(data.target_y)
     assert np.bincount(ys, minlength=10)[5:].sum() < 0.2 * np.bincount(ys, minlength=10)[:5].sum()
     assert np.bincount(yt, minlength=10)[:5].sum() < 0.2 * np.bincount(yt, minlength=10)[5:].sum()

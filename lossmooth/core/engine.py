@@ -63,6 +63,13 @@ def pad_runs(tree, n_runs: int, target: int):
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], target - n_runs, 0)]), tree)
 
 
+def place_runs(tree, n_runs: int, mesh: Mesh | None):
+    """:func:`pad_runs` to a multiple of the mesh's size, then :func:`shard_runs`: a batch of runs as
+    a compiled program takes it."""
+    tree = pad_runs(tree, n_runs, padded_size(n_runs, 1 if mesh is None else mesh.size))
+    return shard_runs(tree, mesh)
+
+
 def shard_runs(tree, mesh: Mesh | None):
     """Place every leaf with its leading (run) axis split over the mesh; unsharded if mesh is None."""
     if mesh is None:

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lossmooth.core.config import integer, number
 from lossmooth.errors import ConfigError
 from lossmooth.offline import datasets as D
 from lossmooth.rl import envs, presets
@@ -134,8 +135,6 @@ class CollectSpec:
 
 
 def parse(cfg: dict) -> CollectSpec:
-    from lossmooth.settings.common import _float, _int
-
     task = cfg.get("task") or {}
     if task.get("kind", "brax") != "brax":
         raise ConfigError("task.kind: `lossmooth data collect` collects on brax tasks; pick one of "
@@ -158,12 +157,12 @@ def parse(cfg: dict) -> CollectSpec:
     preset.pop("env", None)
     preset.update(dict(tr.get("overrides") or {}))
     return CollectSpec(
-        task=task["name"], backend=task.get("backend"), episode_length=_int(task, "episode_length", 1, "task.episode_length"),
-        root=root, seed=_int(cfg, "seed", 0), kinds=kinds,
-        timesteps=_int(tr, "timesteps", 1, "train.timesteps"), eval_every=_int(tr, "eval_every", 1, "train.eval_every"),
-        td3=preset, steps_per_dataset=_int(cfg, "steps_per_dataset", 1),
-        medium_fraction=_float(cfg, "medium_fraction", 0.0, 1.0), noise=_float(cfg, "noise", 0.0),
-        ref_episodes=_int(cfg, "ref_episodes", 1), rollout_envs=_int(cfg, "rollout_envs", 1))
+        task=task["name"], backend=task.get("backend"), episode_length=integer(task, "episode_length", 1, "task.episode_length"),
+        root=root, seed=integer(cfg, "seed", 0), kinds=kinds,
+        timesteps=integer(tr, "timesteps", 1, "train.timesteps"), eval_every=integer(tr, "eval_every", 1, "train.eval_every"),
+        td3=preset, steps_per_dataset=integer(cfg, "steps_per_dataset", 1),
+        medium_fraction=number(cfg, "medium_fraction", 0.0, 1.0), noise=number(cfg, "noise", 0.0),
+        ref_episodes=integer(cfg, "ref_episodes", 1), rollout_envs=integer(cfg, "rollout_envs", 1))
 
 
 def run(cfg: dict, log=print) -> dict:

@@ -13,6 +13,9 @@ import sys
 from lossmooth.errors import ConfigError
 from lossmooth.reproduce.existing import Found
 from lossmooth.reproduce.registry import Entry, Point, config_value
+from lossmooth.results import aggregate as agg
+from lossmooth.results import report
+from lossmooth.results.store import atomic_write
 
 
 def commands(entry: Entry, points: list[Point], found: list[Found | None], results_dir: str,
@@ -53,8 +56,6 @@ def execute(args: list[str]) -> int:
 def rows_of(entry: Entry, runs: list[Found], results_dir: str) -> list[dict]:
     """The table rows (one per method, numbers and seed) of exactly ``runs``, filtered by the entry's
     ``where``, with its ``label_by`` config values added to each row's numbers."""
-    from lossmooth.results import aggregate as agg
-
     configs = {r.path: r.config for r in runs}
     rows = [r for r in agg.collect(results_dir, entry.setting, dict(entry.where)) if r["run_dir"] in configs]
     if not rows:
@@ -81,9 +82,6 @@ class Table:
 
 def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> Table:
     """The entry's table built from ``runs`` (one per point, in order); nothing is written."""
-    from lossmooth.results import aggregate as agg
-    from lossmooth.results import report
-
     rows = rows_of(entry, runs, results_dir)
     groups, diffs, normalized = agg.tables(rows, reps=entry.reps)
     md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
@@ -93,9 +91,6 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
 def write(entry: Entry, table: Table, results_dir: str) -> None:
     """Write the table (markdown, CSV) and the plot of its rows to :meth:`Entry.outputs`, each file
     atomically."""
-    from lossmooth.results import report
-    from lossmooth.results.store import atomic_write
-
     out = entry.outputs(results_dir)
     os.makedirs(os.path.dirname(out["md"]), exist_ok=True)
     atomic_write(out["md"], table.markdown)

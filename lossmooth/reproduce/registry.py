@@ -1,5 +1,5 @@
-"""The registry of reproducible tables and figures: entries read from a YAML file (``registry.yaml``
-next to this module by default), validated, and resolved to the configs their runs stand for.
+"""The registry of reproducible tables and figures: the entries of ``experiments/`` (one YAML file per
+entry, named by its file), validated, and resolved to the configs their runs stand for.
 
 An *entry* is one table (and its plot): a setting, a list of runs (each the overrides ``lossmooth
 run`` gets, possibly a Hydra sweep standing for several runs) and how the table is aggregated. A
@@ -15,9 +15,12 @@ import re
 import yaml
 
 from lossmooth.errors import ConfigError
+from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
+from lossmooth.runner.compose import compose
+from lossmooth.settings import search_path
 
-REGISTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry.yaml")
+EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
 _FIELDS = {"description", "setting", "runs", "aggregate"}
@@ -58,18 +61,28 @@ class Point:
     config: dict
 
 
-def load(path: str = REGISTRY) -> dict[str, Entry]:
-    """Every entry of the registry file at ``path``, validated (one-line :class:`ConfigError`)."""
+def load(path: str = EXPERIMENTS) -> dict[str, Entry]:
+    """Every entry at ``path``, validated (one-line :class:`ConfigError`): a folder of entry files
+    (``<name>.yaml``, the layout of ``experiments/``) or one YAML file mapping names to entries."""
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.endswith(".yaml"))
+        if not files:
+            raise ConfigError(f"--experiments: {path} holds no entry files (<name>.yaml)")
+        return {f[:-5]: _entry(f[:-5], _read(os.path.join(path, f)), os.path.join(path, f)) for f in files}
+    raw = _read(path)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"--experiments: {path} must map entry names to entries")
+    return {str(name): _entry(str(name), body, path) for name, body in raw.items()}
+
+
+def _read(path: str):
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except OSError as e:
-        raise ConfigError(f"--registry: cannot read {path} ({e.strerror or e})") from None
+        raise ConfigError(f"--experiments: cannot read {path} ({e.strerror or e})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--registry: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"--registry: {path} must map entry names to entries")
-    return {str(name): _entry(str(name), body, path) for name, body in raw.items()}
+        raise ConfigError(f"--experiments: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
 
 
 def _entry(name: str, body, path: str) -> Entry:
@@ -116,10 +129,14 @@ def _entry(name: str, body, path: str) -> Entry:
 
 
 def options(group: str) -> list[str]:
-    """The options of a config group of conf/ (its file names)."""
-    from lossmooth.provenance import CONF_DIR
-
-    return sorted(f[:-5] for f in os.listdir(os.path.join(CONF_DIR, group)) if f.endswith(".yaml"))
+    """The options of a config group (its file names) in conf/ and the config folders of settings
+    from outside the project."""
+    found = set()
+    for root in [CONF_DIR, *search_path()]:
+        d = os.path.join(root, group)
+        if os.path.isdir(d):
+            found |= {f[:-5] for f in os.listdir(d) if f.endswith(".yaml")}
+    return sorted(found)
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -147,32 +164,23 @@ def expand(overrides: list[str]) -> list[list[str]]:
 def resolve(entry: Entry) -> list[Point]:
     """Every point of ``entry`` with its resolved config (nothing runs; one-line error on bad
     overrides, a point of another setting, a missing ``label_by`` key or two runs that coincide)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from lossmooth.provenance import CONF_DIR
-
     points: list[Point] = []
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        for i in range(len(entry.runs)):
-            for ov in expand(entry.run_overrides(i)):
-                try:
-                    cfg = OmegaConf.to_container(compose("config", overrides=ov), resolve=True)
-                except (HydraException, OmegaConfBaseException) as e:
-                    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-                    raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: {' '.join(lines[:2])}") from None
-                if (cfg.get("setting") or {}).get("name") != entry.setting:
-                    raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: resolves to setting "
-                                      f"'{(cfg.get('setting') or {}).get('name')}', not '{entry.setting}'")
-                for key in entry.label_by:
-                    config_value(cfg, key, f"entry '{entry.name}': aggregate.label_by")
-                same = [p for p in points if numbers_config(p.config) == numbers_config(cfg)]
-                if same:
-                    raise ConfigError(f"entry '{entry.name}': runs {' '.join(same[0].overrides)} and "
-                                      f"{' '.join(ov)} are the same config; list it once")
-                points.append(Point(overrides=tuple(ov), run=i, config=cfg))
+    for i in range(len(entry.runs)):
+        for ov in expand(entry.run_overrides(i)):
+            try:
+                cfg = compose(ov, where=None)
+            except ConfigError as e:
+                raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: {e}") from None
+            if (cfg.get("setting") or {}).get("name") != entry.setting:
+                raise ConfigError(f"entry '{entry.name}', run {' '.join(ov)}: resolves to setting "
+                                  f"'{(cfg.get('setting') or {}).get('name')}', not '{entry.setting}'")
+            for key in entry.label_by:
+                config_value(cfg, key, f"entry '{entry.name}': aggregate.label_by")
+            same = [p for p in points if numbers_config(p.config) == numbers_config(cfg)]
+            if same:
+                raise ConfigError(f"entry '{entry.name}': runs {' '.join(same[0].overrides)} and "
+                                  f"{' '.join(ov)} are the same config; list it once")
+            points.append(Point(overrides=tuple(ov), run=i, config=cfg))
     return points
 
 

@@ -51,6 +51,22 @@ CURVES = {"loss": ("target_loss", "replay_ppl"), "acc": ("target_acc", "source_a
           "score": ("target_score", "target_return")}
 
 
+def table_metrics(unit: str, entries: list[dict]) -> tuple:
+    """The columns of a table: its unit's metrics, a source curve recorded under another name (its
+    ``<curve>_after`` summary; e.g. a setting from outside the project) in place of the unit's, and
+    the judge's win rate only where runs were judged."""
+    keys = {k for e in entries for k in e}
+    have = lambda m: any(k.startswith(f"{m}_") for k in keys)  # noqa: E731
+    out = []
+    for m, title in TABLE_METRICS[unit]:
+        if m.endswith("_after") and not have(m):
+            other = sorted({k.split("_after_")[0] + "_after" for k in keys if "_after_" in k})
+            out += [(o, f"{o[:-len('_after')].replace('_', ' ')} after (forgetting)") for o in other]
+        elif m != "judge_win_rate" or have(m):
+            out.append((m, title))
+    return tuple(out)
+
+
 def unit_of(entries: list[dict]) -> str:
     """``score`` (offline-to-online) or ``return`` (online RL) when the entries carry RL summaries, else ``acc``."""
     for unit in ("score", "return", "loss"):
@@ -83,7 +99,7 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     differences, then (RL) scores normalized by the hard switch."""
     lines = []
     unit = unit_of(groups + diffs)
-    metrics = TABLE_METRICS[unit]
+    metrics = table_metrics(unit, groups + diffs)
     if any(f"regret_{stat}" in g for g in groups):  # goal tasks (AntMaze, Adroit)
         metrics = metrics + (("regret", "regret (1 - mean online success rate)"),)
     pct = unit == "acc"
@@ -161,7 +177,8 @@ def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
                 label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
                 if r.get("setting") != "supervised" and r.get("model"):
                     label = f"{r['model']}: {label}"
-                curves.setdefault(label, {}).setdefault(m["step"], []).append(m[metric])
+                if metric in m:
+                    curves.setdefault(label, {}).setdefault(m["step"], []).append(m[metric])
     return curves
 
 
@@ -175,8 +192,11 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     import matplotlib.pyplot as plt
 
     unit = unit_of([r.get("summary", {}) for r in rows])
+    named = next((r["curves"] for r in rows if r.get("curves")), None)  # the setting's own curve names
+    curves = (named["target"], named.get("source") or named["target"].replace("score", "return")) if named \
+        else CURVES[unit]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, metric in zip(axes, CURVES[unit]):
+    for ax, metric in zip(axes, curves):
         for label, c in sorted(_curves(rows, metric).items()):
             steps = np.array(sorted(c))
             vals = [np.asarray(c[s]) for s in steps]

@@ -24,6 +24,8 @@ import time
 
 import yaml
 
+from lossmooth.errors import ConfigError
+
 SUMMARY = "summary.json"
 
 
@@ -258,8 +260,6 @@ class RunStore:
 
         every = cfg.get("checkpoint_every_s", 60.0)
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
-            from lossmooth.errors import ConfigError
-
             raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
         ck = Checkpoints(os.path.join(self.path, CHECKPOINTS), lambda: {"metric_rows": self.metric_rows()},
                          float(every))

@@ -58,38 +58,62 @@ def _curve_mean(steps: np.ndarray, a: np.ndarray) -> float:
     return float(area / span) if span > 0 else float(a[-1])
 
 
-def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
-              gap_window: int, unit: str = "acc") -> dict:
-    """Summaries of one run's curves (``steps[0]`` must be the switch, step 0)."""
-    steps = np.asarray(steps, np.float64)
-    a = np.asarray(target_acc, np.float64)
-    b = np.asarray(source_acc, np.float64)
-    worst = float(a[_gap_window(steps, gap_window)].min())
-    values = (float(a[-1]), float(b[-1]), float(b[0] - b[-1]), worst, float(max(0.0, a[0] - worst)),
-              _curve_mean(steps, a))
-    return dict(zip(metric_names(unit), values))
+def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int) -> dict:
+    """Summaries of one run from its evaluations ``metrics`` (name -> values at ``steps``, ``steps[0]``
+    the switch), as the setting's :class:`~lossmooth.settings.contract.Curves` names them.
 
-
-def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, success=None) -> dict:
-    """Summaries of one offline-to-online run's normalized-score curve (``steps[0]`` = the switch).
-    With ``success`` (the evaluations' success rates, for goal tasks: AntMaze, Adroit) also the
-    regret, 1 - the mean success rate over the online evaluations (those after the switch)."""
+    With ``a`` the target curve and ``b`` the source curve: ``final_<a>``, ``<b>_after``, ``forgetting``
+    (the source curve's loss of performance), ``worst_<a>`` (just after the switch), ``stability_gap``
+    and the curve mean (``auc_target``; ``auc_<a>`` where lower is better); without a source curve
+    ``best_<a>`` instead, and ``regret`` where a success curve exists. Kinds ``acc``, ``return`` and
+    ``score`` are higher-is-better, ``loss`` lower-is-better (see the module docstring)."""
     steps = np.asarray(steps, np.float64)
-    a = np.asarray(score, np.float64)
-    worst = float(a[_gap_window(steps, gap_window)].min())
-    values = (float(a[-1]), float(a[1:].max()), worst, float(max(0.0, a[0] - worst)), _curve_mean(steps, a))
-    out = dict(zip(SCORE_METRICS, values))
-    if success is not None:
-        out["regret"] = float(1.0 - np.mean(np.asarray(success, np.float64)[1:]))
+    a = np.asarray(metrics[curves.target], np.float64)
+    higher = curves.kind != "loss"
+    window = a[_gap_window(steps, gap_window)]
+    worst = float(window.min() if higher else window.max())
+    gap = float(max(0.0, a[0] - worst) if higher else max(0.0, worst - a[0]))
+    out = {f"final_{curves.target}": float(a[-1])}
+    if curves.source is not None:
+        b = np.asarray(metrics[curves.source], np.float64)
+        out[f"{curves.source}_after"] = float(b[-1])
+        out["forgetting"] = float(b[0] - b[-1]) if higher else float(b[-1] - b[0])
+    else:
+        out[f"best_{curves.target}"] = float(a[1:].max() if higher else a[1:].min())
+    out[f"worst_{curves.target}"] = worst
+    out["stability_gap"] = gap
+    out["auc_target" if higher else f"auc_{curves.target}"] = _curve_mean(steps, a)
+    if curves.success is not None and curves.success in metrics:
+        out["regret"] = float(1.0 - np.mean(np.asarray(metrics[curves.success], np.float64)[1:]))
     return out
 
 
+def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
+              gap_window: int, unit: str = "acc") -> dict:
+    """Summaries of one run's target and source curves (``unit``: acc or return)."""
+    return summarize_curves(_Curves(unit, f"target_{unit}", f"source_{unit}"), steps,
+                            {f"target_{unit}": target_acc, f"source_{unit}": source_acc}, gap_window)
+
+
+def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, success=None) -> dict:
+    """Summaries of one offline-to-online run's normalized-score curve; with ``success`` (the
+    evaluations' success rates, goal tasks: AntMaze, Adroit) also the regret, 1 - the mean success
+    rate over the online evaluations (those after the switch)."""
+    metrics = {"target_score": score}
+    if success is not None:
+        metrics["target_success"] = success
+    return summarize_curves(_Curves("score", "target_score", None, "target_success"), steps, metrics, gap_window)
+
+
 def summarize_lm(steps: np.ndarray, target_loss: np.ndarray, replay_ppl: np.ndarray, gap_window: int) -> dict:
-    """Summaries of one LM fine-tuning run's curves (``steps[0]`` = the switch; see the module docstring)."""
-    steps = np.asarray(steps, np.float64)
-    a = np.asarray(target_loss, np.float64)
-    b = np.asarray(replay_ppl, np.float64)
-    worst = float(a[_gap_window(steps, gap_window)].max())
-    values = (float(a[-1]), float(b[-1]), float(b[-1] - b[0]), worst, float(max(0.0, worst - a[0])),
-              _curve_mean(steps, a))
-    return dict(zip(LM_METRICS, values))
+    """Summaries of one LM fine-tuning run's curves (see the module docstring)."""
+    return summarize_curves(_Curves("loss", "target_loss", "replay_ppl"), steps,
+                            {"target_loss": target_loss, "replay_ppl": replay_ppl}, gap_window)
+
+
+class _Curves:
+    """The fields of :class:`lossmooth.settings.contract.Curves` this module reads (the results layer
+    does not import the settings)."""
+
+    def __init__(self, kind: str, target: str, source: str | None = None, success: str | None = None):
+        self.kind, self.target, self.source, self.success = kind, target, source, success

@@ -26,6 +26,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from lossmooth.core.objective import RUN_AXIS
+from lossmooth.rl.agents import with_shared_source
 from lossmooth.rl.gym_envs import EnvSpec, HostEnvs, rollout_episodes
 
 
@@ -88,8 +89,6 @@ class HostRunner:
     def iteration(self, with_source: bool):
         """``jit(vmap(train_iteration))`` over runs, the shared source data unbatched."""
         if with_source not in self._iters:
-            from lossmooth.settings.online_rl import with_shared_source
-
             def it(ts, algo, data, trans):
                 run = algo.replace(with_source=with_source)
                 return with_shared_source(ts, data, lambda t: run.train_iteration(t, trans))

@@ -1,0 +1,84 @@
+"""The settings registry: each setting's name -> its :class:`~lossmooth.settings.contract.Setting`.
+
+The built-in settings are packages of this folder, each exporting ``SETTING``; they are imported
+only when used (a setting pulls in its own heavy libraries). More settings come from outside the
+project without touching it, through either
+
+- the environment variable ``LOSSMOOTH_SETTINGS``: comma-separated ``module:attribute`` references
+  to Setting instances (``my_lab.drift:SETTING``), or
+- installed packages declaring an entry point in the group ``lossmooth.settings``.
+
+A setting from outside names its config folder (``conf_dir``: ``setting/<name>.yaml`` and any groups
+of its own); :func:`search_path` adds those folders to Hydra's search path. The registry holds no
+state: every lookup reads the built-ins, the variable and the entry points as they are now.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+
+from lossmooth.errors import ConfigError
+from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting, check_setting
+
+__all__ = ["Context", "Curves", "Phase", "PhaseResult", "Setting", "get", "names", "search_path"]
+
+BUILTIN = {
+    "supervised": "lossmooth.settings.supervised",
+    "pretrained_vision": "lossmooth.settings.pretrained_vision",
+    "online_rl": "lossmooth.settings.online_rl",
+    "offline_to_online": "lossmooth.settings.offline_to_online",
+    "lm": "lossmooth.settings.lm",
+}
+ENV = "LOSSMOOTH_SETTINGS"
+ENTRY_POINTS = "lossmooth.settings"
+
+
+def _load(ref: str, where: str) -> Setting:
+    module, _, attr = ref.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr or "SETTING")
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{where}: cannot load setting '{ref}' ({e}); give module:attribute of a Setting") from None
+    return check_setting(obj)
+
+
+def _plugins() -> dict[str, str]:
+    """``{name or reference: (reference, where)}`` of the settings from outside the project."""
+    out = {}
+    for ref in filter(None, (r.strip() for r in os.environ.get(ENV, "").split(","))):
+        out[ref] = (ref, ENV)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        out[ep.value] = (ep.value, f"entry point {ep.name}")
+    return out
+
+
+def plugins() -> dict[str, Setting]:
+    """Every setting from outside the project, by name."""
+    found = {}
+    for ref, where in _plugins().values():
+        s = _load(ref, where)
+        if s.name in BUILTIN:
+            raise ConfigError(f"{where}: setting '{ref}' is named '{s.name}', a built-in setting; rename it")
+        found[s.name] = s
+    return found
+
+
+def names() -> list[str]:
+    """The names of every setting (built-in first)."""
+    return list(BUILTIN) + [n for n in plugins() if n not in BUILTIN]
+
+
+def get(name) -> Setting:
+    """The setting called ``name`` (one-line error naming the known ones otherwise)."""
+    if name in BUILTIN:
+        return _load(BUILTIN[name], f"setting {name}")
+    found = plugins()
+    if name not in found:
+        raise ConfigError(f"setting: unknown setting '{name}'; choose one of {', '.join(names())}")
+    return found[name]
+
+
+def search_path() -> list[str]:
+    """Config folders of the settings from outside the project (Hydra's ``hydra.searchpath``)."""
+    return [os.path.abspath(s.conf_dir) for s in plugins().values() if s.conf_dir]

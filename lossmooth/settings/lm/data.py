@@ -1,5 +1,5 @@
-"""The LM setting's inputs: the pretrained model and tokenizer, the packed target and replay rows, the
-held-out evaluation rows and the judge's prompts (validated config in, arrays out).
+"""The LM setting's data: the packed target and replay rows, the held-out evaluation rows and the
+judge's prompts (validated config and a tokenizer in, arrays out; the model: :mod:`lossmooth.lm.load`).
 
 Subsets and held-out parts are chosen by content hashes (:func:`lossmooth.lm.corpora.content_unit`),
 never by a seed: every run and every seed sees the same training pool and the same held-out text;
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from lossmooth.errors import ConfigError
 from lossmooth.lm import chat, corpora, packing
 from lossmooth.lm.decoder import DecoderConfig
+from lossmooth.lm.train import as_rows
 
 TARGET_SOURCE = {"sharegpt": "sharegpt", "chitchat": "chitchat", "hh": "hh", "tulu_v1": "tulu"}
 DEBIAN_REPLAY = ("kjv", "wordnet", "fortunes")
@@ -26,43 +27,6 @@ class LMData:
     eval_replay: packing.Packed
     prompts: list          # held-out conversations cut before their first assistant turn
     info: dict
-
-
-def load_model(m: dict, max_len: int):
-    """``(DecoderConfig, params, tokenizer)`` of the model ``m`` (``format`` gguf or hf, ``path``, ``hub_id``,
-    ``revision``, ``dtype``, ``remat``): a GGUF file (default: SmolLM2's) or a Hugging Face folder."""
-    from lossmooth.lm.tokenizer import Tokenizer
-
-    overrides = {"dtype": m["dtype"], "remat": m["remat"], "max_len": max_len}
-    if m["format"] == "gguf":
-        from lossmooth.lm import gguf_weights
-
-        path = m["path"] or gguf_weights.gguf_path_smollm2()
-        reader = gguf_weights.read_gguf(path)
-        cfg = gguf_weights.gguf_config(reader, **overrides)
-        return cfg, gguf_weights.load_gguf(reader, cfg), Tokenizer.from_gguf(reader)
-    from lossmooth.lm.weights import load_hf_config, load_safetensors_dir
-
-    path = m["path"]
-    if not path:  # parse() allows this only with allow_hub and a hub id
-        path = _snapshot(m["hub_id"], m["revision"])
-    cfg = load_hf_config(path, **overrides)
-    return cfg, load_safetensors_dir(path, cfg), Tokenizer.from_hf_dir(path)
-
-
-def _snapshot(hub_id: str, revision: str | None) -> str:
-    """A hub checkpoint (config, safetensors, tokenizer files) at ``revision``, through huggingface_hub."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise ConfigError("lm_model.allow_hub: huggingface_hub is not installed; pip install huggingface_hub, or "
-                          "set lm_model.path to a local checkpoint folder") from None
-    try:
-        return snapshot_download(hub_id, revision=revision,
-                                 allow_patterns=["*.json", "*.safetensors", "tokenizer*"])
-    except Exception as e:  # noqa: BLE001 - offline, unknown revision, ...: one line either way
-        raise ConfigError(f"lm_model.hub_id: could not fetch {hub_id}@{revision} ({type(e).__name__}); download it "
-                          "elsewhere and set lm_model.path to the folder") from None
 
 
 def _subset(items: list, limit: int | None, salt: str) -> list:
@@ -180,14 +144,12 @@ def orders(data: LMData, spec, seed: int) -> dict:
     """The row indices of every update of a run with data-order seed ``seed``: ``[updates, rows]``."""
     b = spec.budget
     rows = b["micro_batch"] * b["accum"]
-    return {"target_order": packing.batches(data.target, rows, seed=seed, num_batches=b["updates"]),
-            "replay_order": packing.batches(data.replay, rows, seed=seed, num_batches=b["updates"])}
+    return {"target_order": packing.batches(data.target, rows, seed=seed, num_batches=b["adapt_steps"]),
+            "replay_order": packing.batches(data.replay, rows, seed=seed, num_batches=b["adapt_steps"])}
 
 
 def as_arrays(data: LMData) -> dict:
     """The shared device arrays a compiled update reads."""
-    from lossmooth.lm.train import as_rows
-
     return {"target": as_rows(data.target), "replay": as_rows(data.replay),
             "eval_target": as_rows(data.eval_target), "eval_replay": as_rows(data.eval_replay)}
 

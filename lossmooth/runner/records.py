@@ -1,15 +1,41 @@
-"""Host-side pieces every experiment runner shares: run labels, the progress bar between compiled
-chunks, and the warning for a run whose metrics turn non-finite."""
+"""What the shared runner keeps of a run besides its curves: the run directory's life (open or resume,
+finish, discard on late bad input, SIGTERM), the pairing key of each run, and the host-side pieces
+between compiled chunks (progress bar, the warning for a run whose metrics turn non-finite)."""
 from __future__ import annotations
+
+import copy
+import signal
+import threading
 
 import numpy as np
 
 from lossmooth.core import engine
+from lossmooth.errors import ConfigError
+from lossmooth.results import store
+from lossmooth.runner.loggers import Loggers
+
+# config keys that do not change what a source model and a data order are (the pairing context)
+NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds")
 
 
-def run_label(r: dict, swept: list[str]) -> str:
-    nums = ",".join(f"{k}={r['hparams'][k]:g}" for k in swept if k in r["hparams"])
-    return f"{r['name']}" + (f"[{nums}]" if nums else "") + f"/seed{r['seed']}"
+def pair_key(cfg: dict, setting, line: str = "") -> str:
+    """Runs with equal keys adapt from the same source models with the same data order, seed by
+    seed: the paired comparisons of the tables. The key hashes the resolved config without the
+    methods, the swept numbers, the seed count, the host-only keys and the setting's default
+    learning rate (``Setting.lr_key``: each run pairs with the hard switch at its own rate); of a
+    setting's lines (``Setting.line_key``, online RL's algorithms) only this line's entry counts."""
+    drop = NOT_CONTEXT + ((setting.line_key,) if setting.line_key else ())
+    ctx = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in drop}
+    if setting.lr_key:
+        *path, last = setting.lr_key.split(".")
+        node = ctx
+        for p in path:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    if setting.line_key and setting.line_key in cfg:
+        ctx[setting.line_key] = {line: cfg[setting.line_key][line]}
+    return store.config_hash(ctx)
 
 
 def check_finite(m: dict, labels: list[str], bar) -> None:
@@ -46,10 +72,6 @@ def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
     loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that does not fit the task)
     on a new run also discards its directory, so nothing half-written is left, unless the error says
     the work so far is worth resuming (``keep_run``: a judge endpoint that fails after training)."""
-    from lossmooth.errors import ConfigError
-    from lossmooth.loggers import Loggers
-    from lossmooth.results import store
-
     rs = store.RunStore.open_or_create(cfg, setting, meta)
     loggers = None
     restore_sigterm = None
@@ -77,9 +99,6 @@ def stop_on_sigterm(checkpoints):
     """From now on SIGTERM (a cluster's preemption) asks ``checkpoints`` to save after the current
     chunk and stop (:class:`lossmooth.core.engine.Preempted`). Returns the function that puts the
     previous handler back (a no-op outside the main thread, where signals cannot be handled)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 

@@ -1,0 +1,167 @@
+"""Reading a composed config: the field checks every setting (and ``lossmooth data collect``) uses,
+and the methods of ``conf/method`` and the numbers of ``sweep`` as the core's objects.
+
+Every check raises :class:`~lossmooth.errors.ConfigError` with one line naming the dotted field and
+what it takes, so bad input stops before any data is read or any file is written.
+
+>>> integer({"steps": 10}, "steps", lo=1, field="setting.steps")
+10
+>>> number({"lr": 0}, "lr", lo=0.0, lo_open=True, field="setting.lr")
+Traceback (most recent call last):
+...
+lossmooth.errors.ConfigError: setting.lr: must be in (0.0, inf], got 0
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lossmooth.core.objective import Method
+from lossmooth.core.schedules import Schedule
+from lossmooth.errors import ConfigError
+
+INITS = ("switch", "scratch")
+SCHEDULE_FIELDS = ("T", "lam0", "value", "sharpness", "stairs")
+
+
+def integer(section: dict, key: str, lo: int = 0, field: str | None = None) -> int:
+    """``section[key]`` as an integer >= ``lo`` (a float with an integer value is accepted)."""
+    v = section.get(key)
+    field = field or key
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) or int(v) < lo:
+        raise ConfigError(f"{field}: must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def optional_integer(section: dict, key: str, lo: int = 1, field: str | None = None) -> int | None:
+    """:func:`integer`, or None where the value is null."""
+    return None if section.get(key) is None else integer(section, key, lo, field)
+
+
+def number(section: dict, key: str, lo: float | None = None, hi: float | None = None,
+           field: str | None = None, lo_open: bool = False) -> float:
+    """``section[key]`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    v = section.get(key)
+    field = field or key
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ConfigError(f"{field}: must be a number, got {v!r}")
+    if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{field}: must be in {rng}, got {v!r}")
+    return float(v)
+
+
+def flag(section: dict, key: str, field: str | None = None, default=None) -> bool:
+    """``section[key]`` as true or false (``default`` where the key is absent)."""
+    v = section.get(key, default)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{field or key}: must be true or false, got {v!r}")
+    return v
+
+
+def choice(section: dict, key: str, allowed: tuple, field: str | None = None):
+    """``section[key]``, one of ``allowed``."""
+    v = section.get(key)
+    if v not in allowed:
+        raise ConfigError(f"{field or key}: unknown value {v!r}; choose one of {', '.join(map(str, allowed))}")
+    return v
+
+
+def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False) -> dict:
+    """``{name: {schedule: {...}, reg, reg_coef, init, probe_steps}}`` -> ``{name: Method}`` (validated).
+
+    ``init: scratch`` (train from a fresh model instead of the one at the switch) is a control of
+    the RL settings; ``probe_steps`` (LP-FT's linear probe) needs a classifier with a separate head
+    (the supervised settings); elsewhere each is refused.
+    """
+    if not methods_cfg:
+        raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
+    out = {}
+    for name, m in methods_cfg.items():
+        sched = dict(m.get("schedule") or {})
+        kind = sched.pop("kind", None)
+        extra = set(sched) - set(SCHEDULE_FIELDS)
+        if extra:
+            raise ConfigError(f"method.{name}.schedule: unknown field(s) {sorted(extra)}; "
+                              f"allowed: {sorted(SCHEDULE_FIELDS)}")
+        init = m.get("init", "switch")
+        if init not in INITS or (init == "scratch" and not allow_scratch):
+            raise ConfigError(f"method.{name}.init: '{init}' is not available in this setting; "
+                              f"use {'/'.join(INITS) if allow_scratch else 'switch'}")
+        probe = m.get("probe_steps", 0)
+        if probe and not allow_probe:
+            raise ConfigError(f"method.{name}.probe_steps: LP-FT needs a classifier head; it is available in "
+                              "the supervised and pretrained_vision settings only")
+        s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
+        out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0),
+                                probe_steps=probe)
+    return out
+
+
+def no_regularizers(methods: dict, setting: str, offered: str) -> None:
+    """Refuse methods with a pull to the switch point where the setting has none (the RL settings)."""
+    for name, m in methods.items():
+        if m.reg != "none":
+            raise ConfigError(f"method.{name}.reg: regularizer '{m.reg}' is a supervised-setting method; "
+                              f"{setting} compares {offered}")
+
+
+def parse_sweep(cfg: dict, sweepable: tuple) -> dict:
+    """``sweep.<name>: [numbers]`` for the numbers a setting vmaps (one line on anything else);
+    schedule numbers are checked as a schedule would check them, the others must be positive
+    (a learning rate strictly)."""
+    sweep = {k: v for k, v in dict(cfg.get("sweep") or {}).items()}
+    for k, v in sweep.items():
+        if k not in sweepable:
+            raise ConfigError(f"sweep.{k}: not sweepable here; sweepable: {', '.join(sweepable)}")
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ConfigError(f"sweep.{k}: must be a non-empty list of numbers, got {v!r}")
+        for x in v:
+            if k == "T":
+                Schedule.make("linear", T=x, field="sweep")
+            elif k in ("lam0", "value"):
+                Schedule.make("linear", **{k: x}, field="sweep")
+            elif isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (k == "lr" and x == 0):
+                raise ConfigError(f"sweep.{k}: bad value {x!r}; use positive numbers")
+    return {k: list(v) for k, v in sweep.items()}
+
+
+def method_inits(methods_cfg) -> dict:
+    """``{name: 'switch' | 'scratch'}``: where each method's adaptation starts from."""
+    return {name: (m or {}).get("init", "switch") for name, m in (methods_cfg or {}).items()}
+
+
+# config keys that were renamed so that every setting names its budget the same way: old -> (new, note)
+RENAMED = {
+    "setting.steps_per_eval": ("setting.eval_every", "updates between evaluations"),
+    "budget.source_timesteps": ("setting.source_steps", "source-task environment steps"),
+    "budget.adapt_timesteps": ("setting.adapt_steps", "target-task environment steps"),
+    "budget.eval_every": ("setting.eval_every", "environment steps between evaluations"),
+    "budget.eval_episodes": ("setting.eval_episodes", "episodes per evaluation"),
+    "budget.td3.source_timesteps": ("budget.td3.source_steps", "TD3's own source-task environment steps"),
+    "budget.td3.adapt_timesteps": ("budget.td3.adapt_steps", "TD3's own target-task environment steps"),
+    "budget.ppo.source_timesteps": ("budget.ppo.source_steps", "PPO's own source-task environment steps"),
+    "budget.ppo.adapt_timesteps": ("budget.ppo.adapt_steps", "PPO's own target-task environment steps"),
+    "protocol.reset_optimizer": ("setting.reset_optimizer", "fresh optimizer states at the switch"),
+    "offline.iterations": ("setting.source_steps", "offline gradient updates: TD3+BC rounds x td3.policy_delay"),
+    "offline.eval_every": ("setting.source_eval_every", "offline updates between evaluations: rounds x "
+                                                        "td3.policy_delay"),
+    "online.timesteps": ("setting.adapt_steps", "online environment steps"),
+    "online.eval_every": ("setting.eval_every", "online environment steps between evaluations"),
+    "reset_optimizer": ("setting.reset_optimizer", "fresh optimizer states at the switch"),
+    "eval_episodes": ("setting.eval_episodes", "episodes per evaluation"),
+    "lm_budget.updates": ("setting.adapt_steps", "updates"),
+    "lm_budget.steps_per_eval": ("setting.eval_every", "updates between evaluations"),
+    "lm_budget.evals_per_chunk": ("setting.evals_per_chunk", "evaluations per compiled chunk"),
+    "lm_budget.smoothing_T": ("setting.smoothing_T", "the ramp's length in updates"),
+    "lm_budget.gap_window": ("setting.gap_window", "updates after the switch"),
+}
+
+
+def check_renamed(overrides: list[str]) -> None:
+    """An override of a renamed key is refused in one line naming the key's new name."""
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if key in RENAMED:
+            new, note = RENAMED[key]
+            raise ConfigError(f"{key}: renamed to {new} ({note}); use {new}" + (f"={value}" if sep else ""))

@@ -1,0 +1,91 @@
+"""The shared runner: everything every setting's run needs besides the setting itself.
+
+- :func:`validate`: a resolved config checked by its setting, reading no data;
+- :func:`run_config`: a resolved config run to a complete run directory (or the one a finished run of
+  the same config and code already left);
+- :mod:`.execute`: the one run loop (phases, metric rows, summaries), :mod:`.phase`: one phase through
+  the engine, :mod:`.records`: the run directory's life and the pairing keys, :mod:`.loggers`:
+  wandb and TensorBoard.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+import jax
+
+from lossmooth import settings
+from lossmooth.core import engine
+from lossmooth.core.config import flag
+from lossmooth.errors import ConfigError
+from lossmooth.results import store
+from lossmooth.runner.execute import execute
+
+
+def setting_of(cfg: dict) -> settings.Setting:
+    """The config's setting, with its results folder checked writable (creates nothing)."""
+    name = (cfg.get("setting") or {}).get("name")
+    setting = settings.get(name)
+    check_writable(cfg.get("results_dir"))
+    return setting
+
+
+def validate(cfg: dict) -> None:
+    """Validate a resolved config without running it or reading data (one-line ConfigError)."""
+    setting_of(cfg).parse(cfg)
+
+
+def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
+    """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
+    another process is running this config right now)."""
+    setting = setting_of(cfg)
+    every = cfg.get("checkpoint_every_s", 60.0)
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+        raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
+    flag(cfg, "rerun", "rerun", default=False)
+    setting.parse(cfg)  # bad input is an error even where a finished run of the config exists
+    done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting.name,
+                                                                     store.run_key(cfg))
+    if done is not None:  # the same config on the same code already finished: nothing to do
+        print(f"lossmooth: {setting.name} run already complete (same config, same code): {done}; "
+              "rerun=true runs it again")
+        return done
+    engine.enable_compilation_cache(cfg.get("cache_dir"))
+    mesh = device_mesh(cfg.get("devices", "all"))
+    try:
+        return execute(setting, cfg, choices, mesh=mesh,
+                       progress=cfg.get("progress", True) if progress is None else progress)
+    except store.NothingToDo as e:  # another sweep runs this config now, or just finished it
+        print(f"lossmooth: {e}")
+        return e.complete
+
+
+def check_writable(results_dir) -> None:
+    """The results folder (or, while it does not exist yet, its nearest existing parent, so nothing is
+    created before the config is validated) is a folder that takes files: checked before any work."""
+    if not isinstance(results_dir, str) or not results_dir:
+        raise ConfigError(f"results_dir: must be a folder path, got {results_dir!r}")
+    where = os.path.abspath(os.path.expanduser(results_dir))
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        if not os.path.isdir(where):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".lossmooth-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"results_dir: cannot write to '{results_dir}' ({e.strerror or e}); point results_dir "
+                          "at a writable folder") from None
+
+
+def device_mesh(devices):
+    """The mesh the run axis is sharded over: ``all`` visible devices (none with one), or the first
+    ``devices`` of them."""
+    n = len(jax.devices())
+    if devices == "all":
+        return engine.run_mesh() if n > 1 else None
+    if isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= n:
+        raise ConfigError(f"devices: must be 'all' or an integer in [1, {n}], got {devices!r}")
+    return engine.run_mesh(jax.devices()[:devices]) if devices > 1 else None

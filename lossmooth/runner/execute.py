@@ -1,0 +1,147 @@
+"""The shared runner: one experiment of any setting, end to end, from a resolved config to a complete
+run directory (``<results_dir>/<setting>/<run id>/``, :mod:`lossmooth.results.store`).
+
+1. the setting validates its config and loads its data once (nothing is written before both succeed);
+2. the run directory opens (a killed or preempted run of the same config resumes);
+3. per line of the setting (online RL: each algorithm): the source phase for every seed, then every
+   batch of adaptation runs from those source models (:func:`lossmooth.runner.phase.run_phase`);
+   between chunks a metric row per run and evaluation goes to ``metrics.jsonl``, the loggers and
+   the progress bar get the chunk's last evaluation, and a run turning non-finite is reported;
+4. each run's curves are summarized (:mod:`lossmooth.results.summaries`, from the setting's
+   :class:`~lossmooth.settings.contract.Curves`) into ``runs.json``; ``summary.json`` comes last.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from lossmooth import provenance
+from lossmooth.core import engine
+from lossmooth.core.runs import run_label
+from lossmooth.results import store
+from lossmooth.results.summaries import summarize_curves
+from lossmooth.runner.phase import run_phase
+from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
+from lossmooth.settings.contract import Context, Setting
+
+
+def row_key(row: dict, line_key: str | None) -> tuple:
+    """What identifies a metric row: phase, line, run (or seed, in a source phase) and step."""
+    return (row.get("phase"), row.get(line_key) if line_key else None, row.get("run_index", row.get("seed")),
+            row.get("step"))
+
+
+def lam_at_switch(runs: list[dict]) -> np.ndarray:
+    """Each run's lam at t = 0 (its schedule at the switch), as the engine computes it."""
+    methods = engine.stack_runs([r["method"] for r in runs])
+    return np.asarray(jax.vmap(lambda m: m.schedule(0))(methods))
+
+
+def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
+    """Run the experiment ``cfg`` describes with ``setting``; return its run directory."""
+    t0 = time.time()
+    spec = setting.parse(cfg)
+    loaded = setting.load(spec, cfg, choices)
+    meta = provenance.metadata(cfg, choices, loaded.info)
+    runs = setting.runs(spec, loaded)
+    groups = setting.groups(spec, runs)
+    lines = setting.lines(spec, loaded)
+    swept = list(spec.sweep)
+    labels = [run_label(r, swept) for r in runs]
+
+    def body(rs, loggers, ckpt):
+        ctx = Context(spec=spec, loaded=loaded, mesh=mesh, run_dir=rs.path, cfg=cfg, runs=runs)
+        counts = {line: setting.chunks(spec, loaded, line) for line in lines}
+        bar = progress_bar(sum(s + len(groups) * a for s, a in counts.values()), progress)
+        rows, sources, walls = [], {}, {}
+        n_source = 0
+
+        def writer(ids, names, phase_name, eval_every):
+            """The callback that records a chunk: a metric row per run and evaluation, the loggers,
+            the non-finite check, the progress bar."""
+            def cb(c, state, m):
+                n = len(ids)
+                k = next(iter(m.values())).shape[1]
+                out = []
+                for e in range(k):
+                    step = (c * k + e + 1) * eval_every
+                    out += [{**ids[j], "step": int(step), **{key: float(v[j, e]) for key, v in m.items()}}
+                            for j in range(n)]
+                rs.append_metrics(out)
+                loggers.log(int((c + 1) * k * eval_every), phase_name, {key: v[:n, -1] for key, v in m.items()},
+                            names)
+                check_finite(m, names, bar)
+                bar.update(1)
+            return cb
+
+        # rows already in metrics.jsonl (a resumed run keeps those its newest checkpoint had seen)
+        present = ({row_key(r, setting.line_key) for r in store.read_metrics(rs.path)} if rs.metric_rows() else set())
+
+        def start_rows(ids, result):
+            """The evaluation at the phase's start, after its chunks' rows; a resumed run whose file
+            already holds them (written before a later checkpoint) does not write them again."""
+            if result.steps[0] != 0:
+                return
+            rows0 = [{**ids[j], "step": 0, **{k: float(v[j, 0]) for k, v in result.metrics.items()}}
+                     for j in range(len(ids))]
+            rows0 = [r for r in rows0 if row_key(r, setting.line_key) not in present]
+            if rows0:
+                rs.append_metrics(rows0)
+                present.update(row_key(r, setting.line_key) for r in rows0)
+
+        for li, line in enumerate(lines):
+            prefix = f"{line}/" if len(lines) > 1 else ""
+            tag = f"{line}-" if line else ""
+            fields = {setting.line_key: line} if setting.line_key else {}
+            source = None
+            phase = setting.source_phase(ctx, line)
+            if phase is not None:
+                n_source += 1
+                seeds = [spec.seed + i for i in range(spec.num_seeds)]
+                ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
+                cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], f"{prefix}source", phase.eval_every)
+                source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source")
+                start_rows(ids, source)
+                sources[line] = source
+                walls[f"{prefix}source"] = source.seconds
+            pkey = pair_key(cfg, setting, line)
+            context = setting.context(spec, loaded, line)
+            t_adapt = time.time()
+            for gi, g in enumerate(groups):
+                g_runs = [runs[i] for i in g]
+                index = [li * len(runs) + i for i in g]
+                ids = [{"phase": "adapt", **fields, "run_index": x, "method": r["name"], "seed": r["seed"],
+                        "hparams": r["hparams"]} for x, r in zip(index, g_runs)]
+                phase = setting.adapt_phase(ctx, line, g_runs, source)
+                cb = writer(ids, [prefix + labels[i] for i in g], f"{prefix}adapt", phase.eval_every)
+                res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs))
+                start_rows(ids, res)
+                setting.after_group(ctx, line, index, g_runs, res)
+                for j, (x, r) in enumerate(zip(index, g_runs)):
+                    curves = {k: v[j] for k, v in res.metrics.items()}
+                    div = int(res.diverged_at[j])  # an index into the chunks' evaluations
+                    first = 1 if res.steps[0] == 0 else 0
+                    rows.append({
+                        "run_index": x, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
+                        "setting": setting.name, **context, "pair_key": pkey,
+                        "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
+                        "summary": summarize_curves(setting.curves, res.steps, curves, spec.gap_window),
+                        "curves": {"target": setting.curves.target, "source": setting.curves.source},
+                        **setting.run_fields(spec, loaded, line, r, curves),
+                    })
+                del res
+            walls[f"{prefix}adapt"] = time.time() - t_adapt
+        bar.close()
+        rows.sort(key=lambda r: r["run_index"])
+        extra = setting.finish(ctx, rows, sources)
+        summary = {"run_id": rs.run_id, "setting": setting.name, "complete": True, "runs": len(rows),
+                   "methods": list(spec.methods), "seeds": spec.num_seeds, "stand_in": meta["stand_in"],
+                   "step_unit": setting.step_unit,
+                   "compiled_batches": {"source": n_source, "adapt": len(lines) * len(groups)}}
+        summary.update({k: v for k, v in extra.items() if k != "wall_s"})
+        summary["wall_s"] = {**walls, **extra.get("wall_s", {}), "total": time.time() - t0}
+        return rows, summary
+
+    return record_run(cfg, setting.name, meta, body)

@@ -1,0 +1,67 @@
+"""Running one :class:`~lossmooth.settings.contract.Phase`: the part of the shared runner that touches
+the engine.
+
+Per phase: pad the run axis to a multiple of the device count (repeating the last run) and shard it
+over the mesh; start compiling what the phase needs later; evaluate the state at the phase's start;
+run the chunks (:func:`lossmooth.core.engine.run_loop`, resuming from the phase's checkpoint); drop the
+padding; put the start's evaluation in front of the curves as step 0 (``lam`` there is each run's
+schedule at t = 0; a training metric has no value before the first update: NaN); add the phase's
+host-side metrics. Nothing here writes files: :mod:`lossmooth.runner.execute` does.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from lossmooth.core import engine
+from lossmooth.settings.contract import Phase, PhaseResult
+
+
+def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
+              lam0: np.ndarray | None = None) -> PhaseResult:
+    """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
+    chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0."""
+    t0 = time.time()
+    n = int(jax.tree.leaves(phase.state)[0].shape[0])
+    state, hp = phase.state, phase.hp
+    if phase.shard:
+        state, hp = engine.place_runs(state, n, mesh), engine.place_runs(hp, n, mesh)
+    if phase.ahead is not None:
+        phase.ahead(state, hp)
+    start = None if phase.evaluate is None else jax.device_get(phase.evaluate(state, hp, phase.data))
+
+    def on_chunk(c, s, m):
+        if phase.on_chunk is not None:
+            phase.on_chunk(c, s)
+        m = phase.derive(m) if phase.derive is not None else m
+        for cb in callbacks:
+            cb(c, s, m)
+
+    try:
+        res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [on_chunk], later=phase.later,
+                              checkpoints=checkpoints if phase.checkpoint else None, tag=tag)
+    finally:
+        if phase.close is not None:
+            phase.close()
+    metrics = {}
+    for k, v in res.metrics.items():
+        v = np.asarray(v)[:n]
+        if start is not None:
+            if k in start:
+                first = np.asarray(start[k])[:n]
+            elif k == "lam" and lam0 is not None:
+                first = np.asarray(lam0)
+            else:
+                first = np.full((n,), np.nan, v.dtype if np.issubdtype(v.dtype, np.floating) else np.float32)
+            v = np.concatenate([first.reshape(n, 1).astype(v.dtype), v], axis=1)
+        metrics[k] = v
+    if phase.derive is not None:
+        metrics = phase.derive(metrics)
+    n_evals = phase.n_chunks * phase.evals_per_chunk
+    steps = np.arange(1, n_evals + 1, dtype=np.int64) * phase.eval_every
+    if start is not None:
+        steps = np.concatenate([[0], steps])
+    return PhaseResult(state=jax.tree.map(lambda x: x[:n], res.state), metrics=metrics, steps=steps,
+                       diverged_at=np.asarray(res.diverged_at)[:n], seconds=time.time() - t0)

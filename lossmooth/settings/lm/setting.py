@@ -1,0 +1,126 @@
+"""Setting 5, LM fine-tuning with pretraining replay, behind the setting contract.
+
+There is no source phase: the pretrained model is the model at the switch (step 0), the same for every
+run, so its evaluation is computed once. Runs share one compiled update (same shapes; the method, the
+learning rate and the data order are values) and run one after another, each its own batch: a model
+with AdamW moments per run is too large to batch many on a CPU. After a run's training, its greedy
+replies to the held-out prompts are kept beside the results; at the end a pairwise judge compares
+every run's replies with the reference run's (:mod:`.judge`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from lossmooth.core import engine
+from lossmooth.core.runs import expand_runs, run_label
+from lossmooth.lm import train as T
+from lossmooth.lm.load import load_model
+from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
+from lossmooth.settings.lm import judge as J
+from lossmooth.settings.lm.config import Spec, parse
+from lossmooth.settings.lm.data import LMData, as_arrays, build, orders
+from lossmooth.settings.lm.objective import make_eval, make_step
+
+
+@dataclass
+class Loaded:
+    model_cfg: object
+    base_params: dict
+    tokenizer: object
+    data: LMData
+    arrays: dict
+    tspec: T.TrainSpec
+    chunk: object  # the compiled update chunk, shared by every run
+    evaluate: object  # the compiled evaluation
+    info: dict
+    at_switch: dict = field(default_factory=dict)  # the pretrained model's evaluation, once computed
+
+
+def train_spec(spec: Spec) -> T.TrainSpec:
+    b = spec.budget
+    return T.TrainSpec(micro_batch=b["micro_batch"], accum=b["accum"], updates=b["adapt_steps"], warmup=b["warmup"],
+                       final_lr_fraction=b["final_lr_fraction"], weight_decay=b["weight_decay"],
+                       max_grad_norm=b["max_grad_norm"], eval_micro_batch=b["eval_micro_batch"])
+
+
+class LM(Setting):
+    """A pretrained causal LM fine-tuned on chat transcripts while replaying pretraining text."""
+
+    name = "lm"
+    curves = Curves(kind="loss", target="target_loss", source="replay_ppl")
+    step_unit = "updates"
+    lr_key = "lm_budget.lr"
+
+    def parse(self, cfg: dict) -> Spec:
+        return parse(cfg)
+
+    def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
+        if spec.judge["enabled"] and spec.judge["kind"] == "openai":  # before hours of training, not after
+            J.external_judge_ready(spec)
+        b = spec.budget
+        max_len = max(b["seq_len"], spec.judge.get("prompt_tokens", 0) + spec.judge.get("max_new_tokens", 0) + 64)
+        model_cfg, base_params, tokenizer = load_model(spec.model, max_len)
+        data = build(spec, tokenizer, model_cfg)
+        tspec = train_spec(spec)
+        chunk = engine.make_chunk(make_step(model_cfg, tspec), make_eval(model_cfg, tspec),
+                                  b["eval_every"], b["evals_per_chunk"])
+        return Loaded(model_cfg, base_params, tokenizer, data, as_arrays(data), tspec, chunk,
+                      engine.make_eval(make_eval(model_cfg, tspec)), data.info)
+
+    def runs(self, spec: Spec, loaded) -> list[dict]:
+        """Every (method, swept numbers, seed) run; ``lr`` is per run (the paper's grid is a sweep axis)."""
+        return expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, lr=spec.budget["lr"])
+
+    def groups(self, spec: Spec, runs: list[dict]) -> list[list[int]]:
+        return [[i] for i in range(len(runs))]
+
+    def chunks(self, spec: Spec, loaded, line: str) -> tuple[int, int]:
+        return 0, spec.n_chunks
+
+    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult | None) -> Phase:
+        spec, ld = ctx.spec, ctx.loaded
+        (r,) = runs
+        hp = engine.stack_runs([{"method": r["method"], "lr": np.float32(r["lr"]), **orders(ld.data, spec, r["seed"])}])
+
+        def at_switch(state, hp, data):
+            """The pretrained model's evaluation: the same for every run, computed once."""
+            if not ld.at_switch:
+                out = jax.device_get(ld.evaluate(state, {}, data))
+                ld.at_switch.update({k: float(v[0]) for k, v in out.items()})
+            return {k: np.asarray([v], np.float32) for k, v in ld.at_switch.items()}
+
+        return Phase(state=engine.stack_runs([T.init_state(ld.base_params, ld.tspec)]), hp=hp, chunk=ld.chunk,
+                     data=ld.arrays, n_chunks=spec.n_chunks, eval_every=spec.budget["eval_every"],
+                     evals_per_chunk=spec.budget["evals_per_chunk"], evaluate=at_switch, shard=False)
+
+    def after_group(self, ctx: Context, line: str, index: list[int], runs: list[dict], result: PhaseResult) -> None:
+        spec, ld = ctx.spec, ctx.loaded
+        if spec.judge["enabled"]:  # the run's replies from its trained weights, kept beside the results
+            params = jax.tree.map(lambda x: x[0], result.state["params"])
+            J.replies(ctx.run_dir, index[0], spec, ld.model_cfg, params, ld.tokenizer, ld.data.prompts)
+
+    def context(self, spec: Spec, loaded, line: str) -> dict:
+        return {"dataset": spec.target["name"], "model": spec.model["name"],
+                "shift": f"replay:{spec.replay['name']}", "severity": 0.0}
+
+    def finish(self, ctx: Context, rows: list[dict], sources: dict) -> dict:
+        spec, ld, runs = ctx.spec, ctx.loaded, ctx.runs
+        out = {"at_switch": dict(ld.at_switch), "judge_reference": None}
+        if not spec.judge["enabled"]:
+            return out
+        t = time.time()
+        answers = {i: J.read_replies(ctx.run_dir, i) for i in range(len(runs))}
+        judged = J.judge(ctx.run_dir, spec, runs, answers, ld.data.prompts, ld.model_cfg, ld.base_params,
+                         ld.tokenizer)
+        for row in rows:
+            if row["run_index"] in judged:
+                row["judge"] = judged[row["run_index"]]
+                row["summary"]["judge_win_rate"] = judged[row["run_index"]]["win_rate"]
+        out["judge_reference"] = (spec.judge.get("reference_dir")
+                                  or run_label(runs[J.reference_index(runs)], list(spec.sweep)))
+        out["wall_s"] = {"judge": time.time() - t}
+        return out

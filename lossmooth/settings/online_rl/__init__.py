@@ -1,0 +1,12 @@
+"""Setting 4: online RL (rejax TD3 and PPO on brax) adapting from a source task to a shifted target task.
+
+- ``config.py``: the config, validated (``conf/setting/online_rl.yaml``; steps are environment steps);
+- ``objective.py``: ``L_S`` and ``L_T``, the algorithm's loss on source-task and on target-task data,
+  and the agents that train with them;
+- ``setting.py``: the phases the shared runner runs, one line per algorithm.
+
+The RL pieces this setting shares with offline-to-online RL live in :mod:`lossmooth.rl`.
+"""
+from lossmooth.settings.online_rl.setting import OnlineRL
+
+SETTING = OnlineRL()

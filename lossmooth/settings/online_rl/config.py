@@ -1,0 +1,109 @@
+"""The online RL setting's config (``conf/setting/online_rl.yaml`` with the ``algo``, ``task``,
+``shift``, ``protocol`` and ``budget`` groups), validated into a :class:`Spec`.
+
+Budget keys, shared by name with every setting, count *environment steps* here (of the source task in
+the source phase, of the target task after the switch): ``setting.source_steps``,
+``setting.adapt_steps``, ``setting.eval_every`` and ``setting.gap_window``; ``setting.smoothing_T``
+counts gradient updates after the switch, as in every setting. ``budget.<algo>`` may set an
+algorithm's own ``source_steps`` / ``adapt_steps`` / ``eval_every`` and any rejax field on top of
+rejax's preset; a null step count is the preset's ``total_timesteps`` (``eval_every``: its
+``eval_freq``). ``setting.reset_optimizer``: fresh optimizer states at the switch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lossmooth.core.config import flag, integer, method_inits, no_regularizers, parse_methods, parse_sweep
+from lossmooth.errors import ConfigError
+from lossmooth.rl import envs, presets
+
+ALGOS = ("td3", "ppo")
+PROTOCOLS = ("task_shift",)
+SWEEPABLE = ("T", "lam0", "value")
+BUDGET = ("source_steps", "adapt_steps", "eval_every")
+
+
+@dataclass(frozen=True)
+class Spec:
+    num_seeds: int
+    seed: int
+    algos: dict  # name -> rejax fields (the preset with the overrides applied)
+    task: str
+    backend: str
+    episode_length: int
+    shift: envs.TaskShift
+    protocol: str
+    reset_optimizer: bool
+    methods: dict
+    inits: dict
+    sweep: dict
+    source_steps: dict  # algo -> source-task env steps
+    adapt_steps: dict  # algo -> target-task env steps
+    eval_every: dict  # algo -> env steps between evaluations
+    eval_episodes: int
+    gap_window: int
+
+
+def parse(cfg: dict) -> Spec:
+    """Validate the composed config (one line naming the field on any problem)."""
+    s = cfg["setting"]
+    num_seeds = integer(cfg, "num_seeds", 1)
+    seed = integer(cfg, "seed", 0)
+    task = cfg.get("task") or {}
+    tname = task.get("name")
+    if task.get("kind", "brax") != "brax":
+        raise ConfigError("task.kind: online RL runs on brax tasks (the whole loop in JAX); gymnasium tasks "
+                          "are for setting=offline_to_online")
+    if tname not in envs.TASKS:
+        raise ConfigError(f"task.name: unknown task '{tname}'; choose one of {', '.join(envs.TASKS)}")
+    if task.get("backend") not in envs.BACKENDS:
+        raise ConfigError(f"task.backend: unknown brax backend '{task.get('backend')}'; choose one of "
+                          f"{', '.join(envs.BACKENDS)}")
+    episode_length = integer(task, "episode_length", 1, "task.episode_length")
+    shift = envs.parse_shift(cfg.get("shift") or {}, tname)
+    proto = cfg.get("protocol") or {}
+    if proto.get("name") not in PROTOCOLS:
+        raise ConfigError(f"protocol.name: unknown protocol '{proto.get('name')}'; choose one of "
+                          f"{', '.join(PROTOCOLS)}")
+    reset = flag(s, "reset_optimizer", "setting.reset_optimizer")
+    methods = parse_methods(cfg.get("method"), allow_scratch=True)
+    no_regularizers(methods, "online RL", "hard_switch, loss_smoothing, replay_mix and scratch")
+    sweep = parse_sweep(cfg, SWEEPABLE)
+    algo_cfg = cfg.get("algo") or {}
+    if not algo_cfg:
+        raise ConfigError("algo: no algorithm selected; pick some, e.g. algo=[td3,ppo]")
+    budget = cfg.get("budget") or {}
+    algos, src, ad, every = {}, {}, {}, {}
+    for name, a in algo_cfg.items():
+        if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
+            raise ConfigError(f"algo: unknown algorithm '{name}'; choose one of {', '.join(ALGOS)}")
+        preset = presets.load(name, tname, s.get("presets_dir"))
+        preset.pop("env", None)
+        over = dict((a or {}).get("overrides") or {})
+        per_algo = dict(budget.get(name) or {})  # rejax fields, and this algorithm's own phase lengths
+        b = {k: per_algo.pop(k, s.get(k)) for k in BUDGET}
+        over.update(per_algo)
+        for k, v in over.items():
+            if k in ("env", "env_params"):
+                raise ConfigError(f"budget.{name}.{k}: set the task with task=... / task.backend=...")
+            ref = preset.get(k)
+            if isinstance(ref, bool) and not isinstance(v, bool):
+                raise ConfigError(f"budget.{name}.{k}: must be true or false, got {v!r}")
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                integer({k: v}, k, 1, f"budget.{name}.{k}")
+            if isinstance(ref, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ConfigError(f"budget.{name}.{k}: must be a number, got {v!r}")
+        preset.update(over)
+        src[name] = preset["total_timesteps"] if b["source_steps"] is None else b["source_steps"]
+        ad[name] = preset["total_timesteps"] if b["adapt_steps"] is None else b["adapt_steps"]
+        every[name] = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]
+        for key, d in (("source_steps", src), ("adapt_steps", ad), ("eval_every", every)):
+            integer({key: d[name]}, key, 1, f"setting.{key}")
+        algos[name] = preset
+    return Spec(
+        num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task["backend"],
+        episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=reset,
+        methods=methods, inits=method_inits(cfg.get("method")), sweep=sweep,
+        source_steps=src, adapt_steps=ad, eval_every=every,
+        eval_episodes=integer(s, "eval_episodes", 1, "setting.eval_episodes"),
+        gap_window=integer(s, "gap_window", 1, "setting.gap_window"))

@@ -1,0 +1,122 @@
+"""The supervised settings' config (``conf/setting/supervised.yaml``, ``pretrained_vision.yaml``),
+validated into a :class:`Spec`. Steps count optimizer updates.
+
+Budget keys, shared by name with every setting: ``setting.source_steps`` (source-phase updates),
+``setting.adapt_steps`` (adaptation updates), ``setting.eval_every`` (updates between evaluations),
+``setting.smoothing_T`` (the ramp's length in updates, through ``schedule.T``), ``setting.gap_window``
+(updates after the switch in which the stability gap is measured), ``setting.reset_optimizer`` and,
+for the engine's chunks, ``setting.evals_per_chunk`` / ``setting.source_evals_per_chunk``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lossmooth.core.config import flag, integer, number, parse_methods, parse_sweep
+from lossmooth.data import domains, images, shifts
+from lossmooth.errors import ConfigError
+from lossmooth.models import classifiers
+
+SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Validated plain values of one supervised run (built from the Hydra config)."""
+
+    num_seeds: int
+    seed: int
+    data_name: str
+    data_dir: str | None
+    model_name: str
+    model_kwargs: dict
+    shift: str
+    severity: float
+    methods: dict  # name -> Method (plain numbers)
+    sweep: dict  # name -> list of values
+    source_steps: int
+    adapt_steps: int
+    target_batch: int
+    source_batch: int
+    replay_pool: int
+    eval_every: int
+    evals_per_chunk: int
+    source_evals_per_chunk: int
+    eval_size: int
+    gap_window: int
+    optimizer: str
+    source_lr: float
+    lr: float
+    split_seed: int
+    train_fraction_source: float
+    reset_optimizer: bool = True
+    domains: dict | None = None  # a domain pair: kind, source, target, size (px), options
+
+
+def parse(cfg) -> Spec:
+    """Validate the composed config; every problem is one line naming the field and the fix."""
+    s = cfg["setting"]
+    num_seeds = integer(cfg, "num_seeds", 1)
+    seed = integer(cfg, "seed", 0)
+    data = cfg["data"]
+    if data.get("name") not in images.DATASETS + domains.KINDS:
+        raise ConfigError(f"data.name: unknown dataset '{data.get('name')}'; choose one of "
+                          f"{', '.join(images.DATASETS + domains.KINDS)}")
+    pair = None
+    if data["name"] in domains.KINDS:
+        pair = {"kind": data["name"], "source": data.get("source_domain"), "target": data.get("target_domain"),
+                "size": data.get("image_size"),
+                "options": {k: v for k, v in data.items()
+                            if k not in ("name", "data_dir", "source_domain", "target_domain", "image_size")}}
+        domains.validate(pair["kind"], pair["source"], pair["target"], pair["size"])
+        if pair["size"] < classifiers.min_image_size(cfg["model"].get("name")):
+            raise ConfigError(f"data.image_size: {pair['size']} px is too small for {cfg['model'].get('name')} (at "
+                              f"least {classifiers.min_image_size(cfg['model'].get('name'))} px, its total stride); "
+                              "raise it")
+    model = dict(cfg["model"])
+    model_name = model.pop("name", None)
+    if model_name not in classifiers.MODELS:
+        raise ConfigError(f"model.name: unknown model '{model_name}'; choose one of {', '.join(classifiers.MODELS)}")
+    shift = cfg["shift"]
+    shifts.validate(shift.get("name"), shift.get("severity", 0.0))
+    methods = parse_methods(cfg.get("method"), allow_probe=True)
+    probing = [n for n, m in methods.items() if float(m.probe_steps) > 0]
+    if probing and model_name not in classifiers.HEADED:
+        raise ConfigError(f"method.{probing[0]}: LP-FT needs a model with a separate classifier head "
+                          f"({', '.join(classifiers.HEADED)}), not '{model_name}'; pick one with model=...")
+    sweep = parse_sweep(cfg, SWEEPABLE)
+    opt = s.get("optimizer", "adam")
+    if opt not in OPTIMIZERS:
+        raise ConfigError(f"setting.optimizer: unknown optimizer '{opt}'; choose one of {', '.join(OPTIMIZERS)}")
+    f = lambda k: f"setting.{k}"  # noqa: E731
+    spec = Spec(
+        num_seeds=num_seeds, seed=seed, data_name=data["name"], data_dir=data.get("data_dir"),
+        model_name=model_name, model_kwargs=model, shift=shift["name"],
+        severity=float(shift.get("severity", 0.0)), methods=methods, sweep=sweep,
+        source_steps=integer(s, "source_steps", 0, f("source_steps")),
+        adapt_steps=integer(s, "adapt_steps", 1, f("adapt_steps")),
+        target_batch=integer(s, "target_batch", 1, f("target_batch")),
+        source_batch=integer(s, "source_batch", 1, f("source_batch")),
+        replay_pool=integer(s, "replay_pool", 1, f("replay_pool")),
+        eval_every=integer(s, "eval_every", 1, f("eval_every")),
+        evals_per_chunk=integer(s, "evals_per_chunk", 1, f("evals_per_chunk")),
+        source_evals_per_chunk=integer(s, "source_evals_per_chunk", 1, f("source_evals_per_chunk")),
+        eval_size=integer(s, "eval_size", 1, f("eval_size")),
+        gap_window=integer(s, "gap_window", 1, f("gap_window")),
+        optimizer=opt,
+        source_lr=number(s, "source_lr", 0.0, None, f("source_lr"), lo_open=True),
+        lr=number(s, "lr", 0.0, None, f("lr"), lo_open=True),
+        split_seed=integer(s, "split_seed", 0, f("split_seed")),
+        train_fraction_source=number(s, "train_fraction_source", 0.0, 1.0, f("train_fraction_source"), lo_open=True),
+        reset_optimizer=flag(s, "reset_optimizer", f("reset_optimizer"), default=True),
+        domains=pair,
+    )
+    if spec.source_batch > spec.replay_pool:
+        raise ConfigError(f"setting.source_batch: {spec.source_batch} is larger than the replay pool "
+                          f"(setting.replay_pool={spec.replay_pool}); lower source_batch or raise replay_pool")
+    for name, per_chunk in (("source_steps", "source_evals_per_chunk"), ("adapt_steps", "evals_per_chunk")):
+        n, k = getattr(spec, name), getattr(spec, per_chunk)
+        if n % (spec.eval_every * k):
+            raise ConfigError(f"setting.{name}: {n} is not a multiple of setting.eval_every x "
+                              f"setting.{per_chunk} = {spec.eval_every * k}; make it one")
+    return spec
