@@ -19,6 +19,7 @@ from lossmooth.core.objective import Method
 from lossmooth.core.schedules import Schedule
 from lossmooth.lm import train as T
 from lossmooth.lm.decoder import Decoder, DecoderConfig
+from lossmooth.settings.lm.objective import make_step
 from tests.lm_fixtures import smollm2_tokenizer, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def tiny():
 def _step(micro_batch, accum):
     """One jitted update per shape (compiled once per schedule kind, shared by the tests)."""
     spec = T.TrainSpec(micro_batch=micro_batch, accum=accum, updates=10, max_grad_norm=0.0)
-    return spec, jax.jit(T.make_step(CFG, spec))
+    return spec, jax.jit(make_step(CFG, spec))
 
 
 def _one_update(params, data, method, micro_batch, accum, order=(0, 1, 2, 3), replay_order=(4, 5, 6, 7)):

@@ -73,8 +73,8 @@ def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys
         assert by[("hard_switch", s)]["offline_score"] == pytest.approx(by[("batch_mix", s)]["offline_score"])
     assert by[("batch_mix", 0)]["hparams"]["source_loss"] == "td3"
     metrics = store.read_metrics(run_dir)
-    off = [m for m in metrics if m["phase"] == "offline"]
-    assert {m["step"] for m in off} == {0, 32, 64} and all("target_score" in m for m in off)
+    off = [m for m in metrics if m["phase"] == "source"]  # the offline phase, its steps in critic updates
+    assert {m["step"] for m in off} == {0, 64, 128} and all("target_score" in m for m in off)
     lam = [m["lam"] for m in metrics if m.get("method") == "loss_smoothing" and m["phase"] == "adapt"]
     assert min(lam) == 0.0 and max(lam) == 1.0
     assert all(m["lam"] == 0.5 for m in metrics if m.get("method") == "batch_mix" and m["phase"] == "adapt")
