@@ -7,6 +7,7 @@ Multiruns (``-m``) go through Hydra's launchers (``hydra/launcher=joblib`` local
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import hydra
@@ -40,9 +41,14 @@ def main(cfg: DictConfig) -> str | None:
         print(f"lossmooth: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
     except Preempted as e:
-        print(f"lossmooth: stopped by SIGTERM; checkpoint saved in {e}; run the same command to resume",
+        name = signal.Signals(e.signal).name
+        print(f"lossmooth: stopped by {name}; checkpoint saved in {e.args[0]}; run the same command to resume",
               file=sys.stderr)
-        sys.exit(143)
+        sys.exit(128 + int(e.signal))
+    except KeyboardInterrupt:
+        print("lossmooth: interrupted; checkpoints saved so far stay: run the same command to resume",
+              file=sys.stderr)
+        sys.exit(130)
     if run_dir is not None:
         print_run_table(run_dir)
     return run_dir

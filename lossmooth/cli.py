@@ -40,8 +40,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _output_path(option: str, path: str | None) -> None:
-    """An output file's folder exists and the path is not a folder: checked before anything is
-    written, so a bad second output never leaves the first one behind."""
+    """An output file's folder exists and takes files, and the path is not a folder: checked before
+    anything is written or printed, so a bad second output never leaves the first one behind."""
+    import tempfile
+
     if path is None:
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -49,6 +51,15 @@ def _output_path(option: str, path: str | None) -> None:
         raise ConfigError(f"{option}: folder {os.path.dirname(path) or '.'} does not exist; create it first")
     if os.path.isdir(path):
         raise ConfigError(f"{option}: {path} is a folder; give a file name")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option}: {path} is not writable; choose another file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lossmooth-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{option}: cannot write in {os.path.dirname(path) or '.'} ({e.strerror or e}); "
+                          "choose a writable folder") from None
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -77,9 +88,11 @@ def check_overrides(overrides: list[str]) -> None:
 def _compose_check(overrides: list[str]) -> dict:
     """Compose a single-run config once so unknown keys fail in one line before Hydra starts; return it
     resolved."""
-    from lossmooth.runner.compose import compose
+    from lossmooth.runner.compose import check_added, compose
 
-    return compose([o for o in overrides if not o.startswith("hydra")])
+    overrides = [o for o in overrides if not o.startswith("hydra")]
+    check_added(overrides)
+    return compose(overrides)
 
 
 def _first_point(override: str) -> str | None:
@@ -98,11 +111,21 @@ def cmd_run(args: list[str]) -> int:
     try:
         check_overrides(overrides)
         if any(a in ("-m", "--multirun") for a in args):
-            # every key of a sweep must exist: compose its first point (a,b,c -> a) before Hydra starts
+            # every point of the sweep is composed and validated before Hydra starts: a bad point fails
+            # here, before Hydra writes the sweep's folder or any point runs
             from lossmooth import runner
+            from lossmooth.reproduce.registry import expand
 
-            # and its values: a bad first point fails here, before Hydra writes the sweep's folder
-            runner.validate(_compose_check([p for p in map(_first_point, overrides) if p is not None]))
+            runnable = [o for o in overrides if not o.startswith("hydra")]
+            try:
+                points = expand(runnable)
+            except ConfigError:  # an interval only the sweeper expands: its first point stands for it
+                points = [[p for p in map(_first_point, runnable) if p is not None]]
+            for point in points:
+                try:
+                    runner.validate(_compose_check(point))
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (multirun point: {' '.join(point)})") from None
         else:
             _compose_check(overrides)
     except ConfigError as e:
@@ -192,10 +215,11 @@ def cmd_data(argv: list[str]) -> int:
     if not argv or argv[0] != "collect":
         return _fail("data: expected `lossmooth data collect [overrides]`")
     overrides = argv[1:]
-    from lossmooth.runner.compose import compose
+    from lossmooth.runner.compose import check_added, compose
 
     try:
         check_overrides(overrides)
+        check_added(overrides, "collect")
         cfg = compose(overrides, "collect", where="conf/collect.yaml")
     except ConfigError as e:
         return _fail(str(e))
@@ -223,10 +247,15 @@ def cmd_status(argv: list[str]) -> int:
     print("|---|---|---|---|---|---|")
     for r in rows:
         runs = "" if r["runs"] is None else str(r["runs"])
-        extra = f"{r.get('metric_rows', 0)} metric rows so far" if r["state"] == "incomplete" else ""
+        extra = ""
+        if r["state"] == "incomplete":
+            extra = f"{r.get('metric_rows', 0)} metric rows so far" + ("" if r.get("resumable") else
+                                                                      ", no checkpoint: starts anew if run again")
+        elif r["state"] == "corrupt":
+            extra = r["reason"]
         print(f"| {r['setting']} | {r['run_id']} | {r['state']} | {runs} | {r['diverged']} | "
               f"{', '.join(r.get('methods', [])) or extra} |")
-    counts = {k: sum(1 for r in rows if r["state"] == k) for k in ("complete", "diverged", "incomplete")}
+    counts = {k: sum(1 for r in rows if r["state"] == k) for k in ("complete", "diverged", "incomplete", "corrupt")}
     print(f"\n{len(rows)} run directories: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0
 
@@ -246,6 +275,8 @@ def cmd_reproduce(argv: list[str]) -> int:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--launcher", default=None, help="run the missing runs through conf/hydra/launcher/NAME")
     p.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="--check also runs made from uncommitted changes (refused by default)")
     p.add_argument("--experiments", default=registry.EXPERIMENTS,
                    help="the entries: a folder of <name>.yaml files (default: experiments/) or one YAML file")
     a = p.parse_intermixed_args(argv)  # host overrides may follow the options
@@ -264,7 +295,7 @@ def cmd_reproduce(argv: list[str]) -> int:
             if checks is None:
                 raise ConfigError("reproduce: name an entry (lossmooth reproduce --list shows them), or use "
                                   "--list or --check")
-            return command.check_all(entries, checks, a.results_dir)
+            return command.check_all(entries, checks, a.results_dir, a.allow_dirty)
         if checks is not None:
             checks = [t for t in checks if t.entry == a.name]
             if not checks:
@@ -273,7 +304,7 @@ def cmd_reproduce(argv: list[str]) -> int:
         if a.launcher is not None and a.launcher not in launchers:
             raise ConfigError(f"--launcher: unknown launcher '{a.launcher}'; choose one of {', '.join(launchers)}")
         return command.reproduce(entries[a.name], a.results_dir, checks, a.launcher,
-                                 command.host_overrides(a.overrides), a.dry_run)
+                                 command.host_overrides(a.overrides), a.dry_run, a.allow_dirty)
     except ConfigError as e:
         return _fail(str(e))
 

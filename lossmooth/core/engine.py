@@ -156,7 +156,7 @@ class LoopResult:
 
 def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk: int = 0,
              metrics_so_far: dict | None = None, later: tuple[int, Callable] | None = None,
-             checkpoints: "Checkpoints | None" = None, tag: str = "loop") -> LoopResult:
+             checkpoints: "Checkpoints | None" = None, tag: str = "loop", save: bool = True) -> LoopResult:
     """Run ``n_chunks`` compiled chunks; after each, call ``cb(chunk_index, state, chunk_metrics)``.
 
     ``later = (first, fn)`` runs chunks ``first, first+1, ...`` with ``fn`` instead: a program
@@ -166,9 +166,11 @@ def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk
 
     ``checkpoints``: this loop (``tag``) resumes from its last checkpoint there (the state, the
     metrics so far and the next chunk; ``state`` only gives the structure), and saves one after
-    chunks (see :class:`Checkpoints`); a stop request (SIGTERM) saves and raises :class:`Preempted`.
+    chunks (see :class:`Checkpoints`); a stop request (SIGTERM, SIGINT) saves and raises
+    :class:`Preempted`. ``save=False`` (a loop whose state is not all in JAX) neither resumes nor saves;
+    a stop request still stops it after the current chunk.
     """
-    if checkpoints is not None:
+    if checkpoints is not None and save:
         saved = checkpoints.load(tag, state)
         if saved is not None:
             start_chunk, state, metrics_so_far = saved
@@ -181,8 +183,10 @@ def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk
             collected.setdefault(k, []).append(np.asarray(v))
         for cb in callbacks:
             cb(c, state, m)
-        if checkpoints is not None:
+        if checkpoints is not None and save:
             checkpoints.after_chunk(tag, c, n_chunks, state, collected)
+        elif checkpoints is not None and checkpoints.stop_requested:
+            raise Preempted(checkpoints.root, checkpoints.stop_requested)
     metrics = {k: np.concatenate(v, axis=1) for k, v in collected.items()}
     return LoopResult(state=state, metrics=metrics, diverged_at=first_nonfinite(metrics),
                       chunks_done=n_chunks)
@@ -202,7 +206,14 @@ def first_nonfinite(metrics: dict) -> np.ndarray:
 
 
 class Preempted(Exception):
-    """A stop was requested (SIGTERM); the run's checkpoint is saved."""
+    """A stop was requested (SIGTERM by a cluster, SIGINT by Ctrl-C); the run's checkpoints are saved.
+    ``args``: the checkpoint folder and the signal number."""
+
+    @property
+    def signal(self) -> int:
+        import signal
+
+        return self.args[1] if len(self.args) > 1 and self.args[1] else signal.SIGTERM
 
 
 class Checkpoints:
@@ -263,7 +274,7 @@ class Checkpoints:
         if due:
             self.save(tag, c + 1, state, {k: np.concatenate(v, axis=1) for k, v in collected.items()})
         if self.stop_requested:
-            raise Preempted(self.root)
+            raise Preempted(self.root, self.stop_requested)
 
     def save(self, tag: str, next_chunk: int, state, metrics: dict) -> None:
         import json

@@ -185,6 +185,10 @@ def load_minari(dataset_id: str, root: str | None = None) -> Transitions:
     import minari
 
     where = root or os.environ.get(MINARI_ENV) or "~/.minari/datasets"
+    if not os.path.isdir(os.path.expanduser(where)):  # listing would create it: nothing is made by a lookup
+        what = "is not a folder" if os.path.exists(os.path.expanduser(where)) else "does not exist"
+        raise ConfigError(f"dataset.root: Minari folder '{where}' {what}; copy the dataset '{dataset_id}' into "
+                          "a folder and set dataset.root to it, or build one with `lossmooth data collect`")
     with _minari_root(root):
         try:
             local = minari.list_local_datasets()

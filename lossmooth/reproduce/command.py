@@ -43,8 +43,21 @@ def list_entries(entries: dict[str, Entry], results_dir: str) -> int:
     return 0
 
 
+def clean_provenance(entry: Entry, found: list, allow_dirty: bool = False) -> None:
+    """Numbers checked against targets come from runs of committed code: a run made from a working
+    tree with uncommitted changes (or of unknown commit) is refused, unless ``allow_dirty``."""
+    if allow_dirty:
+        return
+    for f in found:
+        if f is not None and (f.commit.endswith("+dirty") or f.commit == "unknown"):
+            raise ConfigError(f"reproduce --check: '{entry.name}' uses {f.path}, made from "
+                              f"{'uncommitted changes' if f.commit != 'unknown' else 'an unknown commit'} "
+                              f"({f.commit}); re-run it from a clean commit (or pass --allow-dirty)")
+
+
 def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | None = None,
-              launcher: str | None = None, host: tuple[str, ...] = (), dry_run: bool = False) -> int:
+              launcher: str | None = None, host: tuple[str, ...] = (), dry_run: bool = False,
+              allow_dirty: bool = False) -> int:
     """Run the entry's missing runs, rebuild its table and plot, and (``checks``) compare with targets.
     0: done (every check passed); 1: a check failed or a run did not finish; 2: bad input."""
     points = resolve(entry)
@@ -74,6 +87,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
               "process is running it, run this command again once it is done)",
               file=sys.stderr)
         return 1
+    if checks is not None:
+        clean_provenance(entry, found, allow_dirty)
     table = build.tables(entry, points, found, results_dir)
     cells = targets.check(checks, targets.table_rows(table.csv)) if checks is not None else None
     build.write(entry, table, results_dir)
@@ -85,7 +100,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
     return 0 if all(c.passed for c in cells) else 1
 
 
-def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_dir: str) -> int:
+def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_dir: str,
+              allow_dirty: bool = False) -> int:
     """Rebuild every entry named in ``checks`` from the runs already there (running nothing) and
     compare; an entry with missing runs is an error naming the command that makes them."""
     names = list(dict.fromkeys(t.entry for t in checks))
@@ -98,6 +114,7 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
         if missing:
             raise ConfigError(f"reproduce --check: '{name}' has {missing} of {len(points)} run(s) missing under "
                               f"{results_dir}; run `lossmooth reproduce {name}` first")
+        clean_provenance(entry, found, allow_dirty)
         built.append((entry, points, found))
     cells, tables = [], []
     for entry, points, found in built:

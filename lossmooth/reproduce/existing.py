@@ -32,15 +32,22 @@ def complete_runs(results_dir: str, setting: str) -> list[Found]:
     """Every complete run directory of ``setting`` with a readable config, newest first."""
     out = []
     for _, _, path in store.run_dirs(results_dir, setting):
-        if not os.path.exists(os.path.join(path, store.SUMMARY)):
+        if not store.is_complete(path):
             continue
         try:
+            store.read_run(path)
             with open(os.path.join(path, "config.yaml")) as f:
                 cfg = yaml.safe_load(f)
+        except store.CorruptRun as e:
+            store.warn(f"skipping {path}: {e}")
+            continue
         except (OSError, yaml.YAMLError):
-            continue  # a directory without a readable config cannot be matched to any run
+            store.warn(f"skipping {path}: config.yaml cannot be read")
+            continue
         if isinstance(cfg, dict):
             out.append(Found(path=path, config=cfg, commit=_commit(path)))
+        else:
+            store.warn(f"skipping {path}: config.yaml is not a config")
     return sorted(out, key=lambda r: os.path.basename(r.path), reverse=True)
 
 

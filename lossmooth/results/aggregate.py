@@ -2,26 +2,35 @@
 and paired differences (method minus hard switch, paired by seed on the same source model).
 
 A *row* is one run (method, numbers, seed) read from a run directory's ``runs.json`` together with
-its context (setting, data, model, shift, stand-in flag). Rows group by context + method + numbers.
-Diverged runs are excluded from the statistics and counted.
+its context (setting, data, model, shift, stand-in flag). Rows group by the whole experiment: the
+run's ``pair_key`` (a hash of its resolved config without the methods, the swept numbers, the seeds
+and the host-only keys) + method + numbers, so runs of different configs are never pooled, however
+alike the table's columns look; where two groups differ only in config fields no column shows, the
+table names those fields (``context``). A seed is counted once: the same run (experiment, method,
+numbers, seed) in several run directories is taken from the newest. Diverged runs are excluded from
+the statistics and counted.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
 
 import numpy as np
+import yaml
 
 from lossmooth.results import store
 
 GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
 BASELINE = "hard_switch"
+# config keys that never tell two experiments apart in a table (methods, numbers and seeds are columns)
+NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "seed")
 
 
 def collect(results_dir: str, setting: str | None = None, filters: dict | None = None) -> list[dict]:
     """Rows of every complete run under ``results_dir`` matching ``filters`` (``key=value`` on row
-    fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``)."""
+    fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``), each run once."""
     rows = []
     for path, meta, runs in store.complete_runs(results_dir, setting):
         for r in runs:
@@ -29,12 +38,77 @@ def collect(results_dir: str, setting: str | None = None, filters: dict | None =
             row.update(run_dir=path, stand_in=meta.get("stand_in", True))
             if all(str(row.get(k)) == str(v) for k, v in (filters or {}).items()):
                 rows.append(row)
-    return rows
+    return once(rows)
+
+
+def run_identity(row: dict) -> tuple:
+    """What makes a row the same run as another: its experiment, line, method, numbers and seed."""
+    return (row.get("setting"), row.get("pair_key"), row.get("model"), row.get("method"),
+            json.dumps(row.get("hparams"), sort_keys=True), row.get("seed"))
+
+
+def once(rows: list[dict]) -> list[dict]:
+    """``rows`` with each run once: of the same run in several directories, the newest directory's
+    (run ids start with their time)."""
+    newest: dict[tuple, dict] = {}
+    for r in rows:
+        key = run_identity(r)
+        if key not in newest or os.path.basename(r["run_dir"]) > os.path.basename(newest[key]["run_dir"]):
+            newest[key] = r
+    kept = {id(r) for r in newest.values()}
+    return [r for r in rows if id(r) in kept]
 
 
 def group_label(row: dict) -> tuple:
     return tuple(json.dumps(row.get(k), sort_keys=True) if k == "hparams" else row.get(k)
-                 for k in GROUP_KEYS)
+                 for k in GROUP_KEYS) + (row.get("pair_key"),)
+
+
+def _flat(cfg, prefix="") -> dict:
+    out = {}
+    for k, v in (cfg or {}).items():
+        if not prefix and k in NOT_CONTEXT:
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True)
+    return out
+
+
+def _config(run_dir: str) -> dict:
+    try:
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            return yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def contexts(entries: list[dict], rows: list[dict]) -> None:
+    """Name, in each entry's ``context``, the config fields that tell apart entries whose table columns
+    are equal but whose experiments (``pair_key``) differ; entries alone in their columns get none."""
+    by_cols: dict[tuple, set] = {}
+    for e in entries:
+        cols = tuple(json.dumps(e.get(k), sort_keys=True) for k in GROUP_KEYS if k != "method")
+        by_cols.setdefault(cols, set()).add(e.get("pair_key"))
+    clashing = {k for s in by_cols.values() if len(s) > 1 for k in s}
+    if not clashing:
+        return
+    configs = {}
+    for r in rows:
+        if r.get("pair_key") in clashing and r["pair_key"] not in configs:
+            configs[r["pair_key"]] = _flat(_config(r["run_dir"]))
+    for e in entries:
+        cols = tuple(json.dumps(e.get(k), sort_keys=True) for k in GROUP_KEYS if k != "method")
+        keys = by_cols[cols]
+        if len(keys) < 2:
+            continue
+        mine = configs.get(e.get("pair_key"), {})
+        others = [configs.get(k, {}) for k in keys if k != e.get("pair_key")]
+        differ = sorted(f for f in set(mine) | {f for o in others for f in o}
+                        if any(o.get(f) != mine.get(f) for o in others))
+        e["context"] = ", ".join(f"{f}={json.loads(mine[f]) if f in mine else 'unset'}" for f in differ) or \
+            f"pair_key={e.get('pair_key')}"
 
 
 def interval(values: np.ndarray, stat: str, reps: int, seed: int = 0) -> tuple[float, float, float]:
@@ -82,8 +156,10 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
     out = []
     for label, rs in groups.items():
         ok = [r for r in rs if r.get("diverged_step", -1) < 0]
-        entry = dict(zip(GROUP_KEYS, label), n=len(ok), n_diverged=len(rs) - len(ok),
+        entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n=len(ok), n_diverged=len(rs) - len(ok),
                      stand_in=any(r.get("stand_in", True) for r in rs))
+        if any(r.get("ramp_unfinished") for r in rs):
+            entry["ramp_unfinished"] = True
         entry["hparams"] = json.loads(entry["hparams"])
         for m in metrics:
             vals = np.array([r["summary"][m] for r in ok if m in r["summary"]], np.float64)
@@ -113,7 +189,9 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         pairs = [(r, b) for r, b in pairs if b is not None]
         if not pairs:
             continue
-        entry = dict(zip(GROUP_KEYS, label), n_pairs=len(pairs), baseline=baseline)
+        entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n_pairs=len(pairs), baseline=baseline)
+        if any(r.get("ramp_unfinished") for r in rs):
+            entry["ramp_unfinished"] = True
         entry["hparams"] = json.loads(entry["hparams"])
         for m in metrics:
             d = np.array([r["summary"][m] - b["summary"][m] for r, b in pairs])
@@ -162,4 +240,6 @@ def tables(rows: list[dict], reps: int = 2000) -> tuple[list[dict], list[dict], 
     normalized = []
     if any("final_target_return" in r.get("summary", {}) for r in rows):
         normalized = normalized_by_baseline(rows, reps=reps)
-    return aggregate(rows, reps=reps), paired_differences(rows, reps=reps), normalized
+    groups, diffs = aggregate(rows, reps=reps), paired_differences(rows, reps=reps)
+    contexts(groups + diffs, rows)
+    return groups, diffs, normalized

@@ -84,6 +84,11 @@ def _hp(h: dict) -> str:
                      for k, v in h.items() if not (k == "schedule" and v in _IMPLIED_SCHEDULES))
 
 
+def _numbers(entry: dict) -> str:
+    """A table row's numbers, marked where the ramp outlasted the adaptation (lam never reached 1)."""
+    return _hp(entry["hparams"]) + (" (ramp unfinished)" if entry.get("ramp_unfinished") else "")
+
+
 def _ci(p, lo, hi, pct=True) -> str:
     f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}")
     if p is None or (isinstance(p, float) and math.isnan(p)):
@@ -108,15 +113,16 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         lines.append("_Results on stand-in data or budgets (embedded default, not the paper's datasets "
                      "or training lengths)._\n")
     named = unit in ("acc", "loss")  # supervised and LM tables: data and model; RL tables: task and algo
+    ctx = any(e.get("context") for e in groups + diffs)  # experiments that differ in a field no column shows
     head = ["setting", "data" if named else "task", "model" if named else "algo", "shift", "method",
-            "numbers", "n"] + [t for _, t in metrics]
+            "numbers"] + (["context"] if ctx else []) + ["n"] + [t for _, t in metrics]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), g["shift"],
                                            g["method"] != "hard_switch", g["method"])):
         n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
         cells = [g["setting"], g["dataset"], str(g["model"]), f"{g['shift']}({g['severity']:g})",
-                 g["method"], _hp(g["hparams"]), n]
+                 g["method"], _numbers(g)] + ([g.get("context", "")] if ctx else []) + [n]
         cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
                   for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
@@ -124,13 +130,13 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     if diffs:
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
                      f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")
-        head = ["data" if named else "task", "model" if named else "algo", "shift", "method", "numbers",
-                "pairs"] + [t for _, t in metrics]
+        head = ["data" if named else "task", "model" if named else "algo", "shift", "method", "numbers"] + \
+            (["context"] if ctx else []) + ["pairs"] + [t for _, t in metrics]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), d["shift"], d["method"])):
             cells = [d["dataset"], str(d["model"]), f"{d['shift']}({d['severity']:g})", d["method"],
-                     _hp(d["hparams"]), str(d["n_pairs"])]
+                     _numbers(d)] + ([d.get("context", "")] if ctx else []) + [str(d["n_pairs"])]
             cells += [_ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct)
                       for m, _ in metrics]
             lines.append("| " + " | ".join(cells) + " |")
@@ -171,7 +177,12 @@ def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
         if r.get("diverged_step", -1) < 0:
             by_dir.setdefault(r["run_dir"], {})[r["run_index"]] = r
     for d, wanted in by_dir.items():
-        for m in store.read_metrics(d):
+        try:
+            rows = store.read_metrics(d)
+        except store.CorruptRun as e:
+            store.warn(f"skipping {d} in the plot: {e}")
+            continue
+        for m in rows:
             if m.get("phase") == "adapt" and m["run_index"] in wanted:
                 r = wanted[m["run_index"]]
                 label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")

@@ -11,14 +11,24 @@ A run directory holds
                       tabulated.
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file.
+Every file is strict JSON: a non-finite number is written as the string ``"NaN"``, ``"Infinity"`` or
+``"-Infinity"`` and read back as the float (:func:`encode`, :func:`decode`).
+
+A run finishes in an order that a kill at any moment leaves recoverable, never half-done: ``runs.json``,
+then the summary under a pending name, then the checkpoints are removed, then the summary is renamed
+into place; whoever next reads the directory completes a pending finish (:func:`settle`). A directory
+whose files cannot be read (a truncated ``runs.json`` or ``summary.json``, a missing ``meta.json``, a torn
+line in ``metrics.jsonl``) is *corrupt*: the readers skip it with one warning line naming it and why.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -27,6 +37,54 @@ import yaml
 from lossmooth.errors import ConfigError
 
 SUMMARY = "summary.json"
+PENDING = ".summary.json.pending"  # a summary written, its checkpoints not yet removed (see settle)
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class CorruptRun(Exception):
+    """A run directory whose files cannot be read; the message says which file and why."""
+
+
+def encode(obj):
+    """``obj`` with every non-finite float replaced by its string (strict JSON has no NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode(v) for v in obj]
+    return obj
+
+
+def decode(obj):
+    """The inverse of :func:`encode`: the strings of non-finite numbers back to floats."""
+    if isinstance(obj, str) and obj in _NONFINITE:
+        return _NONFINITE[obj]
+    if isinstance(obj, dict):
+        return {k: decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    return obj
+
+
+def dumps(obj, **kw) -> str:
+    """Strict JSON of ``obj`` (numpy scalars and arrays as numbers and lists, non-finite numbers as strings)."""
+    return json.dumps(encode(json.loads(json.dumps(obj, default=_jsonable))), allow_nan=False, **kw)
+
+
+def read_json(path: str):
+    """A JSON file written by this module, decoded; :class:`CorruptRun` naming the file if it cannot be read."""
+    try:
+        with open(path) as f:
+            return decode(json.load(f))
+    except OSError as e:
+        raise CorruptRun(f"{os.path.basename(path)}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CorruptRun(f"{os.path.basename(path)} is not valid JSON ({e})") from None
+
+
+def warn(message: str) -> None:
+    print(f"lossmooth: warning: {message}", file=sys.stderr)
 
 
 def atomic_write(path: str, text: str) -> None:
@@ -46,7 +104,7 @@ def atomic_write(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
+    atomic_write(path, dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def _jsonable(x):
@@ -99,30 +157,59 @@ def resume_key(cfg: dict) -> str:
     return config_hash({k: v for k, v in cfg.items() if k not in HOST_ONLY}) + "-dirty"
 
 
-def find_resumable(results_dir: str, setting: str, cfg: dict) -> str | None:
-    """The newest incomplete run directory of ``cfg`` that holds checkpoints, or None."""
-    key = resume_key(cfg)
+def settle(path: str) -> None:
+    """Complete a finish a kill interrupted (see the module docstring): a pending summary means the
+    run is done; its checkpoints go, then the summary takes its place."""
+    pending = os.path.join(path, PENDING)
+    if os.path.exists(pending):
+        shutil.rmtree(os.path.join(path, CHECKPOINTS), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):  # another reader settled it first
+            os.replace(pending, os.path.join(path, SUMMARY))
+
+
+def is_complete(path: str) -> bool:
+    """The run directory at ``path`` finished (its summary is in place, after :func:`settle`)."""
+    settle(path)
+    return os.path.exists(os.path.join(path, SUMMARY))
+
+
+def _matching(results_dir: str, setting: str, key: str):
+    """Run directories of ``setting`` whose id ends with ``key``, newest first."""
     sdir = os.path.join(results_dir, setting)
     if not os.path.isdir(sdir):
-        return None
+        return
     for rid in sorted(os.listdir(sdir), reverse=True):
         p = os.path.join(sdir, rid)
-        if (rid.endswith("-" + key) and not os.path.exists(os.path.join(p, SUMMARY))
-                and os.path.isdir(os.path.join(p, CHECKPOINTS))):
+        if rid.endswith("-" + key) and not rid.startswith(".") and os.path.isdir(p):
+            yield p
+
+
+def find_resumable(results_dir: str, setting: str, cfg: dict) -> str | None:
+    """The newest incomplete run directory of ``cfg`` that holds checkpoints, or None."""
+    for p in _matching(results_dir, setting, resume_key(cfg)):
+        if not is_complete(p) and os.path.isdir(os.path.join(p, CHECKPOINTS)):
             return p
     return None
 
 
+def find_orphans(results_dir: str, setting: str, cfg: dict) -> list[str]:
+    """Incomplete run directories of ``cfg`` without checkpoints: runs killed before their first
+    checkpoint, which hold nothing to resume."""
+    return [p for p in _matching(results_dir, setting, resume_key(cfg))
+            if not is_complete(p) and not os.path.isdir(os.path.join(p, CHECKPOINTS))]
+
+
 def find_complete(results_dir: str, setting: str, key: str | None) -> str | None:
-    """The complete run directory of ``setting`` with run key ``key`` (None if there is none)."""
+    """The newest readable complete run directory of ``setting`` with run key ``key`` (None if there
+    is none)."""
     if key is None:
         return None
-    sdir = os.path.join(results_dir, setting)
-    if not os.path.isdir(sdir):
-        return None
-    for rid in sorted(os.listdir(sdir), reverse=True):
-        p = os.path.join(sdir, rid)
-        if rid.endswith("-" + key) and os.path.exists(os.path.join(p, SUMMARY)):
+    for p in _matching(results_dir, setting, key):
+        if is_complete(p):
+            try:
+                read_run(p)
+            except CorruptRun:
+                continue
             return p
     return None
 
@@ -141,28 +228,41 @@ def run_dirs(results_dir: str, setting: str | None = None):
                 yield s, rid, p
 
 
+def read_run(path: str) -> tuple[dict, list[dict], dict]:
+    """``(meta, runs, summary)`` of a complete run directory; :class:`CorruptRun` if any is unreadable
+    or malformed."""
+    meta, runs, summary = (read_json(os.path.join(path, n)) for n in ("meta.json", "runs.json", SUMMARY))
+    if not isinstance(meta, dict) or not isinstance(summary, dict) or not summary.get("complete"):
+        raise CorruptRun("meta.json or summary.json is not a run's record")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "summary" in r and "method" in r for r in runs):
+        raise CorruptRun("runs.json does not hold one record per run")
+    return meta, runs, summary
+
+
 def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
-    """Every run directory: setting, id, state (complete / incomplete / diverged) and counts."""
+    """Every run directory: setting, id, state (complete / diverged / incomplete / corrupt) and counts;
+    a corrupt directory's ``reason`` says which file and why."""
     out = []
     for s, rid, p in run_dirs(results_dir, setting):
         row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0}
-        if os.path.exists(os.path.join(p, SUMMARY)):
+        if is_complete(p):
             try:
-                with open(os.path.join(p, "runs.json")) as f:
-                    runs = json.load(f)
-            except (OSError, ValueError):
-                row["state"] = "unreadable"
+                _, runs, _ = read_run(p)
+                read_metrics(p)
+            except CorruptRun as e:
+                row.update(state="corrupt", reason=str(e))
                 out.append(row)
                 continue
             div = sum(1 for r in runs if r.get("diverged_step", -1) >= 0)
             row.update(state="diverged" if div else "complete", runs=len(runs), diverged=div,
-                       methods=sorted({r.get("method") for r in runs}))
+                       methods=sorted({str(r.get("method")) for r in runs}))
         else:
             try:
                 with open(os.path.join(p, "metrics.jsonl")) as f:
                     row["metric_rows"] = sum(1 for line in f if line.strip())
             except OSError:
                 row["metric_rows"] = 0
+            row["resumable"] = os.path.isdir(os.path.join(p, CHECKPOINTS))
         out.append(row)
     return out
 
@@ -218,11 +318,13 @@ class RunStore:
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{resume_key(cfg)}"
 
     @classmethod
-    def open_or_create(cls, cfg: dict, setting: str, meta: dict) -> "RunStore":
+    def open_or_create(cls, cfg: dict, setting: str, meta: dict, say=print) -> "RunStore":
         """Under this config's :class:`ConfigLock`: the incomplete run directory of this config with
         checkpoints (a killed or preempted run: resumed, its metric rows cut back to its newest
-        checkpoint), else a new one. Raises :class:`NothingToDo` where another process holds the
-        lock, or where the config finished (same code) while this process was starting."""
+        checkpoint), else a new one. A run of this config killed before its first checkpoint left a
+        directory with nothing to resume: it is removed (``say`` tells which) and the run starts
+        anew. Raises :class:`NothingToDo` where another process holds the lock, or where the config
+        finished (same code) while this process was starting."""
         lock = ConfigLock(cfg["results_dir"], setting, resume_key(cfg))
         if not lock.acquire():
             raise NothingToDo(f"{setting}: this config is running in another process right now "
@@ -232,6 +334,10 @@ class RunStore:
             if done is not None:
                 raise NothingToDo(f"{setting} run already complete (same config, same code): {done}; "
                                   "rerun=true runs it again", complete=done)
+            for orphan in find_orphans(cfg["results_dir"], setting, cfg):
+                say(f"lossmooth: removing {orphan}: a run of this config killed before its first checkpoint "
+                    "(nothing to resume); starting it anew")
+                shutil.rmtree(orphan, ignore_errors=True)
             found = find_resumable(cfg["results_dir"], setting, cfg)
             if found is None:
                 rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
@@ -247,25 +353,33 @@ class RunStore:
 
     resumed = False
     lock = None
+    previous_wall_s = 0.0  # wall time of the processes that ran this run before (resumed runs)
 
     def release(self) -> None:
         """Drop this config's lock (the run is finished, discarded or stopped)."""
         if self.lock is not None:
             self.lock.release()
 
-    def checkpoints(self, cfg: dict):
+    def checkpoints(self, cfg: dict, started: float | None = None):
         """This run's :class:`lossmooth.core.engine.Checkpoints`; on a resumed run, metrics.jsonl is
-        first cut back to the rows its newest checkpoint had seen."""
+        first cut back to the rows its newest checkpoint had seen, and the wall time of the earlier
+        processes (up to that checkpoint) is read back. ``started``: this process's start (time.time())."""
         from lossmooth.core.engine import Checkpoints
 
         every = cfg.get("checkpoint_every_s", 60.0)
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
             raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
-        ck = Checkpoints(os.path.join(self.path, CHECKPOINTS), lambda: {"metric_rows": self.metric_rows()},
-                         float(every))
+        started = time.time() if started is None else started
+
+        def marker():
+            return {"metric_rows": self.metric_rows(), "wall_s": self.previous_wall_s + time.time() - started}
+
+        ck = Checkpoints(os.path.join(self.path, CHECKPOINTS), marker, float(every))
         if self.resumed:
-            keep = max([m["metric_rows"] for m in ck.markers()] or [0])
-            self.truncate_metrics(keep)
+            markers = ck.markers()
+            newest = max(markers, key=lambda m: m["metric_rows"], default={"metric_rows": 0})
+            self.truncate_metrics(newest["metric_rows"])
+            self.previous_wall_s = float(max([m.get("wall_s", 0.0) for m in markers] or [0.0]))
         return ck
 
     def metric_rows(self) -> int:
@@ -292,12 +406,14 @@ class RunStore:
         # appended between chunks; a reader trusts it only once summary.json exists
         with open(os.path.join(self.path, "metrics.jsonl"), "a") as f:
             for r in rows:
-                f.write(json.dumps(r, sort_keys=True, default=_jsonable) + "\n")
+                f.write(dumps(r, sort_keys=True) + "\n")
 
     def finish(self, runs: list[dict], summary: dict) -> None:
+        """``runs.json``, the summary (pending), no checkpoints, the summary in place: in this order
+        (see the module docstring)."""
         write_json(os.path.join(self.path, "runs.json"), runs)
-        write_json(os.path.join(self.path, SUMMARY), summary)  # last: marks the run complete
-        shutil.rmtree(os.path.join(self.path, CHECKPOINTS), ignore_errors=True)
+        write_json(os.path.join(self.path, PENDING), summary)
+        settle(self.path)
 
     def discard(self) -> None:
         """Remove this run's directory (bad input found late) and its lock file, so nothing is left."""
@@ -308,21 +424,35 @@ class RunStore:
                 os.rmdir(os.path.dirname(self.lock.path))  # only when empty
 
 
-def complete_runs(results_dir: str, setting: str | None = None):
-    """Yield (path, meta, runs) for every complete run directory under ``results_dir``; of several
-    complete directories of one run key (``rerun=true``), only the newest, so no run counts twice."""
+def complete_runs(results_dir: str, setting: str | None = None, on_corrupt=None):
+    """Yield (path, meta, runs) for every readable complete run directory under ``results_dir``; of
+    several complete directories of one run key (``rerun=true``), only the newest, so no run counts
+    twice. A corrupt directory is skipped with one warning line (``on_corrupt(path, reason)``; default:
+    a ``lossmooth: warning:`` line on stderr)."""
+    on_corrupt = on_corrupt or (lambda path, why: warn(f"skipping {path}: {why}"))
     newest = {}
     for s, rid, p in run_dirs(results_dir, setting):
-        if os.path.exists(os.path.join(p, SUMMARY)):
-            newest[(s, rid.split("-", 2)[-1])] = p  # run ids are <date>-<time>-<key>, sorted by time
-    for p in newest.values():
-        with open(os.path.join(p, "meta.json")) as f:
-            meta = json.load(f)
-        with open(os.path.join(p, "runs.json")) as f:
-            runs = json.load(f)
-        yield p, meta, runs
+        if is_complete(p):
+            try:
+                meta, runs, _ = read_run(p)
+            except CorruptRun as e:
+                on_corrupt(p, str(e))
+                continue
+            newest[(s, rid.split("-", 2)[-1])] = (p, meta, runs)  # run ids are <date>-<time>-<key>, by time
+    yield from newest.values()
 
 
 def read_metrics(path: str) -> list[dict]:
-    with open(os.path.join(path, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every row of ``metrics.jsonl`` (decoded); :class:`CorruptRun` on a torn line."""
+    rows = []
+    try:
+        with open(os.path.join(path, "metrics.jsonl")) as f:
+            for n, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        rows.append(decode(json.loads(line)))
+                    except ValueError:
+                        raise CorruptRun(f"metrics.jsonl line {n} is not valid JSON (a torn write)") from None
+    except OSError as e:
+        raise CorruptRun(f"metrics.jsonl: {e.strerror or e}") from None
+    return rows

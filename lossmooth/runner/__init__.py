@@ -21,6 +21,7 @@ from lossmooth.core.config import flag
 from lossmooth.errors import ConfigError
 from lossmooth.results import store
 from lossmooth.runner.execute import execute
+from lossmooth.runner.loggers import check_loggers
 
 
 def setting_of(cfg: dict) -> settings.Setting:
@@ -32,19 +33,36 @@ def setting_of(cfg: dict) -> settings.Setting:
 
 
 def validate(cfg: dict) -> None:
-    """Validate a resolved config without running it or reading data (one-line ConfigError)."""
-    setting_of(cfg).parse(cfg)
+    """Validate a resolved config without running it or reading data (one-line ConfigError): the
+    host-only keys, then the setting's own."""
+    setting = setting_of(cfg)
+    check_host_keys(cfg)
+    factor = cfg.get("diverge_factor", 100.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+        raise ConfigError(f"diverge_factor: must be a number > 1 (a loss this many times its value at the switch "
+                          f"marks a run diverged), got {factor!r}")
+    setting.parse(cfg)
+
+
+def check_host_keys(cfg: dict) -> None:
+    """The keys that change where and how a run executes, never its numbers."""
+    every = cfg.get("checkpoint_every_s", 60.0)
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+        raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
+    flag(cfg, "rerun", "rerun", default=False)
+    flag(cfg, "progress", "progress", default=True)
+    for key in ("cache_dir", "run_name"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ConfigError(f"{key}: must be a string or null, got {cfg[key]!r}")
+    check_loggers(cfg.get("logger") or {})
+    device_mesh(cfg.get("devices", "all"))
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
     """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
     another process is running this config right now)."""
     setting = setting_of(cfg)
-    every = cfg.get("checkpoint_every_s", 60.0)
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
-        raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
-    flag(cfg, "rerun", "rerun", default=False)
-    setting.parse(cfg)  # bad input is an error even where a finished run of the config exists
+    validate(cfg)  # bad input is an error even where a finished run of the config exists
     done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting.name,
                                                                      store.run_key(cfg))
     if done is not None:  # the same config on the same code already finished: nothing to do

@@ -22,6 +22,35 @@ def with_search_path(overrides: list[str]) -> list[str]:
     return list(overrides) + ["hydra.searchpath=[" + ",".join(f"file://{p}" for p in extra) + "]"]
 
 
+# config nodes a ``+key=value`` override may add keys to: numbers to sweep, rejax fields on top of a
+# preset (validated against it), an environment's keyword arguments; everywhere else a key that the
+# config does not have is a typo, refused with the node's known keys
+OPEN = ("sweep", "budget.td3", "budget.ppo", "algo.td3.overrides", "algo.ppo.overrides", "task.kwargs",
+        "train.overrides", "hydra")
+
+
+def check_added(overrides: list[str], name: str = "config") -> None:
+    """Refuse ``+key=value`` overrides that add a key to a node outside :data:`OPEN` (one line naming the
+    key and the node's keys); the node is read from the config composed without those overrides."""
+    added = [o for o in overrides if o.startswith("+") and not o.startswith("++")]
+    if not added:
+        return
+    base = compose([o for o in overrides if o not in added], name)
+    for o in added:
+        key = o[1:].split("=", 1)[0].removeprefix("+")
+        parent, _, leaf = key.rpartition(".")
+        if any(key == p or key.startswith(p + ".") for p in OPEN):
+            continue
+        node = base
+        for part in parent.split(".") if parent else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            continue  # the key exists: `+` then overrides it, as Hydra does
+        known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+        raise ConfigError(f"{key}: unknown key" + (f"; {parent or 'the config'}'s keys are {known}" if known else
+                                                   f"; {parent} is not a config node") + " (see conf/)")
+
+
 def compose(overrides: list[str], name: str = "config", where: str | None = "conf/") -> dict:
     """The resolved config ``name`` with ``overrides`` (a plain dict without ``hydra``); a bad key or
     value is one :class:`ConfigError` line (``where``: the files it points the reader to)."""

@@ -22,9 +22,13 @@ from lossmooth.core import engine
 from lossmooth.core.runs import run_label
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize_curves
+from lossmooth.runner import ramps
 from lossmooth.runner.phase import run_phase
 from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
 from lossmooth.settings.contract import Context, Setting
+
+
+DIVERGE_FACTOR = 100.0
 
 
 def row_key(row: dict, line_key: str | None) -> tuple:
@@ -44,6 +48,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     t0 = time.time()
     spec = setting.parse(cfg)
     loaded = setting.load(spec, cfg, choices)
+    updates = ramps.check(setting, spec, loaded)
     meta = provenance.metadata(cfg, choices, loaded.info)
     runs = setting.runs(spec, loaded)
     groups = setting.groups(spec, runs)
@@ -116,7 +121,13 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                         "hparams": r["hparams"]} for x, r in zip(index, g_runs)]
                 phase = setting.adapt_phase(ctx, line, g_runs, source)
                 cb = writer(ids, [prefix + labels[i] for i in g], f"{prefix}adapt", phase.eval_every)
-                res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs))
+                res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs),
+                                diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
+                for j in np.flatnonzero(res.blown_up):  # non-finite metrics were reported chunk by chunk
+                    step = int(res.steps[res.diverged_at[j] + (1 if res.steps[0] == 0 else 0)])
+                    bar.write(f"lossmooth: warning: {prefix + labels[g[j]]}'s loss exceeds "
+                              f"{cfg.get('diverge_factor', DIVERGE_FACTOR):g}x its value at the switch from step "
+                              f"{step} (marked diverged)")
                 start_rows(ids, res)
                 setting.after_group(ctx, line, index, g_runs, res)
                 for j, (x, r) in enumerate(zip(index, g_runs)):
@@ -129,6 +140,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                         "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
                         "summary": summarize_curves(setting.curves, res.steps, curves, spec.gap_window),
                         "curves": {"target": setting.curves.target, "source": setting.curves.source},
+                        **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),
                         **setting.run_fields(spec, loaded, line, r, curves),
                     })
                 del res
@@ -141,7 +153,9 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                    "step_unit": setting.step_unit,
                    "compiled_batches": {"source": n_source, "adapt": len(lines) * len(groups)}}
         summary.update({k: v for k, v in extra.items() if k != "wall_s"})
-        summary["wall_s"] = {**walls, **extra.get("wall_s", {}), "total": time.time() - t0}
+        # the total covers every process of a resumed run (the earlier ones up to their last checkpoint)
+        summary["wall_s"] = {**walls, **extra.get("wall_s", {}), "this_process": time.time() - t0,
+                             "total": rs.previous_wall_s + time.time() - t0}
         return rows, summary
 
-    return record_run(cfg, setting.name, meta, body)
+    return record_run(cfg, setting.name, meta, body, started=t0)

@@ -13,15 +13,28 @@ import numpy as np
 from lossmooth.errors import ConfigError
 
 WANDB_MODES = ("offline", "online", "disabled")
+LOGGER_KEYS = ("wandb", "tensorboard", "project")
+
+
+def check_loggers(cfg: dict) -> None:
+    """The ``logger`` group's values (one line naming the key on anything else)."""
+    unknown = sorted(set(cfg) - set(LOGGER_KEYS))
+    if unknown:
+        raise ConfigError(f"logger.{unknown[0]}: unknown key; the logger group's keys are {', '.join(LOGGER_KEYS)}")
+    if cfg.get("wandb", "offline") not in WANDB_MODES:
+        raise ConfigError(f"logger.wandb: unknown mode '{cfg.get('wandb')}'; choose one of {', '.join(WANDB_MODES)}")
+    if not isinstance(cfg.get("tensorboard", False), bool):
+        raise ConfigError(f"logger.tensorboard: must be true or false, got {cfg.get('tensorboard')!r}")
+    if not isinstance(cfg.get("project", "lossmooth"), str):
+        raise ConfigError(f"logger.project: must be a string, got {cfg.get('project')!r}")
 
 
 class Loggers:
     def __init__(self, cfg: dict, run_dir: str, run_id: str, config: dict):
         self._wandb = None
         self._tb = None
+        check_loggers(cfg)
         mode = cfg.get("wandb", "offline")
-        if mode not in WANDB_MODES:
-            raise ConfigError(f"logger.wandb: unknown mode '{mode}'; choose one of {', '.join(WANDB_MODES)}")
         if mode != "disabled":
             import wandb
 

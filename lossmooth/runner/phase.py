@@ -19,10 +19,33 @@ from lossmooth.core import engine
 from lossmooth.settings.contract import Phase, PhaseResult
 
 
+def blowups(metrics: dict, names: tuple, factor: float, offset: int) -> np.ndarray:
+    """Per run, the first evaluation (an index into the chunks' evaluations: column ``offset`` of the
+    curves is the first) where a loss in ``names`` exceeds ``factor`` times its first finite value
+    (its value at the switch where the phase evaluated it): a finite blow-up; -1 where none."""
+    n = len(next(iter(metrics.values())))
+    first = np.full((n,), -1, np.int64)
+    for name in names:
+        if name not in metrics:
+            continue
+        v = np.asarray(metrics[name], np.float64)
+        for i in range(n):
+            finite = np.flatnonzero(np.isfinite(v[i]))
+            if not len(finite) or v[i, finite[0]] <= 0:
+                continue
+            over = np.flatnonzero(np.isfinite(v[i]) & (v[i] > factor * v[i, finite[0]]))
+            over = over[over >= offset] - offset
+            if len(over) and (first[i] < 0 or over[0] < first[i]):
+                first[i] = over[0]
+    return first
+
+
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
-              lam0: np.ndarray | None = None) -> PhaseResult:
+              lam0: np.ndarray | None = None, diverge: tuple | None = None) -> PhaseResult:
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
-    chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0."""
+    chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
+    ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
+    switch is diverged from there, as a run whose metrics turn non-finite is."""
     t0 = time.time()
     n = int(jax.tree.leaves(phase.state)[0].shape[0])
     state, hp = phase.state, phase.hp
@@ -41,7 +64,7 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
 
     try:
         res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [on_chunk], later=phase.later,
-                              checkpoints=checkpoints if phase.checkpoint else None, tag=tag)
+                              checkpoints=checkpoints, tag=tag, save=phase.checkpoint)
     finally:
         if phase.close is not None:
             phase.close()
@@ -63,5 +86,11 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
     steps = np.arange(1, n_evals + 1, dtype=np.int64) * phase.eval_every
     if start is not None:
         steps = np.concatenate([[0], steps])
+    nonfinite = np.asarray(res.diverged_at)[:n]
+    diverged, blown = nonfinite, np.full((n,), -1, np.int64)
+    if diverge is not None and metrics:
+        blown = blowups(metrics, diverge[0], diverge[1], 1 if start is not None else 0)
+        diverged = np.where((nonfinite < 0) | ((blown >= 0) & (blown < nonfinite)), blown, nonfinite)
     return PhaseResult(state=jax.tree.map(lambda x: x[:n], res.state), metrics=metrics, steps=steps,
-                       diverged_at=np.asarray(res.diverged_at)[:n], seconds=time.time() - t0)
+                       diverged_at=diverged, seconds=time.time() - t0,
+                       blown_up=(blown >= 0) & ((nonfinite < 0) | (blown < nonfinite)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import signal
 import threading
+import time
 
 import numpy as np
 
@@ -14,14 +15,15 @@ from lossmooth.errors import ConfigError
 from lossmooth.results import store
 from lossmooth.runner.loggers import Loggers
 
-# config keys that do not change what a source model and a data order are (the pairing context)
-NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds")
+# config keys that do not change what a source model and a data order are for a given seed (the
+# pairing context; runs pair seed by seed, so the first seed and the seed count are not part of it)
+NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "seed")
 
 
 def pair_key(cfg: dict, setting, line: str = "") -> str:
     """Runs with equal keys adapt from the same source models with the same data order, seed by
     seed: the paired comparisons of the tables. The key hashes the resolved config without the
-    methods, the swept numbers, the seed count, the host-only keys and the setting's default
+    methods, the swept numbers, the seeds, the host-only keys and the setting's default
     learning rate (``Setting.lr_key``: each run pairs with the hard switch at its own rate); of a
     setting's lines (``Setting.line_key``, online RL's algorithms) only this line's entry counts."""
     drop = NOT_CONTEXT + ((setting.line_key,) if setting.line_key else ())
@@ -63,20 +65,21 @@ def progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
 
 
-def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
+def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None = None) -> str:
     """Open this config's run directory (a killed or preempted run of it resumes:
     :meth:`RunStore.open_or_create`), run ``body(rs, loggers, checkpoints) -> (rows, summary)`` and
     finish it; return the run directory.
 
-    SIGTERM asks the checkpoints to save after the current chunk and stop. Any error closes the
+    SIGTERM and SIGINT ask the checkpoints to save after the current chunk and stop. Any error closes the
     loggers; a :class:`ConfigError` (bad input found late, e.g. a dataset that does not fit the task)
     on a new run also discards its directory, so nothing half-written is left, unless the error says
     the work so far is worth resuming (``keep_run``: a judge endpoint that fails after training)."""
+    started = time.time() if started is None else started
     rs = store.RunStore.open_or_create(cfg, setting, meta)
     loggers = None
     restore_sigterm = None
     try:
-        ckpt = rs.checkpoints(cfg)
+        ckpt = rs.checkpoints(cfg, started)
         restore_sigterm = stop_on_sigterm(ckpt)
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
         rows, summary = body(rs, loggers, ckpt)
@@ -96,14 +99,19 @@ def record_run(cfg: dict, setting: str, meta: dict, body) -> str:
 
 
 def stop_on_sigterm(checkpoints):
-    """From now on SIGTERM (a cluster's preemption) asks ``checkpoints`` to save after the current
-    chunk and stop (:class:`lossmooth.core.engine.Preempted`). Returns the function that puts the
-    previous handler back (a no-op outside the main thread, where signals cannot be handled)."""
+    """From now on SIGTERM (a cluster's preemption) and SIGINT (Ctrl-C) ask ``checkpoints`` to save
+    after the current chunk and stop (:class:`lossmooth.core.engine.Preempted`); a second SIGINT
+    stops at once (KeyboardInterrupt: the checkpoints already saved stay). Returns the function that
+    puts the previous handlers back (a no-op outside the main thread, where signals cannot be handled)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum, frame):
-        checkpoints.stop_requested = True
+        if signum == signal.SIGINT and checkpoints.stop_requested:
+            raise KeyboardInterrupt
+        checkpoints.stop_requested = signum
+        if signum == signal.SIGINT:
+            print("lossmooth: stopping after the current chunk (Ctrl-C again stops at once)", flush=True)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]

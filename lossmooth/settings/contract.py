@@ -20,6 +20,7 @@ What a setting provides (methods of :class:`Setting`):
 | ``runs(spec, loaded)`` | the (method, swept numbers, seed) runs (:func:`lossmooth.core.runs.expand_runs`) | once |
 | ``groups(spec, runs)`` | batches of runs that share a compiled program | once |
 | ``chunks(spec, loaded, line)`` | (source-phase chunks, adaptation chunks per batch): the progress bar | once per line |
+| ``adapt_updates(spec, loaded, line)`` | gradient updates of the adaptation (a ramp longer than it is marked) | once per line |
 | ``source_phase(ctx, line)`` | a :class:`Phase` for every seed, or None (a pretrained model) | once per line |
 | ``adapt_phase(ctx, line, runs, source)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` | per batch |
 | ``context(spec, loaded, line)`` | the table's context columns: ``dataset``, ``model``, ``shift``, ``severity`` | per line |
@@ -113,13 +114,15 @@ class Phase:
 class PhaseResult:
     """What a phase leaves: the final state and metrics of every run (unpadded), the step of every
     evaluation (0 first where the phase evaluated its start), the first diverged evaluation per run
-    (-1: none) and the wall time."""
+    (an index into the chunks' evaluations; -1: none), whether that divergence is a finite blow-up of
+    a loss (rather than a non-finite metric) and the wall time."""
 
     state: Any
     metrics: dict
     steps: np.ndarray
     diverged_at: np.ndarray
     seconds: float = 0.0
+    blown_up: Any = None
 
 
 @dataclass
@@ -148,6 +151,9 @@ class Setting:
     # the dotted config key of the default learning rate, left out of the pairing context (the hard
     # switch at the same learning rate is each run's partner)
     lr_key: ClassVar[str | None] = None
+    # losses a run has diverged on once they exceed ``diverge_factor`` (config) times their value at the
+    # switch (non-finite metrics always diverge a run)
+    diverge_on: ClassVar[tuple] = ()
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None
@@ -171,6 +177,11 @@ class Setting:
 
     def chunks(self, spec, loaded, line: str) -> tuple[int, int]:
         raise NotImplementedError
+
+    def adapt_updates(self, spec, loaded, line: str) -> int:
+        """Gradient updates the adaptation makes (what ``smoothing_T`` counts); by default
+        ``spec.adapt_steps``, for settings whose steps are updates."""
+        return spec.adapt_steps
 
     # -- phases
     def source_phase(self, ctx: Context, line: str) -> Phase | None:

@@ -64,6 +64,7 @@ class Toy(Setting):
     name = "toy"
     curves = Curves(kind="loss", target="target_loss", source="source_loss")
     lr_key = "setting.lr"
+    diverge_on = ("target_loss",)
     conf_dir = os.path.join(os.path.dirname(__file__), "conf")
 
     def parse(self, cfg):

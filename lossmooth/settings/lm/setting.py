@@ -54,6 +54,7 @@ class LM(Setting):
     curves = Curves(kind="loss", target="target_loss", source="replay_ppl")
     step_unit = "updates"
     lr_key = "lm_budget.lr"
+    diverge_on = ("target_loss", "loss_target")
 
     def parse(self, cfg: dict) -> Spec:
         return parse(cfg)
@@ -80,6 +81,9 @@ class LM(Setting):
 
     def chunks(self, spec: Spec, loaded, line: str) -> tuple[int, int]:
         return 0, spec.n_chunks
+
+    def adapt_updates(self, spec: Spec, loaded, line: str) -> int:
+        return spec.budget["adapt_steps"]
 
     def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult | None) -> Phase:
         spec, ld = ctx.spec, ctx.loaded

@@ -26,7 +26,12 @@ def load_dataset(spec: Spec) -> D.Transitions:
         t = D.load_minari(ds["id"], ds.get("root"))
     else:
         path = ds.get("path") or os.path.join(ds["dir"], ds["name"] + ".hdf5")
-        t = D.load_d4rl(path, ds.get("name"))
+        from_file = os.path.splitext(os.path.basename(path))[0]
+        if ds.get("path") and ds.get("name") and _environment(ds["name"]) != _environment(from_file):
+            raise ConfigError(f"dataset.name: '{ds['name']}' names {_environment(ds['name'])} but dataset.path "
+                              f"'{path}' is a {_environment(from_file)} file; drop dataset.name (the file's name "
+                              "names the dataset and its reference scores) or correct it")
+        t = D.load_d4rl(path, ds.get("name") or from_file)
     ref = ds.get("ref_scores")
     if ref is not None:
         ref = (float(ref[0]), float(ref[1]))
@@ -40,9 +45,17 @@ def load_dataset(spec: Spec) -> D.Transitions:
     return replace(t, ref_scores=ref)
 
 
+def _environment(name: str) -> str:
+    """The environment a D4RL dataset name starts with (``hopper_medium-v2`` -> ``hopper``)."""
+    return name.replace("_", "-").split("-")[0].lower()
+
+
 def _local_minari(root: str) -> list[str]:
+    """The Minari datasets under ``root`` (none where the folder does not exist: nothing is created)."""
     import minari
 
+    if not os.path.isdir(os.path.expanduser(root)):
+        return []
     with D._minari_root(root):
         try:
             return list(minari.list_local_datasets())

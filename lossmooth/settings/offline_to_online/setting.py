@@ -73,6 +73,10 @@ class OfflineToOnline(Setting):
         return (self._offline_chunking(spec)[1],
                 A.chunking(loaded.agents, spec.eval_every["td3"], spec.adapt_steps["td3"])[1])
 
+    def adapt_updates(self, spec: Spec, loaded: Loaded, line: str) -> int:
+        spe, n_chunks = A.chunking(loaded.agents, spec.eval_every["td3"], spec.adapt_steps["td3"])
+        return A.updates_after(loaded.agents, spe * n_chunks)
+
     def _with_score(self, ref):
         return lambda m: {**m, "target_score": scores.normalized(m["target_return"], ref)}
 

@@ -61,6 +61,11 @@ class OnlineRL(Setting):
         return (A.chunking(ag, spec.eval_every[line], spec.source_steps[line])[1],
                 A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])[1])
 
+    def adapt_updates(self, spec: Spec, loaded: Loaded, line: str) -> int:
+        ag = loaded.agents[line]
+        spe, n_chunks = A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])
+        return A.updates_after(ag, spe * n_chunks)
+
     def source_phase(self, ctx: Context, line: str) -> Phase:
         spec, ag, mesh = ctx.spec, ctx.loaded.agents[line], ctx.mesh
         algo = ag.source

@@ -115,6 +115,7 @@ class Supervised(Setting):
     curves = Curves(kind="acc", target="target_acc", source="source_acc")
     step_unit = "updates"
     lr_key = "setting.lr"
+    diverge_on = ("target_loss", "source_loss", "loss_target")
 
     def parse(self, cfg: dict) -> Spec:
         return parse(cfg)
