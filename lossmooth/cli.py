@@ -39,6 +39,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(_fail(f"{self.prog}: {message} (see {self.prog} --help)"))
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
 def _output_path(option: str, path: str | None) -> None:
     """An output file's folder exists and takes files, and the path is not a folder: checked before
     anything is written or printed, so a bad second output never leaves the first one behind."""
@@ -46,6 +49,10 @@ def _output_path(option: str, path: str | None) -> None:
 
     if path is None:
         return
+    if not path.strip():
+        raise ConfigError(f"{option}: empty path; give a file name")
+    if option == "--out" and os.path.splitext(path)[1].lower() not in PLOT_FORMATS:
+        raise ConfigError(f"{option}: {path} is not an image file name; end it in {', '.join(PLOT_FORMATS)}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ConfigError(f"{option}: folder {os.path.dirname(path) or '.'} does not exist; create it first")
@@ -176,13 +183,23 @@ def cmd_table(argv: list[str]) -> int:
                               "check --setting/--where or run `lossmooth run`")
     except ConfigError as e:
         return _fail(str(e))
-    groups, diffs, normalized = agg.tables(rows, reps=a.reps)
-    md = report.markdown(groups, diffs, a.stat, normalized)
+    # one table per setting: their units and summaries differ (accuracy, return, score, loss)
+    by_setting: dict[str, list] = {}
+    for r in rows:
+        by_setting.setdefault(r["setting"], []).append(r)
+    parts, csv_parts = [], [[], [], []]
+    for name, rs in sorted(by_setting.items()):
+        groups, diffs, normalized = agg.tables(rs, reps=a.reps)
+        md = report.markdown(groups, diffs, a.stat, normalized)
+        parts.append(md if len(by_setting) == 1 else f"## {name}\n\n{md}")
+        for acc, part in zip(csv_parts, (groups, diffs, normalized)):
+            acc += part
+    md = "\n".join(parts)
     print(md)
     if a.markdown:
         atomic_write(a.markdown, md)
     if a.csv:
-        atomic_write(a.csv, report.csv_text(groups, diffs, normalized))
+        atomic_write(a.csv, report.csv_text(*csv_parts))
     return 0
 
 
@@ -242,6 +259,15 @@ def cmd_status(argv: list[str]) -> int:
     if not os.path.isdir(a.results_dir):
         return _fail(f"--results-dir: {a.results_dir} does not exist; run `lossmooth run` first or point it "
                      "at a results folder")
+    if a.setting is not None:
+        from lossmooth import settings
+
+        try:
+            known = settings.names()
+        except ConfigError as e:
+            return _fail(str(e))
+        if a.setting not in known and not os.path.isdir(os.path.join(a.results_dir, a.setting)):
+            return _fail(f"--setting: unknown setting '{a.setting}'; choose one of {', '.join(known)}")
     rows = store.run_states(a.results_dir, a.setting)
     print("| setting | run | state | runs | diverged | methods |")
     print("|---|---|---|---|---|---|")

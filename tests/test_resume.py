@@ -15,6 +15,10 @@ from tests.test_online_rl import TINY_RL
 
 COMMANDS = {
     "supervised": TINY + ["setting.adapt_steps=200", "setting.source_steps=60", "checkpoint_every_s=0"],
+    # two compiled batches (a constant mix is a program of its own): the first batch's rows at the
+    # switch are written once, whichever batch the kill interrupts
+    "supervised_groups": TINY + ["setting.adapt_steps=60", "setting.source_steps=20", "checkpoint_every_s=0",
+                                 "method=[hard_switch,replay_mix]"],
     # PPO on brax hopper: the environments' state is part of the agent's state, so it is checkpointed
     "online_rl": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"] + TINY_RL,
 }
@@ -26,7 +30,7 @@ def _cmd(results, cache_dir, setting="supervised"):
 
 
 def _only_run(results, setting="supervised"):
-    (d,) = [p for p in (results / setting).iterdir() if not p.name.startswith(".")]
+    (d,) = [p for p in (results / setting.removesuffix("_groups")).iterdir() if not p.name.startswith(".")]
     return d
 
 
@@ -55,7 +59,7 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
                             text=True)
     deadline = time.time() + 600
     try:
-        while not list(results.glob(f"{setting}/*/checkpoints/{wait_for}/done.json")):
+        while not list(results.glob(f"{setting.removesuffix('_groups')}/*/checkpoints/{wait_for}/done.json")):
             assert proc.poll() is None, "the run ended before it could be interrupted"
             assert time.time() < deadline
             time.sleep(0.05)
@@ -69,6 +73,7 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
 
 
 @pytest.mark.parametrize("setting, wait_for", [("supervised", "source"), ("supervised", "adapt0"),
+                                               ("supervised_groups", "adapt1"),
                                                # killed while adapting: resumes the finished source
                                                # phase from its checkpoint and adaptation mid-way
                                                ("online_rl", "ppo-adapt0")])
@@ -84,11 +89,16 @@ def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterru
     assert not (run_dir / "checkpoints").exists()  # dropped once the run is complete
 
 
-def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path, cache_dir):
-    r = _interrupt(tmp_path, cache_dir, "adapt0", signal.SIGTERM)
-    assert r.returncode == 143, r.stderr
-    assert "stopped by SIGTERM; checkpoint saved" in r.stderr
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_save_and_exit_cleanly_then_resume(uninterrupted, tmp_path, cache_dir, sig, status):
+    r = _interrupt(tmp_path, cache_dir, "adapt0", sig)
+    assert r.returncode == status, r.stderr
+    last = [ln for ln in r.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith(f"lossmooth: stopped by {signal.Signals(sig).name}; checkpoint saved"), r.stderr
+    assert "Traceback" not in r.stderr
     run_dir = _only_run(tmp_path)
     assert not (run_dir / "summary.json").exists()
     subprocess.run(_cmd(tmp_path, cache_dir), check=True, capture_output=True)
     assert _outputs(run_dir) == uninterrupted("supervised")
+    wall = json.load(open(run_dir / "summary.json"))["wall_s"]  # both processes' time
+    assert wall["total"] > wall["this_process"] > 0

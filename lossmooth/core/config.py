@@ -66,6 +66,30 @@ def choice(section: dict, key: str, allowed: tuple, field: str | None = None):
     return v
 
 
+def writable_folder(path, field: str, what: str = "") -> None:
+    """``path`` is a folder that takes files, or (while it does not exist yet) its nearest existing
+    parent is: probed by creating and removing a file there, so nothing is created before the config
+    is validated and a folder no process may write (``/proc``, a read-only mount) is refused even for root."""
+    import errno
+    import os
+    import tempfile
+
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{field}: must be a folder path, got {path!r}")
+    where = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        if not os.path.isdir(where):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".lossmooth-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{field}: cannot write {what + ' ' if what else ''}to '{path}' ({e.strerror or e}); "
+                          f"point {field} at a writable folder") from None
+
+
 def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False) -> dict:
     """``{name: {schedule: {...}, reg, reg_coef, init, probe_steps}}`` -> ``{name: Method}`` (validated).
 
@@ -109,6 +133,9 @@ def parse_sweep(cfg: dict, sweepable: tuple) -> dict:
     """``sweep.<name>: [numbers]`` for the numbers a setting vmaps (one line on anything else);
     schedule numbers are checked as a schedule would check them, the others must be positive
     (a learning rate strictly)."""
+    if not isinstance(cfg.get("sweep") or {}, dict):
+        raise ConfigError(f"sweep: must map numbers to lists of values (e.g. +sweep.T=[50,100]), got "
+                          f"{cfg.get('sweep')!r}")
     sweep = {k: v for k, v in dict(cfg.get("sweep") or {}).items()}
     for k, v in sweep.items():
         if k not in sweepable:

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lossmooth.core.config import integer, number
+from lossmooth.core.config import integer, number, writable_folder
 from lossmooth.errors import ConfigError
 from lossmooth.offline import datasets as D
 from lossmooth.rl import envs, presets
@@ -147,12 +147,7 @@ def parse(cfg: dict) -> CollectSpec:
         raise ConfigError(f"kinds: unknown dataset kind(s) {bad or '[]'}; choose from {', '.join(KINDS)}")
     tr = cfg.get("train") or {}
     root = resolve_root(cfg.get("root"))
-    probe = root
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:  # the nearest existing parent
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-        raise ConfigError(f"root: cannot write datasets under '{cfg.get('root')}' ({probe} is not a writable "
-                          "folder); point root at a writable folder")
+    writable_folder(root, "root", "datasets")
     preset = presets.load("td3", task["name"], cfg.get("presets_dir"))
     preset.pop("env", None)
     preset.update(dict(tr.get("overrides") or {}))

@@ -193,7 +193,9 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
         entry["hparams"] = json.loads(entry["hparams"])
-        for m in metrics:
+        for m in metrics:  # a metric the pairs do not all have (another setting's) is left out
+            if not all(m in r["summary"] and m in b["summary"] for r, b in pairs):
+                continue
             d = np.array([r["summary"][m] - b["summary"][m] for r, b in pairs])
             entry[f"{m}_diff"], entry[f"{m}_diff_lo"], entry[f"{m}_diff_hi"] = paired_interval(d, reps)
         out.append(entry)

@@ -222,7 +222,8 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     stand_in = any(r.get("stand_in", True) for r in rows)
     fig.suptitle((title or "learning curves around the switch") + (" [stand-in data]" if stand_in else ""))
     fig.tight_layout()
-    tmp = out_png + ".tmp.png"
+    ext = os.path.splitext(out_png)[1] or ".png"
+    tmp = out_png + ".tmp" + ext  # the format follows the name (png, pdf, svg)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out_png)

@@ -9,15 +9,11 @@
 """
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
-
 import jax
 
 from lossmooth import settings
 from lossmooth.core import engine
-from lossmooth.core.config import flag
+from lossmooth.core.config import flag, writable_folder
 from lossmooth.errors import ConfigError
 from lossmooth.results import store
 from lossmooth.runner.execute import execute
@@ -80,22 +76,9 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
 
 
 def check_writable(results_dir) -> None:
-    """The results folder (or, while it does not exist yet, its nearest existing parent, so nothing is
-    created before the config is validated) is a folder that takes files: checked before any work."""
-    if not isinstance(results_dir, str) or not results_dir:
-        raise ConfigError(f"results_dir: must be a folder path, got {results_dir!r}")
-    where = os.path.abspath(os.path.expanduser(results_dir))
-    while not os.path.exists(where) and os.path.dirname(where) != where:
-        where = os.path.dirname(where)
-    try:
-        if not os.path.isdir(where):
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        fd, probe = tempfile.mkstemp(dir=where, prefix=".lossmooth-write-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"results_dir: cannot write to '{results_dir}' ({e.strerror or e}); point results_dir "
-                          "at a writable folder") from None
+    """The results folder takes files (:func:`lossmooth.core.config.writable_folder`): checked before
+    any work."""
+    writable_folder(results_dir, "results_dir")
 
 
 def device_mesh(devices):

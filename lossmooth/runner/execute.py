@@ -75,6 +75,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                     out += [{**ids[j], "step": int(step), **{key: float(v[j, e]) for key, v in m.items()}}
                             for j in range(n)]
                 rs.append_metrics(out)
+                loggers.rows(out)
                 loggers.log(int((c + 1) * k * eval_every), phase_name, {key: v[:n, -1] for key, v in m.items()},
                             names)
                 check_finite(m, names, bar)
@@ -94,6 +95,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             rows0 = [r for r in rows0 if row_key(r, setting.line_key) not in present]
             if rows0:
                 rs.append_metrics(rows0)
+                loggers.rows(rows0)
                 present.update(row_key(r, setting.line_key) for r in rows0)
 
         for li, line in enumerate(lines):

@@ -1,12 +1,17 @@
 """Loggers fed between compiled chunks: JSONL (always, via the results store), wandb, TensorBoard.
 
 wandb runs in offline mode by default: it writes a run directory under the run's folder that
-``wandb sync`` uploads later; no network is needed. Each logger receives, per evaluation, the mean
-over seeds of every metric per method plus every seed's value.
+``wandb sync`` uploads later; no network is needed. It receives, per chunk, the mean over seeds of
+every metric per method plus every seed's value. TensorBoard receives every metric row (every run,
+every evaluation) under ``<phase>/<run>/<metric>``; a resumed run rebuilds its event file from the
+rows its checkpoint kept, so ``tensorboard --logdir`` shows one continuous curve per run with no
+point twice.
 """
 from __future__ import annotations
 
+import math
 import os
+import shutil
 
 import numpy as np
 
@@ -29,8 +34,22 @@ def check_loggers(cfg: dict) -> None:
         raise ConfigError(f"logger.project: must be a string, got {cfg.get('project')!r}")
 
 
+def tb_tag(row: dict, metric: str) -> str:
+    """A metric row's TensorBoard tag, ``<phase>/[<line>/]<method>[.<number>-<value>...]/seed<seed>/<metric>``
+    (TensorBoard's tags keep letters, digits, ``_.-/`` only)."""
+    line = next((f"{row[k]}/" for k in ("algo",) if row.get(k)), "")
+    hp = row.get("hparams") or {}
+    nums = "".join(f".{k}-{v:g}" for k, v in sorted(hp.items()) if isinstance(v, (int, float)))
+    run = f"{row['method']}{nums}" if "method" in row else "source"
+    return f"{row['phase']}/{line}{run}/seed{row['seed']}/{metric}"
+
+
+ROW_IDS = ("phase", "algo", "run_index", "method", "seed", "hparams", "step")
+
+
 class Loggers:
-    def __init__(self, cfg: dict, run_dir: str, run_id: str, config: dict):
+    def __init__(self, cfg: dict, run_dir: str, run_id: str, config: dict, history: list[dict] | None = None):
+        """``history``: a resumed run's metric rows so far (its TensorBoard file is rebuilt from them)."""
         self._wandb = None
         self._tb = None
         check_loggers(cfg)
@@ -46,7 +65,11 @@ class Loggers:
         if cfg.get("tensorboard", False):
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+            folder = os.path.join(run_dir, "tensorboard")
+            if history is not None:  # a resumed run: one event file, rebuilt from the rows it kept
+                shutil.rmtree(folder, ignore_errors=True)
+            self._tb = SummaryWriter(folder)
+            self.rows(history or [])
 
     def log(self, step: int, phase: str, values: dict[str, np.ndarray], labels: list[str]) -> None:
         """``values[name]`` is [runs]; ``labels[i]`` names run i (``method/seed``)."""
@@ -62,9 +85,15 @@ class Loggers:
                 flat[f"{phase}/{lab}/{name}"] = float(v[i])
         if self._wandb is not None:
             self._wandb.log({**flat, f"{phase}/step": step})
-        if self._tb is not None:
-            for k, v in flat.items():
-                self._tb.add_scalar(k, v, step)
+
+    def rows(self, rows: list[dict]) -> None:
+        """Every numeric metric of every row to TensorBoard (wandb gets :meth:`log`'s per-chunk view)."""
+        if self._tb is None:
+            return
+        for r in rows:
+            for k, v in r.items():
+                if k not in ROW_IDS and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(tb_tag(r, k), v, r["step"])
 
     def close(self) -> None:
         if self._wandb is not None:

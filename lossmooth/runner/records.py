@@ -81,7 +81,9 @@ def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None 
     try:
         ckpt = rs.checkpoints(cfg, started)
         restore_sigterm = stop_on_sigterm(ckpt)
-        loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg)
+        loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg,
+                          history=store.read_metrics(rs.path) if rs.resumed and rs.metric_rows() else
+                          ([] if rs.resumed else None))
         rows, summary = body(rs, loggers, ckpt)
         rs.finish(rows, summary)
     except BaseException as e:
