@@ -273,11 +273,3 @@ def load_gguf(source: GGUFSource, cfg: DecoderConfig) -> dict:
     """
     reader = _reader_of(source)
     return params_from_state_dict(read_gguf_tensors(reader, cfg), cfg, source=_source_name(reader))
-
-
-def load_gguf_model(path: str | Path, **config_overrides) -> tuple[DecoderConfig, dict]:
-    """``(cfg, params)`` of a GGUF file parsed once; ``config_overrides`` (dtype, remat, max_len) go to
-    ``gguf_config``."""
-    reader = read_gguf(path)
-    cfg = gguf_config(reader, **config_overrides)
-    return cfg, load_gguf(reader, cfg)

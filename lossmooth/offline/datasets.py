@@ -155,7 +155,7 @@ def save_d4rl(t: Transitions, path: str, with_next: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _minari_root(root: str | None):
+def minari_root(root: str | None):
     """Minari reads its root from the environment; set it only for the duration of one call."""
     if root is None:
         yield
@@ -189,7 +189,7 @@ def load_minari(dataset_id: str, root: str | None = None) -> Transitions:
         what = "is not a folder" if os.path.exists(os.path.expanduser(where)) else "does not exist"
         raise ConfigError(f"dataset.root: Minari folder '{where}' {what}; copy the dataset '{dataset_id}' into "
                           "a folder and set dataset.root to it, or build one with `lossmooth data collect`")
-    with _minari_root(root):
+    with minari_root(root):
         try:
             local = minari.list_local_datasets()
         except Exception as e:  # an unreadable dataset folder
@@ -280,7 +280,7 @@ def _create_minari(buffers, dataset_id, stage, ref_scores, description, algorith
 
     import warnings
 
-    with _minari_root(stage), warnings.catch_warnings():
+    with minari_root(stage), warnings.catch_warnings():
         # Minari's advice on optional metadata (author, code link, eval env) is not for our users
         warnings.filterwarnings("ignore", category=UserWarning, module="minari")
         if dataset_id in minari.list_local_datasets():

@@ -19,9 +19,9 @@ import importlib.metadata
 import os
 
 from lossmooth.errors import ConfigError
-from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting, check_setting
+from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, RunSpec, Setting, check_setting
 
-__all__ = ["Context", "Curves", "Phase", "PhaseResult", "Setting", "get", "names", "search_path"]
+__all__ = ["Context", "Curves", "Phase", "PhaseResult", "RunSpec", "Setting", "get", "names", "search_path"]
 
 BUILTIN = {
     "supervised": "lossmooth.settings.supervised",

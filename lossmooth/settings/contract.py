@@ -58,6 +58,19 @@ SUMMARY_KINDS = ("acc", "return", "score", "loss")
 
 
 @dataclass(frozen=True)
+class RunSpec:
+    """What the runner reads from every setting's validated spec (a setting's ``Spec`` extends it):
+    the seeds (``seed`` .. ``seed + num_seeds - 1``), the methods (name -> ``Method``), the numbers
+    swept inside one compiled call (name -> values) and the gap window (in the setting's step unit)."""
+
+    num_seeds: int
+    seed: int
+    methods: dict
+    sweep: dict
+    gap_window: int
+
+
+@dataclass(frozen=True)
 class Curves:
     """The evaluations a run's summaries are computed from (metric names of the setting's evaluation).
 

@@ -17,21 +17,16 @@ from lossmooth.core import engine
 from lossmooth.core.config import integer, number, parse_methods, parse_sweep
 from lossmooth.core.objective import smoothed_loss, source_needed
 from lossmooth.core.runs import expand_runs
-from lossmooth.settings import Curves, Phase, Setting
+from lossmooth.settings import Curves, Phase, RunSpec, Setting
 
 
 @dataclass(frozen=True)
-class Spec:
-    num_seeds: int
-    seed: int
-    methods: dict
-    sweep: dict
+class Spec(RunSpec):
     dim: int
     shift: float
     source_steps: int
     adapt_steps: int
     eval_every: int
-    gap_window: int
     lr: float
 
 

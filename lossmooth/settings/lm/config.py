@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lossmooth.core.config import choice, integer, number, optional_integer, parse_methods, parse_sweep
 from lossmooth.errors import ConfigError
+from lossmooth.settings.contract import RunSpec
 
 SWEEPABLE = ("T", "lam0", "value", "lr")
 MODEL_FORMATS = ("gguf", "hf")
@@ -25,11 +26,7 @@ REFERENCE_METHOD = "hard_switch"
 
 
 @dataclass(frozen=True)
-class Spec:
-    num_seeds: int
-    seed: int
-    methods: dict
-    sweep: dict
+class Spec(RunSpec):
     model: dict          # name, format, path, hub_id, revision, allow_hub, template, dtype, remat
     target: dict         # name, path, allow_hub, loss_on, max_conversations
     replay: dict         # name, paths, max_documents
@@ -38,7 +35,6 @@ class Spec:
     heldout_fraction: float
     cross_document_attention: bool
     split_salt: str
-    gap_window: int
     raw: dict            # the resolved config (what a reference run from another directory must share)
 
     @property

@@ -14,10 +14,8 @@ accumulating ``k`` micro-batches gives exactly the gradient of one batch of ``k`
 The loop is a ``lax.scan`` inside the compiled step (gradient accumulation costs no host round trip).
 Once every run has ``lam = 1`` the replay branch is skipped (``lax.cond`` in the combinator).
 
-The optimizer is AdamW (decoupled weight decay), ``theta <- theta - eta_t (adam(g) + wd * theta)``,
-with ``eta_t = lr * warmup_cosine(t)``: linear warmup from 0 over ``warmup`` updates, then cosine
-decay to ``final_lr_fraction * lr`` at the last update. ``lr`` is per run (a swept number), so runs
-with different learning rates share one compiled program.
+The optimizer is AdamW with warmup and cosine decay (:mod:`lossmooth.lm.train`); ``lr`` is per run
+(a swept number), so runs with different learning rates share one compiled program.
 
 Data order: the rows update ``t`` reads are ``hp["target_order"][t]`` and ``hp["replay_order"][t]``
 (``k * micro_batch`` row indices each), drawn on the host by :func:`lossmooth.lm.packing.batches`

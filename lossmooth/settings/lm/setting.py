@@ -56,8 +56,7 @@ class LM(Setting):
     lr_key = "lm_budget.lr"
     diverge_on = ("target_loss", "loss_target")
 
-    def parse(self, cfg: dict) -> Spec:
-        return parse(cfg)
+    parse = staticmethod(parse)  # the config, validated (config.py)
 
     def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
         if spec.judge["enabled"] and spec.judge["kind"] == "openai":  # before hours of training, not after

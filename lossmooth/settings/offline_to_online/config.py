@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from lossmooth.core.config import (flag, integer, method_inits, no_regularizers, number, parse_methods,
                                    parse_sweep)
 from lossmooth.errors import ConfigError
+from lossmooth.settings.contract import RunSpec
 from lossmooth.rl import envs
 
 SWEEPABLE = ("T", "lam0", "value")
@@ -25,9 +26,7 @@ TD3_FIELDS = {"hidden_layer_sizes", "activation", "batch_size", "policy_delay", 
 
 
 @dataclass(frozen=True)
-class Spec:
-    num_seeds: int
-    seed: int
+class Spec(RunSpec):
     task: str
     backend: str
     episode_length: int
@@ -40,11 +39,8 @@ class Spec:
     eval_every: dict  # {"td3": online env steps between evaluations}
     eval_episodes: int
     reset_optimizer: bool
-    methods: dict
     inits: dict
     source_bc: dict  # method -> use TD3+BC on the offline batch (False: TD3's losses, batch mixing)
-    sweep: dict
-    gap_window: int
     env_kind: str = "brax"  # brax (the whole loop in JAX) | gymnasium (environments stepped on the host)
     env_kwargs: dict = field(default_factory=dict)
     max_episode_steps: int | None = None

@@ -56,7 +56,7 @@ def _local_minari(root: str) -> list[str]:
 
     if not os.path.isdir(os.path.expanduser(root)):
         return []
-    with D._minari_root(root):
+    with D.minari_root(root):
         try:
             return list(minari.list_local_datasets())
         except Exception:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lossmooth.core.config import flag, integer, method_inits, no_regularizers, parse_methods, parse_sweep
 from lossmooth.errors import ConfigError
+from lossmooth.settings.contract import RunSpec
 from lossmooth.rl import envs, presets
 
 ALGOS = ("td3", "ppo")
@@ -24,9 +25,7 @@ BUDGET = ("source_steps", "adapt_steps", "eval_every")
 
 
 @dataclass(frozen=True)
-class Spec:
-    num_seeds: int
-    seed: int
+class Spec(RunSpec):
     algos: dict  # name -> rejax fields (the preset with the overrides applied)
     task: str
     backend: str
@@ -34,14 +33,11 @@ class Spec:
     shift: envs.TaskShift
     protocol: str
     reset_optimizer: bool
-    methods: dict
     inits: dict
-    sweep: dict
     source_steps: dict  # algo -> source-task env steps
     adapt_steps: dict  # algo -> target-task env steps
     eval_every: dict  # algo -> env steps between evaluations
     eval_episodes: int
-    gap_window: int
 
 
 def parse(cfg: dict) -> Spec:

@@ -35,8 +35,7 @@ class OnlineRL(Setting):
     step_unit = "env_steps"
     line_key = "algo"
 
-    def parse(self, cfg: dict) -> Spec:
-        return parse(cfg)
+    parse = staticmethod(parse)  # the config, validated (config.py)
 
     def runs(self, spec: Spec, loaded) -> list[dict]:
         return expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)

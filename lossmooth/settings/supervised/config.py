@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from lossmooth.core.config import flag, integer, number, parse_methods, parse_sweep
 from lossmooth.data import domains, images, shifts
 from lossmooth.errors import ConfigError
+from lossmooth.settings.contract import RunSpec
 from lossmooth.models import classifiers
 
 SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr")
@@ -21,19 +22,15 @@ OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(RunSpec):
     """Validated plain values of one supervised run (built from the Hydra config)."""
 
-    num_seeds: int
-    seed: int
     data_name: str
     data_dir: str | None
     model_name: str
     model_kwargs: dict
     shift: str
     severity: float
-    methods: dict  # name -> Method (plain numbers)
-    sweep: dict  # name -> list of values
     source_steps: int
     adapt_steps: int
     target_batch: int
@@ -43,7 +40,6 @@ class Spec:
     evals_per_chunk: int
     source_evals_per_chunk: int
     eval_size: int
-    gap_window: int
     optimizer: str
     source_lr: float
     lr: float

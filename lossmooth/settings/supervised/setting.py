@@ -117,8 +117,7 @@ class Supervised(Setting):
     lr_key = "setting.lr"
     diverge_on = ("target_loss", "source_loss", "loss_target")
 
-    def parse(self, cfg: dict) -> Spec:
-        return parse(cfg)
+    parse = staticmethod(parse)  # the config, validated (config.py)
 
     def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
         data, info = build_data(spec)
