@@ -12,6 +12,7 @@ run directory (``<results_dir>/<setting>/<run id>/``, :mod:`lossmooth.results.st
 """
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -20,6 +21,8 @@ import numpy as np
 from lossmooth import provenance
 from lossmooth.core import engine
 from lossmooth.core.runs import run_label
+from lossmooth.results import aggregate as agg
+from lossmooth.results import report
 from lossmooth.results import store
 from lossmooth.results.summaries import summarize_curves
 from lossmooth.runner import ramps
@@ -63,7 +66,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
         rows, sources, walls = [], {}, {}
         n_source = 0
 
-        def writer(ids, names, phase_name, eval_every):
+        def writer(ids, names, eval_every):
             """The callback that records a chunk: a metric row per run and evaluation, the loggers,
             the non-finite check, the progress bar."""
             def cb(c, state, m):
@@ -76,8 +79,6 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                             for j in range(n)]
                 rs.append_metrics(out)
                 loggers.rows(out)
-                loggers.log(int((c + 1) * k * eval_every), phase_name, {key: v[:n, -1] for key, v in m.items()},
-                            names)
                 check_finite(m, names, bar)
                 bar.update(1)
             return cb
@@ -108,7 +109,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 n_source += 1
                 seeds = [spec.seed + i for i in range(spec.num_seeds)]
                 ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
-                cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], f"{prefix}source", phase.eval_every)
+                cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], phase.eval_every)
                 source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source")
                 start_rows(ids, source)
                 sources[line] = source
@@ -122,8 +123,12 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 ids = [{"phase": "adapt", **fields, "run_index": x, "method": r["name"], "seed": r["seed"],
                         "hparams": r["hparams"]} for x, r in zip(index, g_runs)]
                 phase = setting.adapt_phase(ctx, line, g_runs, source)
-                cb = writer(ids, [prefix + labels[i] for i in g], f"{prefix}adapt", phase.eval_every)
+                loggers.start(ids, [prefix + labels[i] for i in g])
+                cb = writer(ids, [prefix + labels[i] for i in g], phase.eval_every)
                 res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs),
+                                on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
+                                    [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
+                                     for j, x in enumerate(ids)]),
                                 diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
                 for j in np.flatnonzero(res.blown_up):  # non-finite metrics were reported chunk by chunk
                     step = int(res.steps[res.diverged_at[j] + (1 if res.steps[0] == 0 else 0)])
@@ -155,9 +160,26 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                    "step_unit": setting.step_unit,
                    "compiled_batches": {"source": n_source, "adapt": len(lines) * len(groups)}}
         summary.update({k: v for k, v in extra.items() if k != "wall_s"})
+        loggers.finish(rows)
+        publish(loggers, rows, rs.path, meta)
         # the total covers every process of a resumed run (the earlier ones up to their last checkpoint)
         summary["wall_s"] = {**walls, **extra.get("wall_s", {}), "this_process": time.time() - t0,
                              "total": rs.previous_wall_s + time.time() - t0}
         return rows, summary
 
-    return record_run(cfg, setting.name, meta, body, started=t0)
+    return record_run(cfg, setting.name, meta, body, started=t0, line_key=setting.line_key)
+
+
+def publish(loggers, rows: list[dict], run_dir: str, meta: dict) -> None:
+    """The job's table and curves (as ``lossmooth table`` and ``lossmooth plot`` build them) to the
+    dashboards' summary run (nothing where wandb is off)."""
+    if loggers.mode == "disabled":
+        return
+    tabled = [dict(r, run_dir=run_dir, stand_in=meta.get("stand_in", True)) for r in rows]
+    groups, diffs, normalized = agg.tables(tabled, reps=1000)
+    figure = os.path.join(run_dir, "wandb", "curves.png")
+    os.makedirs(os.path.dirname(figure), exist_ok=True)
+    report.plot_curves(tabled, figure)
+    table_rows = [dict(g, kind="aggregate") for g in groups] + [dict(d, kind="paired_diff") for d in diffs] + \
+        [dict(e, kind="normalized_by_hard_switch") for e in normalized]
+    loggers.job(table_rows, report.markdown(groups, diffs, normalized=normalized), figure)

@@ -41,11 +41,12 @@ def blowups(metrics: dict, names: tuple, factor: float, offset: int) -> np.ndarr
 
 
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
-              lam0: np.ndarray | None = None, diverge: tuple | None = None) -> PhaseResult:
+              lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None) -> PhaseResult:
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
     chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
-    switch is diverged from there, as a run whose metrics turn non-finite is."""
+    switch is diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
+    evaluation at the phase's start (``{metric: [runs]}``, with ``lam`` at t = 0) before the chunks run."""
     t0 = time.time()
     n = int(jax.tree.leaves(phase.state)[0].shape[0])
     state, hp = phase.state, phase.hp
@@ -54,6 +55,9 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
     if phase.ahead is not None:
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else jax.device_get(phase.evaluate(state, hp, phase.data))
+    if start is not None and on_start is not None:
+        first = {k: np.asarray(v)[:n] for k, v in start.items()}
+        on_start(first if lam0 is None else {**first, "lam": np.asarray(lam0)})
 
     def on_chunk(c, s, m):
         if phase.on_chunk is not None:

@@ -65,7 +65,8 @@ def progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
 
 
-def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None = None) -> str:
+def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None = None,
+               line_key: str | None = None) -> str:
     """Open this config's run directory (a killed or preempted run of it resumes:
     :meth:`RunStore.open_or_create`), run ``body(rs, loggers, checkpoints) -> (rows, summary)`` and
     finish it; return the run directory.
@@ -83,7 +84,8 @@ def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None 
         restore_sigterm = stop_on_sigterm(ckpt)
         loggers = Loggers(cfg.get("logger", {}), rs.path, rs.run_id, cfg,
                           history=store.read_metrics(rs.path) if rs.resumed and rs.metric_rows() else
-                          ([] if rs.resumed else None))
+                          ([] if rs.resumed else None), setting=setting, stand_in=meta.get("stand_in", True),
+                          line_key=line_key)
         rows, summary = body(rs, loggers, ckpt)
         rs.finish(rows, summary)
     except BaseException as e:
