@@ -265,7 +265,7 @@ def test_label_by_keeps_runs_apart_and_pairs_each_with_its_own_hard_switch(tmp_p
                  "summary": {"final_target_acc": 0.5 + seed / 100 + (gain if m == "loss_smoothing" else 0)}}
                 for i, (m, sch, seed) in enumerate(cells)]
         (path / "runs.json").write_text(json.dumps(runs))
-        (path / "summary.json").write_text("{}")
+        (path / "summary.json").write_text('{"complete": true}')
         found.append(existing.Found(path=str(path), config=cfg, commit="unknown"))
     entry = registry.Entry(name="e", description="d", setting="supervised", runs=((),),
                            label_by=("setting.source_batch",))

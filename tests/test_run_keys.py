@@ -40,24 +40,30 @@ def test_a_finished_run_is_not_redone_and_a_rerun_is_identical(tmp_path, monkeyp
     assert a == b
     with pytest.raises(Exception, match="rerun: must be true or false"):
         runner.run_config({**cfg, "rerun": "yes"}, {})
+    # bad input on a finished config is an error, not that run's table
+    with pytest.raises(Exception, match="progress: must be true or false"):
+        runner.run_config({**cfg, "progress": "banana"}, {})
+    with pytest.raises(Exception, match="shift.severity"):
+        runner.run_config({**cfg, "shift": {**cfg["shift"], "severity": 7}}, {})
 
 
 def test_status_tells_complete_incomplete_and_diverged_apart(tmp_path, capsys):
     sdir = tmp_path / "r" / "supervised"
-    for rid, runs in (("1-done", [{"method": "hard_switch", "diverged_step": -1}]),
-                      ("2-div", [{"method": "hard_switch", "diverged_step": -1},
-                                 {"method": "loss_smoothing", "diverged_step": 40}]),
+    for rid, runs in (("1-done", [{"method": "hard_switch", "diverged_step": -1, "summary": {}}]),
+                      ("2-div", [{"method": "hard_switch", "diverged_step": -1, "summary": {}},
+                                 {"method": "loss_smoothing", "diverged_step": 40, "summary": {}}]),
                       ("3-part", None)):
         d = sdir / rid
         d.mkdir(parents=True)
         (d / "metrics.jsonl").write_text('{"step": 5}\n{"step": 10}\n')
         if runs is not None:
             (d / "runs.json").write_text(json.dumps(runs))
-            (d / "summary.json").write_text("{}")
+            (d / "meta.json").write_text("{}")
+            (d / "summary.json").write_text('{"complete": true}')
     assert cli.main(["status", "--results-dir", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "| supervised | 1-done | complete | 1 | 0 | hard_switch |" in out
     assert "| supervised | 2-div | diverged | 2 | 1 | hard_switch, loss_smoothing |" in out
-    assert "| supervised | 3-part | incomplete |  | 0 | 2 metric rows so far |" in out
-    assert "3 run directories: 1 complete, 1 diverged, 1 incomplete" in out
+    assert "| supervised | 3-part | incomplete |  | 0 | 2 metric rows so far, no checkpoint: starts anew" in out
+    assert "3 run directories: 1 complete, 1 diverged, 1 incomplete, 0 corrupt" in out
     assert cli.main(["status", "--results-dir", str(tmp_path / "nowhere")]) == 2
