@@ -2,6 +2,7 @@
 table/plot read it back. Bad input (one error line, nothing written) is tests/test_bad_input.py."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,8 @@ import pytest
 
 from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
-from lossmooth.results import store
+from lossmooth.results import aggregate as agg
+from lossmooth.results import store, summaries
 from lossmooth.rl.envs import RL_SHIFTS
 from lossmooth.offline import collect
 from lossmooth import settings
@@ -94,7 +96,23 @@ def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache
     runs = json.load(open(os.path.join(run_dir, "runs.json")))
     assert len(runs) == 4 and {r["method"] for r in runs} == {"hard_switch", "loss_smoothing"}
     for r in runs:
-        assert set(r["summary"]) >= {"final_target_acc", "forgetting", "stability_gap", "auc_target"}
+        assert set(r["summary"]) >= {"final_target_acc", "forgetting", "stability_gap", "auc_target",
+                                     "min_acc", "wc_acc", "windowed_forgetting", "windowed_plasticity", "lca"}
+        assert r["summary_params"] == {"window": 10, "lca_beta": 10}
+
+    # a run made before the field's metrics existed gets them from its stored curves, equal to the
+    # runner's (computed from the curves in memory)
+    old = tmp_path / "old" / "supervised" / os.path.basename(run_dir)
+    shutil.copytree(run_dir, old)
+    for r in runs:
+        r["summary"] = {k: v for k, v in r["summary"].items() if k not in summaries.FIELD_METRICS}
+        del r["summary_params"]
+    (old / "runs.json").write_text(json.dumps(runs))
+    refilled = {(r["method"], r["seed"]): r for r in agg.collect(str(tmp_path / "old"))}
+    for r in agg.collect(str(results)):
+        again = refilled[(r["method"], r["seed"])]
+        for m in summaries.FIELD_METRICS:
+            assert abs(again["summary"][m] - r["summary"][m]) < 1e-6, m
 
     # an incomplete run (no summary.json) is never tabulated
     os.makedirs(results / "supervised" / "incomplete-run")

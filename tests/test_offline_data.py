@@ -57,6 +57,12 @@ def test_d4rl_file_and_minari_dataset_load_to_identical_arrays(tmp_path, minari_
     assert b.ref_scores == (-3.0, 5.0) and a.ref_scores is None
     np.testing.assert_allclose(b.episode_returns(), [e["rewards"].sum() for e in episodes()], rtol=1e-5)
     assert a.terminals.sum() == 1 and a.timeouts.sum() == 2
+    # the same transitions from two file formats and names: one content hash; one changed reward: another
+    assert a.content_hash() == b.content_hash() and len(a.content_hash()) == 64
+    rewards = a.rewards.copy()
+    rewards[3] += 1e-3
+    assert D.transitions(a.observations, a.actions, rewards, a.next_observations, a.terminals,
+                         a.timeouts).content_hash() != a.content_hash()
 
 
 def test_d4rl_file_without_next_observations_is_converted_like_qlearning_dataset(tmp_path):

@@ -61,11 +61,20 @@ def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys
                   + O2O + TINY_RUN)
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| offline_to_online | lossmooth/hopper-medium-v0 | td3 |" in out and "final score" in out
+    assert "final score" in out and "min-ACC (worst score after switch)" in out
     (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
     assert meta["stand_in"] is True and "td3.hidden_layer_sizes" in meta["assumed"]
+    # the data itself is named: its content hash and references in the metadata, every row and the table
+    data = D.load_minari("lossmooth/hopper-medium-v0", collected)
+    assert meta["data"]["dataset_sha256"] == data.content_hash()
+    assert meta["data"]["ref_scores"] == list(data.ref_scores)
+    assert meta["data"]["dataset_returns"]["episodes"] == len(data.episode_returns())
+    lo, hi = data.ref_scores
+    assert f"| offline_to_online | lossmooth/hopper-medium-v0 (sha256 {data.content_hash()[:8]}; refs {lo:.0f}, {hi:.0f}) | td3 |" in out
+    assert meta["assumed"]["td3.network_init"]["value"] == "torch" and meta["data"]["td3"]["actor_critic"] == "first"
     runs = json.load(open(os.path.join(run_dir, "runs.json")))
+    assert all(r["dataset_sha256"] == data.content_hash() for r in runs)
     assert sorted({r["method"] for r in runs}) == ["batch_mix", "hard_switch", "loss_smoothing", "scratch"]
     by = {(r["method"], r["seed"]): r for r in runs}
     for s in (0, 1):  # every switching method starts from the same offline agent

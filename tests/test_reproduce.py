@@ -319,3 +319,24 @@ def test_the_committed_targets_hold_on_the_committed_runs(tmp_path):
     assert rc == 0, err + out
     assert f"{n} of {n} cells pass" in out
     assert {e for e in DEFAULTS} == {r["entry"] for r in csv.DictReader(open(TARGETS))}
+
+
+def test_a_run_on_other_data_is_named_and_never_paired_with_the_committed_data():
+    """An entry's ``data`` records the committed runs' data identity: a run whose meta records another
+    dataset hash gets one line naming both; runs on different data have different pair keys."""
+    from lossmooth.runner.records import pair_key
+    from lossmooth.settings import get
+
+    entry = registry._entry("x", {"description": "d", "setting": "offline_to_online", "runs": [[]],
+                                  "data": {"dataset_sha256": "a" * 64}}, "experiments/x.yaml")
+    same = existing.Found(path="r/1", config={}, commit="abc1234", data={"dataset_sha256": "a" * 64})
+    other = existing.Found(path="r/2", config={}, commit="abc1234", data={"dataset_sha256": "b" * 64})
+    assert existing.data_differs(entry, [same, None]) == []
+    (line,) = existing.data_differs(entry, [same, other])
+    assert "r/2" in line and "b" * 64 in line and "a" * 64 in line and "not comparable" in line
+    with pytest.raises(registry.ConfigError, match="data must map"):
+        registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]], "data": 5}, "x.yaml")
+    setting = get("offline_to_online")
+    cfg = {"setting": {"name": "offline_to_online"}, "td3": {"alpha": 2.5}}
+    assert pair_key(cfg, setting, "td3", {"dataset_sha256": "a"}) != pair_key(cfg, setting, "td3", {"dataset_sha256": "b"})
+    assert pair_key(cfg, setting, "td3", {}) == pair_key(cfg, setting, "td3")

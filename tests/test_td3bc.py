@@ -75,3 +75,37 @@ def test_offline_iterations_clone_the_behaviour_policy_and_learn_q(agent):
     # the targets moved by Polyak steps: between the initial and the learned parameters
     d0 = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.abs(a - b).sum(), ts.actor_target_params, out.actor_target_params))
     assert sum(float(x) for x in d0) > 0
+
+
+def test_reference_options_first_critic_and_torch_init():
+    """``actor_critic="first"``: the actor's Q term is Q_1's alone (TD3+BC's reference), BC term and
+    lambda unchanged; ``network_init="torch"``: every layer's weights and biases are U(+-1/sqrt(fan_in))
+    (nonzero biases, the bound reached, a uniform's spread), the two critics drawn independently, the
+    targets equal to the online networks."""
+    env = ProbeEnv("observation")
+    algo = SmoothedTD3.create(env=env, env_params=env.default_params, actor_critic="first",
+                              network_init="torch", **CFG).replace(source_bc_alpha=jnp.asarray(2.5))
+    ts = algo.init_state(jax.random.PRNGKey(0)).replace(source_buffer=D.as_replay_buffer(probe_dataset()))
+    batch = algo.source_batch(ts, jax.random.PRNGKey(1))
+    pi = np.asarray(algo.actor.apply(ts.actor_ts.params, batch.obs))
+    qpi = np.asarray(algo.vmap_critic(ts.critic_ts.params, batch.obs, jnp.asarray(pi)))
+    assert not np.allclose(qpi[0], qpi[1])
+    want = -2.5 / np.abs(qpi[0]).mean() * qpi[0].mean() + np.mean((pi - np.asarray(batch.action)) ** 2)
+    np.testing.assert_allclose(float(algo.actor_loss(ts.actor_ts.params, ts, batch, algo.source_bc_alpha)), want,
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(algo.actor_loss(ts.actor_ts.params, ts, batch, 0.0)), -qpi[0].mean(), rtol=1e-5)
+
+    for params in (ts.actor_ts.params, ts.critic_ts.params):
+        for layer in params["params"].values():
+            w, b = np.asarray(layer["kernel"]), np.asarray(layer["bias"])
+            bound = 1.0 / np.sqrt(w.shape[-2])
+            assert np.abs(w).max() <= bound and np.abs(b).max() <= bound and np.abs(b).max() > 0
+            if w.size >= 512:  # U(-b, b): std b / sqrt(3), and values near the bound
+                assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound and np.abs(w).max() > 0.95 * bound
+    k = np.asarray(ts.critic_ts.params["params"]["Dense_1"]["kernel"])
+    assert not np.allclose(k[0], k[1])
+    for online, target in ((ts.actor_ts.params, ts.actor_target_params), (ts.critic_ts.params, ts.critic_target_params)):
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(online), jax.tree.leaves(target)))
+    # rejax's default draws differently (lecun-normal weights, zero biases)
+    plain = SmoothedTD3.create(env=env, env_params=env.default_params, **CFG).init_state(jax.random.PRNGKey(0))
+    assert not np.any(np.asarray(plain.actor_ts.params["params"]["Dense_0"]["bias"]))

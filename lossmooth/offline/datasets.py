@@ -63,6 +63,18 @@ class Transitions:
         at_end = sums[ends]
         return np.diff(np.concatenate([[0.0], at_end]))
 
+    def content_hash(self) -> str:
+        """SHA-256 of the transitions themselves (every array's dtype, shape and bytes, in a fixed
+        order; not the name or the file): two datasets with equal hashes hold the same data."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+            a = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
     def state_stats(self, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
         """TD3+BC's state normalization: per-dimension mean and std (+ eps) of the observations."""
         return self.observations.mean(0), self.observations.std(0) + eps

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from lossmooth.errors import ConfigError
+from lossmooth.reproduce import criteria, targets
 from lossmooth.reproduce.existing import Found
 from lossmooth.reproduce.registry import Entry, Point, config_value
 from lossmooth.results import aggregate as agg
@@ -78,14 +79,19 @@ class Table:
     markdown: str
     csv: str
     rows: list
+    criteria: list = dataclasses.field(default_factory=list)  # criteria.Result per criterion of the entry
 
 
 def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> Table:
     """The entry's table built from ``runs`` (one per point, in order); nothing is written."""
     rows = rows_of(entry, runs, results_dir)
     groups, diffs, normalized = agg.tables(rows, reps=entry.reps)
+    text = report.csv_text(groups, diffs, normalized)
+    results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
     md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
-    return Table(markdown=md, csv=report.csv_text(groups, diffs, normalized), rows=rows)
+    if results:
+        md += "\n" + criteria.report(results)
+    return Table(markdown=md, csv=text, rows=rows, criteria=results)
 
 
 def write(entry: Entry, table: Table, results_dir: str) -> None:
@@ -101,7 +107,10 @@ def write(entry: Entry, table: Table, results_dir: str) -> None:
 def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> str:
     lines = [f"# {entry.name}", "", entry.description, "",
              f"Rebuilt by `lossmooth reproduce {entry.name}` from {len(runs)} run(s):", "",
-             "| run directory | commit | overrides |", "|---|---|---|"]
+             "| run directory | commit | overrides |" + (" data |" if any(r.data for r in runs) else ""),
+             "|---|---|---|" + ("---|" if any(r.data for r in runs) else "")]
     for p, r in zip(points, runs):
-        lines.append(f"| {os.path.relpath(r.path, results_dir)} | {r.commit} | `{shlex.join(p.overrides)}` |")
+        data = ("; ".join(f"{k} {v[:12] if isinstance(v, str) else v}" for k, v in r.data.items()) + " |") \
+            if any(x.data for x in runs) else ""
+        lines.append(f"| {os.path.relpath(r.path, results_dir)} | {r.commit} | `{shlex.join(p.overrides)}` |{data}")
     return "\n".join(lines) + "\n\n"

@@ -89,6 +89,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
         return 1
     if checks is not None:
         clean_provenance(entry, found, allow_dirty)
+    for line in existing.data_differs(entry, found):
+        print(f"lossmooth: warning: {line}", file=sys.stderr)
     table = build.tables(entry, points, found, results_dir)
     cells = targets.check(checks, targets.table_rows(table.csv)) if checks is not None else None
     build.write(entry, table, results_dir)
@@ -97,7 +99,18 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
     if cells is None:
         return 0
     print("\n" + targets.report(cells))
-    return 0 if all(c.passed for c in cells) else 1
+    return 0 if all(c.passed for c in cells) and criteria_hold(entry, table) else 1
+
+
+def criteria_hold(entry: Entry, table) -> bool:
+    """Whether the entry's criteria are as it states them (each holds, or is a stated miss); a line
+    per criterion that is not."""
+    for r in table.criteria:
+        if not r.ok:
+            why = ("is missed without a stated reason" if not r.holds else
+                   "holds, but the entry states it as missed (remove its 'missed')")
+            print(f"lossmooth: {entry.name}: criterion '{r.criterion.name}' {why} (value {r.value:.4g})")
+    return all(r.ok for r in table.criteria)
 
 
 def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_dir: str,
@@ -115,14 +128,22 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
             raise ConfigError(f"reproduce --check: '{name}' has {missing} of {len(points)} run(s) missing under "
                               f"{results_dir}; run `lossmooth reproduce {name}` first")
         clean_provenance(entry, found, allow_dirty)
+        for line in existing.data_differs(entry, found):
+            print(f"lossmooth: warning: {line}", file=sys.stderr)
         built.append((entry, points, found))
     cells, tables = [], []
     for entry, points, found in built:
         table = build.tables(entry, points, found, results_dir)
         cells += targets.check([t for t in checks if t.entry == entry.name], targets.table_rows(table.csv))
         tables.append((entry, table))
+    ok = True
     for entry, table in tables:
         build.write(entry, table, results_dir)
         print(f"rebuilt {entry.name}: wrote " + ", ".join(entry.outputs(results_dir).values()))
+        if table.criteria:
+            held = sum(r.ok for r in table.criteria)
+            print(f"  criteria: {held} of {len(table.criteria)} as stated "
+                  f"({sum(r.holds for r in table.criteria)} hold, {sum(bool(r.criterion.missed) for r in table.criteria)} stated as missed)")
+        ok = criteria_hold(entry, table) and ok
     print("\n" + targets.report(cells))
-    return 0 if all(c.passed for c in cells) else 1
+    return 0 if all(c.passed for c in cells) and ok else 1

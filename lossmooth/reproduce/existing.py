@@ -26,6 +26,7 @@ class Found:
     path: str
     config: dict
     commit: str
+    data: dict = dataclasses.field(default_factory=dict)  # the data identity its meta.json records
 
 
 def complete_runs(results_dir: str, setting: str) -> list[Found]:
@@ -45,10 +46,39 @@ def complete_runs(results_dir: str, setting: str) -> list[Found]:
             store.warn(f"skipping {path}: config.yaml cannot be read")
             continue
         if isinstance(cfg, dict):
-            out.append(Found(path=path, config=cfg, commit=_commit(path)))
+            out.append(Found(path=path, config=cfg, commit=_commit(path), data=_data(path)))
         else:
             store.warn(f"skipping {path}: config.yaml is not a config")
     return sorted(out, key=lambda r: os.path.basename(r.path), reverse=True)
+
+
+IDENTITY = ("dataset_sha256", "ref_scores")  # meta.json's data fields that name the data itself
+
+
+def _data(path: str) -> dict:
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            data = json.load(f).get("data") or {}
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in IDENTITY if k in data}
+
+
+def data_differs(entry, found: list) -> list[str]:
+    """One line per run of ``entry`` whose data identity differs from the committed runs' (the entry's
+    ``data``): its numbers come from other data, so they are not the committed numbers."""
+    lines = []
+    for f in found:
+        if f is None:
+            continue
+        for key, want in entry.data:
+            want = json.loads(want)
+            have = f.data.get(key)
+            if have != want:
+                lines.append(f"{entry.name}: {f.path} ran on data whose {key} is {have} where the committed "
+                             f"run's is {want}: its numbers are not comparable with the committed ones "
+                             "(datasets collected on other machines differ; README: Dataset identity)")
+    return lines
 
 
 def _commit(path: str) -> str:

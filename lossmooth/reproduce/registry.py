@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import re
 
 import yaml
 
 from lossmooth.errors import ConfigError
+from lossmooth.reproduce import criteria
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import store
 from lossmooth.runner.compose import compose
@@ -23,7 +25,7 @@ from lossmooth.settings import search_path
 EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
-_FIELDS = {"description", "setting", "runs", "aggregate"}
+_FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria"}
 _AGGREGATE = {"stat", "where", "label_by", "reps", "title"}
 
 
@@ -40,6 +42,10 @@ class Entry:
     label_by: tuple[str, ...] = ()
     reps: int = 2000
     title: str = ""
+    # the committed runs' data identity (e.g. ``dataset_sha256``) where the config does not fix the data
+    data: tuple[tuple[str, str], ...] = ()
+    # what makes the entry a measurement (:mod:`lossmooth.reproduce.criteria`)
+    criteria: tuple = ()
 
     def outputs(self, results_dir: str) -> dict[str, str]:
         """The files the entry's table and plot are written to, by kind (md, csv, png)."""
@@ -122,7 +128,10 @@ def _entry(name: str, body, path: str) -> Entry:
         raise ConfigError(f"{where}: aggregate.where must map row fields to values")
     if not isinstance(label_by, list) or not all(isinstance(k, str) and k for k in label_by):
         raise ConfigError(f"{where}: aggregate.label_by must be a list of config keys")
-    return Entry(name=name, description=" ".join(str(body["description"]).split()), setting=body["setting"],
+    data = body.get("data") or {}
+    if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, list)) for v in data.values()):
+        raise ConfigError(f"{where}: data must map identity fields (e.g. dataset_sha256) to the committed runs' values")
+    return Entry(name=name, criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,
                  where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
                  reps=reps, title=str(agg.get("title") or name))

@@ -135,17 +135,23 @@ def check(targets: list[Target], rows: list[dict]) -> list[Cell]:
 
 
 def _select(t: Target, rows: list[dict]) -> dict:
+    return select_row(rows, t.row, f"--targets line {t.line}", t.entry)
+
+
+def select_row(rows: list[dict], selector: tuple, where: str, entry: str) -> dict:
+    """The one row of an entry's table ``rows`` that ``selector`` (``(key, value)`` pairs) picks; a
+    one-line error (starting with ``where``) when it picks none or several."""
     columns = set(rows[0]) if rows else set()
-    for key, _ in t.row:
+    for key, _ in selector:
         if key not in columns and not key.startswith("hparams."):
-            raise ConfigError(f"--targets line {t.line}: row key '{key}' is not a column of the table of "
-                              f"'{t.entry}'; use one of {', '.join(sorted(columns))} or hparams.<name>")
-    hits = [r for r in rows if all(_same(_field(r, k), v) for k, v in t.row)]
+            raise ConfigError(f"{where}: row key '{key}' is not a column of the table of "
+                              f"'{entry}'; use one of {', '.join(sorted(columns))} or hparams.<name>")
+    hits = [r for r in rows if all(_same(_field(r, k), v) for k, v in selector)]
     if len(hits) != 1:
         labels = sorted({f"kind={r.get('kind')} model={r.get('model')} method={r.get('method')} "
                          f"hparams={r.get('hparams')}" for r in rows})
-        raise ConfigError(f"--targets line {t.line}: row '{' '.join(f'{k}={v}' for k, v in t.row)}' matches "
-                          f"{len(hits)} rows of the table of '{t.entry}' (needs exactly 1); its rows: "
+        raise ConfigError(f"{where}: row '{' '.join(f'{k}={v}' for k, v in selector)}' matches "
+                          f"{len(hits)} rows of the table of '{entry}' (needs exactly 1); its rows: "
                           + "; ".join(labels))
     return hits[0]
 

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import yaml
 
-from lossmooth.results import store
+from lossmooth.results import store, summaries
 
 GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
 BASELINE = "hard_switch"
@@ -33,12 +33,49 @@ def collect(results_dir: str, setting: str | None = None, filters: dict | None =
     fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``), each run once."""
     rows = []
     for path, meta, runs in store.complete_runs(results_dir, setting):
+        kept = []
         for r in runs:
             row = dict(r)
             row.update(run_dir=path, stand_in=meta.get("stand_in", True))
             if all(str(row.get(k)) == str(v) for k, v in (filters or {}).items()):
-                rows.append(row)
+                kept.append(row)
+        try:
+            field_metrics(path, kept)
+        except store.CorruptRun as e:  # the run's own summaries stay; only the added ones are missing
+            store.warn(f"{path}: the field's metrics cannot be added from its curves: {e}")
+        rows += kept
     return once(rows)
+
+
+def summary_params(cfg: dict) -> tuple[int, int]:
+    """(w, beta) of the field's metrics from a run's config (``summaries.window``, ``summaries.lca_beta``)."""
+    sp = (cfg or {}).get("summaries") or {}
+    return int(sp.get("window", summaries.WINDOW)), int(sp.get("lca_beta", summaries.LCA_BETA))
+
+
+def field_metrics(run_dir: str, rows: list[dict]) -> None:
+    """Add the field's metrics (min-ACC, WC-ACC, WF^w, WP^w, LCA^beta) to the summaries of rows of a run
+    made before they existed, from the run's stored curves and its config's ``summaries`` (the same
+    function the runner uses; a run that has them keeps its own)."""
+    missing = [r for r in rows if not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)]
+    if not missing or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        return
+    window, beta = summary_params(_config(run_dir))
+    curves: dict[int, list[dict]] = {}
+    for m in store.read_metrics(run_dir):
+        if m.get("phase") == "adapt" and "run_index" in m:
+            curves.setdefault(m["run_index"], []).append(m)
+    for r in missing:
+        kind = summaries.kind_of([r.get("summary", {})])
+        names = r.get("curves") or {}
+        target, source = names.get("target", f"target_{kind}"), names.get("source")
+        evals = sorted(curves.get(r["run_index"], []), key=lambda m: m["step"])
+        if not evals or target not in evals[0]:
+            continue  # nothing to compute from (a run without stored curves keeps its summaries)
+        a = np.array([m[target] for m in evals], np.float64)
+        b = np.array([m[source] for m in evals], np.float64) if source else None
+        r["summary"] = {**r["summary"], **summaries.field_metrics(kind, a, b, window, beta)}
+        r["summary_params"] = {"window": window, "lca_beta": beta}
 
 
 def run_identity(row: dict) -> tuple:
@@ -160,6 +197,9 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
                      stand_in=any(r.get("stand_in", True) for r in rs))
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
+        params = {json.dumps(r.get("summary_params"), sort_keys=True) for r in rs if r.get("summary_params")}
+        if len(params) == 1:  # the windows of the field's metrics (mixed windows are not shown as one)
+            entry.update(json.loads(params.pop()))
         entry["hparams"] = json.loads(entry["hparams"])
         for m in metrics:
             vals = np.array([r["summary"][m] for r in ok if m in r["summary"]], np.float64)

@@ -8,29 +8,70 @@ import math
 
 import numpy as np
 
-from lossmooth.results import store
+from lossmooth.results import store, summaries
 
 TABLE_METRICS = {
     "acc": (("final_target_acc", "final target acc"),
             ("source_acc_after", "source acc after (forgetting)"),
             ("worst_target_acc", "worst target acc after switch"),
-            ("stability_gap", "stability gap")),
+            ("stability_gap", "stability gap"),
+            ("min_acc", "min-ACC (worst source acc)"),
+            ("wc_acc", "WC-ACC"),
+            ("windowed_forgetting", "WF^w (source drop)"),
+            ("windowed_plasticity", "WP^w (target rise)"),
+            ("lca", "LCA^beta (target)")),
     "return": (("final_target_return", "final target return"),
                ("source_return_after", "source return after (forgetting)"),
                ("worst_target_return", "worst target return after switch"),
                ("stability_gap", "stability gap"),
-               ("auc_target", "area under target curve (mean return)")),
+               ("auc_target", "area under target curve (mean return)"),
+               ("min_acc", "min-ACC (worst source return)"),
+               ("wc_acc", "WC-ACC (returns)"),
+               ("windowed_forgetting", "WF^w (source drop)"),
+               ("windowed_plasticity", "WP^w (target rise)"),
+               ("lca", "LCA^beta (target)")),
     "loss": (("final_target_loss", "final target loss"),
              ("replay_ppl_after", "replay perplexity after (forgetting)"),
              ("worst_target_loss", "worst target loss after switch"),
              ("stability_gap", "stability gap"),
+             ("min_acc", "min-ACC analogue (worst replay ppl)"),
+             ("wc_acc", "WC-ACC analogue (nats)"),
+             ("windowed_forgetting", "WF^w (replay ppl rise)"),
+             ("windowed_plasticity", "WP^w (target loss fall)"),
+             ("lca", "LCA^beta (target loss)"),
              ("judge_win_rate", "judge win rate vs reference")),
     "score": (("final_target_score", "final score"),
               ("best_target_score", "best score"),
               ("worst_target_score", "worst score after switch"),
               ("stability_gap", "stability gap"),
-              ("auc_target", "area under score curve (mean score)")),
+              ("auc_target", "area under score curve (mean score)"),
+              ("min_acc", "min-ACC (worst score after switch)"),
+              ("wc_acc", "WC-ACC (scores)"),
+              ("windowed_forgetting", "WF^w (score drop)"),
+              ("windowed_plasticity", "WP^w (score rise)"),
+              ("lca", "LCA^beta (score)")),
 }
+# the field's metrics (lossmooth.results.summaries): what they mean in each kind, and their directions
+FIELD_NOTE = {
+    "acc": "min-ACC: worst source accuracy after the switch; WC-ACC: 1/2 final target + 1/2 min-ACC; WF^w: largest "
+           "drop of source accuracy within w consecutive evaluations (lower is better); WP^w: largest rise of "
+           "target accuracy within w evaluations; LCA^beta: mean target accuracy of the first beta evaluations "
+           "after the switch (De Lange et al., ICLR 2023; Chaudhry et al., ICLR 2019); higher is better but WF^w.",
+    "return": "min-ACC: worst source return after the switch; WC-ACC: 1/2 final target + 1/2 min-ACC; WF^w: "
+              "largest drop of the source return within w consecutive evaluations (lower is better); WP^w: "
+              "largest rise of the target return within w evaluations; LCA^beta: mean target return of the "
+              "first beta evaluations after the switch; higher is better but WF^w.",
+    "score": "One task (the online task is the offline one): min-ACC is the worst score after the switch, WC-ACC "
+             "1/2 final + 1/2 min-ACC, WF^w the largest fall of the score within w consecutive evaluations "
+             "(lower is better), WP^w its largest rise, LCA^beta the mean score of the first beta online "
+             "evaluations; higher is better but WF^w.",
+    "loss": "Lower is better: min-ACC analogue = the worst (highest) replay perplexity after the switch; WC-ACC "
+            "analogue = 1/2 final target loss + 1/2 log(worst replay perplexity), nats; WF^w = the largest rise "
+            "of the replay perplexity within w consecutive evaluations; LCA^beta = the mean target loss of the "
+            "first beta evaluations after the switch; WP^w = the largest fall of the target loss within w "
+            "evaluations (higher is better).",
+}
+FIELD = {m for m, _ in TABLE_METRICS["acc"][4:]}
 NOTES = {
     "loss": "Held-out target SFT loss (nats per trained token) and held-out replay-text perplexity, lower "
             "is better; {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: rise of "
@@ -62,17 +103,12 @@ def table_metrics(unit: str, entries: list[dict]) -> tuple:
         if m.endswith("_after") and not have(m):
             other = sorted({k.split("_after_")[0] + "_after" for k in keys if "_after_" in k})
             out += [(o, f"{o[:-len('_after')].replace('_', ' ')} after (forgetting)") for o in other]
-        elif m != "judge_win_rate" or have(m):
+        elif (m != "judge_win_rate" and m not in FIELD) or have(m):
             out.append((m, title))
     return tuple(out)
 
 
-def unit_of(entries: list[dict]) -> str:
-    """``score`` (offline-to-online) or ``return`` (online RL) when the entries carry RL summaries, else ``acc``."""
-    for unit in ("score", "return", "loss"):
-        if any(k.startswith(f"final_target_{unit}") for e in entries for k in e):
-            return unit
-    return "acc"
+unit_of = summaries.kind_of  # an entry's aggregated names start with its summaries' names
 
 
 # schedules a method's name already implies (hard switch, constant mixes) or the paper's ramp: not shown
@@ -127,6 +163,10 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
                   for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("\n" + NOTES[unit].format(stat=stat))
+    if any(m in FIELD for m, _ in metrics):
+        params = sorted({(g.get("window"), g.get("lca_beta")) for g in groups if g.get("window")})
+        shown = "; ".join(f"w = {w}, beta = {b}" for w, b in params) or "w and beta as the runs' summaries set"
+        lines.append(f"{FIELD_NOTE[unit]} Here {shown} evaluations.")
     if diffs:
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
                      f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")

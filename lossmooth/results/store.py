@@ -125,9 +125,10 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-# keys that change where and how a run is shown, never its numbers
+# keys that change where and how a run is shown, never its trained numbers (``summaries`` sets the
+# windows of summaries computed from the stored curves: a complete run keeps the ones it was made with)
 HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun", "run_name",
-             "checkpoint_every_s")
+             "checkpoint_every_s", "summaries")
 CHECKPOINTS = "checkpoints"
 
 

@@ -22,6 +22,41 @@ a_i and the held-out replay perplexity b_i,
 on replay text), ``worst_target_loss`` = max { a_i : 0 < s_i <= W }, ``stability_gap`` =
 max(0, worst_target_loss - a_0) (a rise of the target loss above its value at the switch), and
 ``auc_target_loss``, the mean target loss over the adaptation (trapezoid area / s_n).
+
+The continual-learning field's metrics around a switch (De Lange, van de Ven and Tuytelaars, ICLR 2023,
+"Continual evaluation for lifelong learning: identifying the stability gap"; LCA: Chaudhry et al., ICLR
+2019, "Efficient lifelong learning with A-GEM"), for one switch, from the same evaluations, with ``w``
+evaluations per window and ``beta`` evaluations for the learning curve area (config ``summaries.window``
+and ``summaries.lca_beta``, both assumed):
+
+- ``min_acc``   (min-ACC) = min { b_i : i > 0 }: the worst source performance after the switch;
+- ``wc_acc``    (WC-ACC)  = 1/2 a_n + 1/2 min_acc: final target and worst source ability together;
+- ``windowed_forgetting``  (WF^w) = max { b_i - b_j : 0 <= i < j <= n, j - i < w } (and >= 0): the largest
+  drop of the source curve within w consecutive evaluations, the switch's included;
+- ``windowed_plasticity``  (WP^w) = max { a_j - a_i : 0 <= i < j <= n, j - i < w } (and >= 0): the largest
+  rise of the target curve within w consecutive evaluations;
+- ``lca``       (LCA^beta) = mean(a_1, ..., a_beta): how fast the target is learnt just after the switch;
+
+and the values the defaults' criteria (README: "What the defaults measure") are stated in:
+
+- ``source_at_switch`` = b_0 and ``target_at_switch`` = a_0: the source model's (agent's) performance on
+  each objective at the switch;
+- ``source_drop`` = b_0 - min_acc: how far the source performance falls below its value at the switch
+  at its worst (negative where it never falls below it);
+- ``target_gain`` = a_n - a_0: what the adaptation adds on the target.
+
+Directions: ``min_acc``, ``wc_acc``, ``windowed_plasticity`` and ``lca`` higher is better,
+``windowed_forgetting`` lower is better, for the kinds ``acc`` and ``return``. With one task and no source
+curve (``score``: offline-to-online, the online task is the offline one) the target curve plays both parts:
+``min_acc`` is the worst score after the switch and ``windowed_forgetting`` its largest fall. Where lower
+is better (``loss``: the LM, the source curve a replay perplexity) every "min" is a max and every "drop"
+a rise: ``min_acc`` = max { b_i : i > 0 } (the worst replay perplexity, lower is better),
+``wc_acc`` = 1/2 a_n + 1/2 log(min_acc) (final target loss and worst replay loss in nats, lower is
+better), ``windowed_forgetting`` the largest rise of the perplexity (lower is better),
+``windowed_plasticity`` the largest fall of the target loss (higher is better), ``lca`` the mean target
+loss of the first beta evaluations (lower is better), ``source_drop`` = min_acc - b_0 (the perplexity's
+worst rise) and ``target_gain`` = a_0 - a_n (the target loss's fall): both stay "larger = more drop /
+more gain".
 """
 from __future__ import annotations
 
@@ -38,9 +73,53 @@ METRICS = metric_names("acc")
 SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "auc_target")
 LM_METRICS = ("final_target_loss", "replay_ppl_after", "forgetting", "worst_target_loss", "stability_gap",
               "auc_target_loss")
-HIGHER_IS_BETTER = {"forgetting": False, "stability_gap": False, "regret": False,  # every other summary: higher
-                    "final_target_loss": False, "replay_ppl_after": False, "worst_target_loss": False,
-                    "auc_target_loss": False}
+FIELD_METRICS = ("min_acc", "wc_acc", "windowed_forgetting", "windowed_plasticity", "lca", "source_at_switch",
+                 "target_at_switch", "source_drop", "target_gain")
+WINDOW, LCA_BETA = 10, 10  # the defaults of conf/config.yaml's summaries.window and summaries.lca_beta
+
+
+def higher_is_better(name: str, kind: str = "acc") -> bool:
+    """The direction of the summary ``name`` of a run whose curves are of ``kind`` (module docstring)."""
+    if name in ("forgetting", "stability_gap", "regret", "windowed_forgetting", "source_drop"):
+        return False
+    if kind == "loss":
+        return name in ("windowed_plasticity", "target_gain")
+    return True
+
+
+def _largest_change(x: np.ndarray, window: int) -> float:
+    """max { x_j - x_i : i < j, j - i < window } and 0: the largest rise within ``window`` consecutive values."""
+    best = 0.0
+    for lag in range(1, min(window, len(x))):
+        best = max(best, float(np.max(x[lag:] - x[:-lag])))
+    return best
+
+
+def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = WINDOW,
+                  lca_beta: int = LCA_BETA) -> dict:
+    """min-ACC, WC-ACC, WF^w, WP^w and LCA^beta of one run (module docstring) from its target curve ``a``
+    and source curve ``b`` (None: one task, ``a`` plays both parts), both evaluated at the switch first."""
+    a = np.asarray(a, np.float64)
+    b = a if b is None else np.asarray(b, np.float64)
+    sign = -1.0 if kind == "loss" else 1.0  # lower is better: every min a max, every drop a rise
+    after = b[1:] if len(b) > 1 else b
+    worst = float(sign * np.min(sign * after))
+    return {"min_acc": worst,
+            "wc_acc": 0.5 * float(a[-1]) + 0.5 * (float(np.log(worst)) if kind == "loss" else worst),
+            "windowed_forgetting": _largest_change(-sign * b, window),
+            "windowed_plasticity": _largest_change(sign * a, window),
+            "lca": float(np.mean(a[1:1 + lca_beta] if len(a) > 1 else a)),
+            "source_at_switch": float(b[0]), "target_at_switch": float(a[0]),
+            "source_drop": sign * (float(b[0]) - worst), "target_gain": sign * (float(a[-1]) - float(a[0]))}
+
+
+def kind_of(summaries: list[dict]) -> str:
+    """The kind of the runs whose summaries are ``summaries``: ``score`` (offline-to-online), ``return``
+    (online RL) or ``loss`` (LM) when they carry those summaries, else ``acc``."""
+    for kind in ("score", "return", "loss"):
+        if any(k.startswith(f"final_target_{kind}") for s in summaries for k in s):
+            return kind
+    return "acc"
 
 
 def _gap_window(steps: np.ndarray, gap_window: int) -> np.ndarray:
@@ -58,7 +137,8 @@ def _curve_mean(steps: np.ndarray, a: np.ndarray) -> float:
     return float(area / span) if span > 0 else float(a[-1])
 
 
-def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int) -> dict:
+def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int, window: int = WINDOW,
+                     lca_beta: int = LCA_BETA) -> dict:
     """Summaries of one run from its evaluations ``metrics`` (name -> values at ``steps``, ``steps[0]``
     the switch), as the setting's :class:`~lossmooth.settings.contract.Curves` names them.
 
@@ -66,12 +146,13 @@ def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int) 
     (the source curve's loss of performance), ``worst_<a>`` (just after the switch), ``stability_gap``
     and the curve mean (``auc_target``; ``auc_<a>`` where lower is better); without a source curve
     ``best_<a>`` instead, and ``regret`` where a success curve exists. Kinds ``acc``, ``return`` and
-    ``score`` are higher-is-better, ``loss`` lower-is-better (see the module docstring)."""
+    ``score`` are higher-is-better, ``loss`` lower-is-better; then the field's metrics
+    (:func:`field_metrics`; see the module docstring)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(metrics[curves.target], np.float64)
     higher = curves.kind != "loss"
-    window = a[_gap_window(steps, gap_window)]
-    worst = float(window.min() if higher else window.max())
+    just_after = a[_gap_window(steps, gap_window)]
+    worst = float(just_after.min() if higher else just_after.max())
     gap = float(max(0.0, a[0] - worst) if higher else max(0.0, worst - a[0]))
     out = {f"final_{curves.target}": float(a[-1])}
     if curves.source is not None:
@@ -85,6 +166,8 @@ def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int) 
     out["auc_target" if higher else f"auc_{curves.target}"] = _curve_mean(steps, a)
     if curves.success is not None and curves.success in metrics:
         out["regret"] = float(1.0 - np.mean(np.asarray(metrics[curves.success], np.float64)[1:]))
+    out.update(field_metrics(curves.kind, a, None if curves.source is None else metrics[curves.source],
+                             window, lca_beta))
     return out
 
 

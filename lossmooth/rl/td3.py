@@ -20,8 +20,12 @@ and every ``policy_delay`` critic rounds, on the same batches,
 control, where both halves carry TD3+BC's actor loss and the BC weight beta_t decays linearly to 0,
 as SPOT's and ReBRAC's fine-tuning decay theirs.)
 
-(rejax's TD3 actor averages over both critics; TD3+BC's lambda uses the first critic, as in
-Fujimoto & Gu's reference.) The source branch (its batch, forward and backward pass) sits behind
+The actor's Q term is ``mean_b Q_phi_1(s, pi_theta(s))`` with ``actor_critic="first"`` (TD3's and
+TD3+BC's reference implementations: the first critic only) or ``mean_{i,b} Q_phi_i`` with ``"mean"``
+(rejax's TD3, the default here); TD3+BC's lambda uses the first critic either way, as in Fujimoto &
+Gu's reference. ``network_init="torch"`` initializes every linear layer as PyTorch's ``nn.Linear``
+does (the reference implementations' networks): weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+instead of rejax's (flax's) lecun-normal weights and zero biases (``"rejax"``, the default). The source branch (its batch, forward and backward pass) sits behind
 ``lax.cond(source_needed(lam))``: once every run in the vmapped batch has lam = 1 it is never
 sampled nor computed, and the hard switch (lam = 1 from the start) never touches it. With the
 static ``with_source=False`` the branch is not in the program at all (what the host runs once it
@@ -50,6 +54,26 @@ def hard_method() -> Method:
     return Method(schedule=Schedule.make("hard"))
 
 
+def torch_linear_init(params, key):
+    """``params`` (flax Dense layers, possibly with leading axes such as rejax's stacked critics) with
+    every kernel and bias drawn again from U(-b, b), b = 1/sqrt(fan_in): PyTorch's ``nn.Linear``
+    default (kaiming-uniform with a = sqrt(5) for the weights gives the same bound)."""
+    def redraw(tree, key):
+        if isinstance(tree, dict) and "kernel" in tree:
+            k_w, k_b = jax.random.split(key)
+            w = tree["kernel"]
+            bound = 1.0 / jnp.sqrt(w.shape[-2])
+            out = dict(tree, kernel=jax.random.uniform(k_w, w.shape, w.dtype, -bound, bound))
+            if "bias" in tree:
+                out["bias"] = jax.random.uniform(k_b, tree["bias"].shape, tree["bias"].dtype, -bound, bound)
+            return out
+        if isinstance(tree, dict):
+            return {name: redraw(sub, jax.random.fold_in(key, i)) for i, (name, sub) in enumerate(sorted(tree.items()))}
+        return tree
+
+    return type(params)(redraw(dict(params), key)) if not isinstance(params, dict) else redraw(params, key)
+
+
 class SmoothedTD3(TD3):
     method: Method = struct.field(pytree_node=True, default_factory=hard_method)
     uniform_warmup: jnp.ndarray | bool = struct.field(pytree_node=True, default=True)
@@ -65,6 +89,10 @@ class SmoothedTD3(TD3):
     # static: keep the observation normalizer as set (TD3+BC normalizes states with the dataset's
     # mean and std, fixed), instead of rejax's running update from every collected observation
     freeze_obs_rms: bool = struct.field(pytree_node=False, default=False)
+    # static: which critics the actor's Q term averages ("mean": rejax's; "first": TD3's and TD3+BC's
+    # reference implementations) and how linear layers start ("rejax", or "torch": nn.Linear's default)
+    actor_critic: str = struct.field(pytree_node=False, default="mean")
+    network_init: str = struct.field(pytree_node=False, default="rejax")
 
     @classmethod
     def create_agent(cls, config, env, env_params):
@@ -78,6 +106,19 @@ class SmoothedTD3(TD3):
             config[f"{net}_kwargs"] = kw
         agent = super().create_agent(config, env, env_params)
         return {k: (m.clone(hidden_layer_sizes=sizes[k]) if k in sizes else m) for k, m in agent.items()}
+
+    @register_init
+    def initialize_network_params(self, rng):
+        """rejax's networks, optimizer states and target copies; with ``network_init="torch"`` every
+        linear layer's weights and biases drawn again from U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        out = super().initialize_network_params(rng)
+        if self.network_init == "rejax":
+            return out
+        k_actor, k_critic = jax.random.split(jax.random.fold_in(rng, 0x7D3))
+        actor = torch_linear_init(out["actor_ts"].params, k_actor)
+        critic = torch_linear_init(out["critic_ts"].params, k_critic)
+        return {"actor_ts": out["actor_ts"].replace(params=actor), "actor_target_params": actor,
+                "critic_ts": out["critic_ts"].replace(params=critic), "critic_target_params": critic}
 
     @register_init
     def initialize_smoothing_state(self, rng):
@@ -102,12 +143,13 @@ class SmoothedTD3(TD3):
     def actor_loss(self, actor_params, ts, batch, bc_alpha, bc_weight=1.0):
         action = self.actor.apply(actor_params, batch.obs)
         q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
+        q_term = q[0].mean() if self.actor_critic == "first" else q.mean()
         if isinstance(bc_alpha, (int, float)) and bc_alpha == 0:  # statically plain TD3 (the target loss)
-            return -q.mean()
+            return -q_term
         bc = bc_alpha > 0
         w = jnp.where(bc, bc_alpha / (jnp.abs(jax.lax.stop_gradient(q[0])).mean() + 1e-8), 1.0)
         bc_term = jnp.where(bc, bc_weight * jnp.mean(jnp.square(action - batch.action)), 0.0)
-        return -w * q.mean() + bc_term
+        return -w * q_term + bc_term
 
     def bc_weight(self, updates):
         """beta_t: 1 - t / bc_decay_updates clipped at 0 (1 throughout where bc_decay_updates = 0)."""

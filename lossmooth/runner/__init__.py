@@ -13,7 +13,7 @@ import jax
 
 from lossmooth import settings
 from lossmooth.core import engine
-from lossmooth.core.config import flag, writable_folder
+from lossmooth.core.config import flag, integer, writable_folder
 from lossmooth.errors import ConfigError
 from lossmooth.results import store
 from lossmooth.runner.execute import execute
@@ -51,7 +51,23 @@ def check_host_keys(cfg: dict) -> None:
         if cfg.get(key) is not None and not isinstance(cfg[key], str):
             raise ConfigError(f"{key}: must be a string or null, got {cfg[key]!r}")
     check_loggers(cfg.get("logger") or {})
+    check_summaries(cfg)
     device_mesh(cfg.get("devices", "all"))
+
+
+def check_summaries(cfg: dict) -> tuple[int, int]:
+    """(w, beta) of the field's metrics (:mod:`lossmooth.results.summaries`): ``summaries.window`` >= 2
+    evaluations, ``summaries.lca_beta`` >= 1 evaluation."""
+    sp = cfg.get("summaries")
+    if sp is None:
+        return 10, 10
+    if not isinstance(sp, dict):
+        raise ConfigError(f"summaries: must be a mapping with window and lca_beta, got {sp!r}")
+    unknown = sorted(set(sp) - {"window", "lca_beta"})
+    if unknown:
+        raise ConfigError(f"summaries.{unknown[0]}: unknown key (summaries has window and lca_beta)")
+    return (integer(sp, "window", 2, "summaries.window") if "window" in sp else 10,
+            integer(sp, "lca_beta", 1, "summaries.lca_beta") if "lca_beta" in sp else 10)
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:

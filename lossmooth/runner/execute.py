@@ -58,6 +58,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     lines = setting.lines(spec, loaded)
     swept = list(spec.sweep)
     labels = [run_label(r, swept) for r in runs]
+    window, lca_beta = agg.summary_params(cfg)
 
     def body(rs, loggers, ckpt):
         ctx = Context(spec=spec, loaded=loaded, mesh=mesh, run_dir=rs.path, cfg=cfg, runs=runs)
@@ -114,7 +115,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 start_rows(ids, source)
                 sources[line] = source
                 walls[f"{prefix}source"] = source.seconds
-            pkey = pair_key(cfg, setting, line)
+            pkey = pair_key(cfg, setting, line, setting.data_identity(spec, loaded, line))
             context = setting.context(spec, loaded, line)
             t_adapt = time.time()
             for gi, g in enumerate(groups):
@@ -145,7 +146,9 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                         "run_index": x, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
                         "setting": setting.name, **context, "pair_key": pkey,
                         "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
-                        "summary": summarize_curves(setting.curves, res.steps, curves, spec.gap_window),
+                        "summary": summarize_curves(setting.curves, res.steps, curves, spec.gap_window,
+                                                    window, lca_beta),
+                        "summary_params": {"window": window, "lca_beta": lca_beta},
                         "curves": {"target": setting.curves.target, "source": setting.curves.source},
                         **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),
                         **setting.run_fields(spec, loaded, line, r, curves),

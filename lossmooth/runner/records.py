@@ -20,12 +20,14 @@ from lossmooth.runner.loggers import Loggers
 NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "seed")
 
 
-def pair_key(cfg: dict, setting, line: str = "") -> str:
+def pair_key(cfg: dict, setting, line: str = "", data: dict | None = None) -> str:
     """Runs with equal keys adapt from the same source models with the same data order, seed by
     seed: the paired comparisons of the tables. The key hashes the resolved config without the
     methods, the swept numbers, the seeds, the host-only keys and the setting's default
     learning rate (``Setting.lr_key``: each run pairs with the hard switch at its own rate); of a
-    setting's lines (``Setting.line_key``, online RL's algorithms) only this line's entry counts."""
+    setting's lines (``Setting.line_key``, online RL's algorithms) only this line's entry counts; ``data``
+    (:meth:`Setting.data_identity`: e.g. a dataset's content hash) joins the key where a setting names
+    it, so runs on different data never pair however equal their configs."""
     drop = NOT_CONTEXT + ((setting.line_key,) if setting.line_key else ())
     ctx = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in drop}
     if setting.lr_key:
@@ -37,6 +39,8 @@ def pair_key(cfg: dict, setting, line: str = "") -> str:
             node.pop(last, None)
     if setting.line_key and setting.line_key in cfg:
         ctx[setting.line_key] = {line: cfg[setting.line_key][line]}
+    if data:
+        ctx["_data_identity"] = data
     return store.config_hash(ctx)
 
 

@@ -25,6 +25,7 @@ What a setting provides (methods of :class:`Setting`):
 | ``adapt_phase(ctx, line, runs, source)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` | per batch |
 | ``context(spec, loaded, line)`` | the table's context columns: ``dataset``, ``model``, ``shift``, ``severity`` | per line |
 | ``run_fields(spec, loaded, line, run, curves)`` | extra per-run fields of ``runs.json`` | per run |
+| ``data_identity(spec, loaded, line)`` | what identifies the data beyond the config (joins the pair key; default none) | per line |
 | ``after_group(ctx, line, index, runs, result)`` | nothing (e.g. the LM's replies from the trained weights) | per batch |
 | ``finish(ctx, rows, sources)`` | extra ``summary.json`` fields; may add fields to the rows (e.g. the LM judge) | once, at the end |
 
@@ -208,6 +209,11 @@ class Setting:
         raise NotImplementedError
 
     def run_fields(self, spec, loaded, line: str, run: dict, curves: dict) -> dict:
+        return {}
+
+    def data_identity(self, spec, loaded, line: str) -> dict:
+        """What identifies the data beyond the config (e.g. a dataset collected on this machine: its
+        content hash), joined to the pair key; ``{}`` where the config says it all."""
         return {}
 
     def after_group(self, ctx: Context, line: str, index: list[int], runs: list[dict], result: PhaseResult) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lossmooth.core.config import (flag, integer, method_inits, no_regularizers, number, parse_methods,
+from lossmooth.core.config import (choice, flag, integer, method_inits, no_regularizers, number, parse_methods,
                                    parse_sweep)
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
@@ -22,7 +22,7 @@ DATASET_KINDS = ("own", "minari", "d4rl")
 ENV_KINDS = ("brax", "gymnasium")
 TD3_FIELDS = {"hidden_layer_sizes", "activation", "batch_size", "policy_delay", "target_noise",
               "target_noise_clip", "tau", "gamma", "learning_rate", "max_grad_norm", "exploration_noise",
-              "num_envs", "num_epochs", "buffer_size", "fill_buffer"}
+              "num_envs", "num_epochs", "buffer_size", "fill_buffer", "network_init", "actor_critic"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,10 @@ def parse(cfg: dict) -> Spec:
         integer(td3, k, 1, f"td3.{k}")
     for k in ("target_noise", "target_noise_clip", "exploration_noise", "max_grad_norm"):
         number(td3, k, 0.0, field=f"td3.{k}")
+    td3.setdefault("network_init", "rejax")
+    td3.setdefault("actor_critic", "mean")
+    choice(td3, "network_init", ("torch", "rejax"), "td3.network_init")
+    choice(td3, "actor_critic", ("first", "mean"), "td3.actor_critic")
     number(td3, "tau", 0.0, 1.0, field="td3.tau")
     number(td3, "gamma", 0.0, 1.0, field="td3.gamma")
     number(td3, "learning_rate", 0.0, field="td3.learning_rate", lo_open=True)

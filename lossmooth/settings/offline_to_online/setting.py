@@ -50,7 +50,12 @@ class OfflineToOnline(Setting):
         eval_runs = max([spec.num_seeds] + [len(g) for g in groups_of(self.runs(spec, None))])
         agents = O.build_agents(spec, data, eval_runs)  # checks the dataset against the environment
         own = spec.dataset["kind"] == "own"
-        info = {"stand_in": own, "paper_data": not own,
+        returns = data.episode_returns()
+        info = {"dataset_sha256": data.content_hash(),
+                "dataset_returns": {"episodes": int(len(returns)),
+                                    "mean": float(returns.mean()) if len(returns) else None,
+                                    "min": float(returns.min()) if len(returns) else None,
+                                    "max": float(returns.max()) if len(returns) else None},"stand_in": own, "paper_data": not own,
                 "data": f"{data.name} ({data.info.get('source')}, {len(data)} transitions)",
                 "environment": O.env_name(spec, data), "ref_scores": list(data.ref_scores),
                 "dataset_info": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float))},
@@ -141,10 +146,18 @@ class OfflineToOnline(Setting):
                      checkpoint=host_envs is None, close=None if host_envs is None else host_envs.close)
 
     def context(self, spec: Spec, loaded: Loaded, line: str) -> dict:
-        return {"dataset": loaded.data.name, "model": "td3", "shift": SHIFT, "severity": 0.0}
+        """The dataset column names the data itself: its content hash (first 8 hex digits) and the
+        (random, expert) reference returns its scores are normalized with."""
+        lo, hi = loaded.data.ref_scores
+        return {"dataset": f"{loaded.data.name} (sha256 {loaded.info['dataset_sha256'][:8]}; refs {lo:.0f}, {hi:.0f})",
+                "model": "td3", "shift": SHIFT, "severity": 0.0}
+
+    def data_identity(self, spec: Spec, loaded: Loaded, line: str) -> dict:
+        return {"dataset_sha256": loaded.info["dataset_sha256"], "ref_scores": list(loaded.data.ref_scores)}
 
     def run_fields(self, spec: Spec, loaded, line: str, run: dict, curves: dict) -> dict:
-        return {"init": run["init"], "offline_score": float(curves["target_score"][0]),
+        return {"init": run["init"], "dataset_sha256": loaded.info["dataset_sha256"],
+                "ref_scores": list(loaded.data.ref_scores), "offline_score": float(curves["target_score"][0]),
                 "final_return": float(curves["target_return"][-1]), "eval_episodes": spec.eval_episodes}
 
     def finish(self, ctx: Context, rows: list[dict], sources: dict) -> dict:
