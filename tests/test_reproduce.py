@@ -340,3 +340,57 @@ def test_a_run_on_other_data_is_named_and_never_paired_with_the_committed_data()
     cfg = {"setting": {"name": "offline_to_online"}, "td3": {"alpha": 2.5}}
     assert pair_key(cfg, setting, "td3", {"dataset_sha256": "a"}) != pair_key(cfg, setting, "td3", {"dataset_sha256": "b"})
     assert pair_key(cfg, setting, "td3", {}) == pair_key(cfg, setting, "td3")
+
+
+def test_criteria_bound_cells_and_a_stated_miss_must_still_be_a_miss():
+    from lossmooth.reproduce import criteria as C
+
+    rows = [{"kind": "aggregate", "method": "hard_switch", "hparams": "{}", "source_drop_mean_lo": "0.02",
+             "source_at_switch_mean": "0.9"},
+            {"kind": "paired_diff", "method": "loss_smoothing", "hparams": "{}", "final_target_acc_diff": "0.01",
+             "final_target_acc_diff_lo": "-0.01", "final_target_acc_diff_hi": "0.05", "n_pairs": "4"}]
+    crit = C.parse([
+        {"name": "a", "row": "kind=aggregate method=hard_switch", "metric": "source_at_switch_mean", "at_least": 0.9},
+        {"name": "b", "row": "kind=aggregate method=hard_switch", "metric": "source_drop_mean_lo", "above": 0},
+        {"name": "d", "row": "kind=paired_diff method=loss_smoothing", "metric": "final_target_acc_diff",
+         "max_halfwidth": 0.02},
+        {"name": "seeds", "row": "kind=paired_diff", "metric": "n_pairs", "at_least": 8, "missed": "4 seeds here"},
+    ], "x.yaml")
+    res = C.evaluate(crit, rows, "x")
+    assert [r.holds for r in res] == [True, True, False, False]
+    assert res[2].value == pytest.approx(0.03) and not res[2].ok  # missed without a reason: a failure
+    assert res[3].ok  # a stated miss that is a miss
+    text = C.report(res)
+    assert "**no**" in text and "no (known: 4 seeds here)" in text
+    stale = C.evaluate(C.parse([{"name": "s", "row": "kind=aggregate", "metric": "source_at_switch_mean",
+                                 "above": 0.5, "missed": "old reason"}], "x.yaml"), rows, "x")
+    assert stale[0].holds and not stale[0].ok and "stale" in C.report(stale)
+    for bad, msg in (([{"name": "a", "row": "kind=x", "metric": "m"}], "exactly one of"),
+                     ([{"name": "a", "row": "kind=x", "metric": "m", "above": 1, "below": 2}], "exactly one of"),
+                     ([{"name": "a", "row": "kind", "metric": "m", "above": 1}], "key=value"),
+                     ("x", "must be a list")):
+        with pytest.raises(registry.ConfigError, match=msg):
+            C.parse(bad, "x.yaml")
+
+
+def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_excludes_zero(tmp_path):
+    from lossmooth.results import report
+
+    diffs = []
+    for shift, sev in (("blur", 0.5), ("blur", 1.0), ("label_permutation", 0.5)):
+        for T in (25, 100):
+            lo = 0.01 if (shift, T) == ("blur", 100) else -0.02
+            diffs.append({"shift": shift, "severity": sev, "hparams": {"T": T, "lr": 1e-3},
+                          "min_acc_diff": 0.03 * T / 100, "min_acc_diff_lo": lo, "min_acc_diff_hi": 0.05})
+    md = report.map_markdown(diffs, ("shift", "severity"), "T", ("min_acc", "wc_acc"), pct=True)
+    assert "| shift / severity | T=25 | T=100 |" in md and "wc acc" not in md  # a metric no cell has: no grid
+    assert "| blur, 0.5 | +0.8 | +3.0* |" in md and "| blur, 1 | +0.8 | +3.0* |" in md
+    assert "| label_permutation, 0.5 | +0.8 | +3.0 |" in md
+    report.plot_map(diffs, str(tmp_path / "m.png"), ("shift", "severity"), "T", ("min_acc",), True)
+    assert (tmp_path / "m.png").stat().st_size > 1000
+    with pytest.raises(registry.ConfigError, match="aggregate.map must be"):
+        registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
+                              "aggregate": {"map": {"rows": "shift", "cols": "T", "metrics": []}}}, "x.yaml")
+    e = registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
+                              "aggregate": {"map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"]}}}, "x.yaml")
+    assert e.map == (("shift",), "T", ("min_acc",)) and e.outputs("r")["map"] == "r/reproduce/x_map.png"

@@ -207,3 +207,26 @@ def test_a_d4rl_file_is_scored_with_its_own_environment_s_references(tmp_path):
                    f"dataset.path={tmp_path}/halfcheetah_medium-v2.hdf5"])
     data = load_dataset(parse(cfg))
     assert data.name == "halfcheetah_medium-v2" and data.ref_scores == D4RL_REF["halfcheetah"]
+
+
+def test_a_judge_that_is_the_model_under_study_is_shown_as_a_pipeline_check_not_a_result():
+    from lossmooth.results import aggregate as agg
+    from lossmooth.results import report
+
+    def rows(pipeline_check):
+        out = []
+        for method, hp in (("hard_switch", {"lr": 1e-4, "schedule": "hard"}), ("loss_smoothing", {"lr": 1e-4, "T": 10})):
+            for seed in range(3):
+                out.append({"setting": "lm", "dataset": "sharegpt", "model": "m", "shift": "replay:x", "severity": 0.0,
+                            "method": method, "hparams": hp, "pair_key": "k", "seed": seed, "run_dir": "r",
+                            "diverged_step": -1, "judge": {"win_rate": 0.5, "pipeline_check": pipeline_check},
+                            "summary": {"final_target_loss": 2.0 + seed / 10, "replay_ppl_after": 12.0,
+                                        "judge_win_rate": 0.5}})
+        return out
+
+    for check in (True, False):
+        groups, diffs, _ = agg.tables(rows(check), reps=50)
+        md = report.markdown(groups, diffs)
+        assert ("judge win rate vs reference" in md) is not check
+        assert ("Judge: pipeline check only" in md) is check
+        assert ("0.5 [" in md or "| 0.5 |" in md) is not check  # the ties are not presented as a result

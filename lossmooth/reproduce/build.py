@@ -79,6 +79,8 @@ class Table:
     markdown: str
     csv: str
     rows: list
+    diffs: list = dataclasses.field(default_factory=list)
+    pct: bool = False
     criteria: list = dataclasses.field(default_factory=list)  # criteria.Result per criterion of the entry
 
 
@@ -89,9 +91,12 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
     text = report.csv_text(groups, diffs, normalized)
     results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
     md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
+    if entry.map:
+        md += report.map_markdown(diffs, *entry.map, pct=report.unit_of(groups) == "acc")
     if results:
         md += "\n" + criteria.report(results)
-    return Table(markdown=md, csv=text, rows=rows, criteria=results)
+    return Table(markdown=md, csv=text, rows=rows, criteria=results, diffs=diffs,
+                 pct=report.unit_of(groups) == "acc")
 
 
 def write(entry: Entry, table: Table, results_dir: str) -> None:
@@ -102,6 +107,8 @@ def write(entry: Entry, table: Table, results_dir: str) -> None:
     atomic_write(out["md"], table.markdown)
     atomic_write(out["csv"], table.csv)
     report.plot_curves(table.rows, out["png"], entry.title)
+    if entry.map:
+        report.plot_map(table.diffs, out["map"], *entry.map, pct=table.pct, title=entry.title)
 
 
 def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> str:

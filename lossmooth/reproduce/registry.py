@@ -26,7 +26,7 @@ EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
 _FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria"}
-_AGGREGATE = {"stat", "where", "label_by", "reps", "title"}
+_AGGREGATE = {"stat", "where", "label_by", "reps", "title", "map"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +46,16 @@ class Entry:
     data: tuple[tuple[str, str], ...] = ()
     # what makes the entry a measurement (:mod:`lossmooth.reproduce.criteria`)
     criteria: tuple = ()
+    # a map of paired differences: (row keys, column number, metrics), e.g. (("shift", "severity"), "T", (...))
+    map: tuple = ()
 
     def outputs(self, results_dir: str) -> dict[str, str]:
-        """The files the entry's table and plot are written to, by kind (md, csv, png)."""
+        """The files the entry's table and plot are written to, by kind (md, csv, png; map: the heatmaps)."""
         base = os.path.join(results_dir, "reproduce", self.name)
-        return {ext: f"{base}.{ext}" for ext in ("md", "csv", "png")}
+        out = {ext: f"{base}.{ext}" for ext in ("md", "csv", "png")}
+        if self.map:
+            out["map"] = f"{base}_map.png"
+        return out
 
     def run_overrides(self, i: int) -> list[str]:
         """The overrides of the entry's ``i``-th run, its setting first."""
@@ -131,7 +136,15 @@ def _entry(name: str, body, path: str) -> Entry:
     data = body.get("data") or {}
     if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, list)) for v in data.values()):
         raise ConfigError(f"{where}: data must map identity fields (e.g. dataset_sha256) to the committed runs' values")
-    return Entry(name=name, criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
+    amap = agg.get("map")
+    if amap is not None:
+        if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics"} or not isinstance(amap.get("rows"), list)
+                or not isinstance(amap.get("cols"), str) or not isinstance(amap.get("metrics"), list)
+                or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])):
+            raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name, "
+                              "metrics: [summary names]}")
+        amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]))
+    return Entry(name=name, map=amap or (), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,
                  where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
                  reps=reps, title=str(agg.get("title") or name))

@@ -39,6 +39,12 @@ def collect(results_dir: str, setting: str | None = None, filters: dict | None =
             row.update(run_dir=path, stand_in=meta.get("stand_in", True))
             if all(str(row.get(k)) == str(v) for k, v in (filters or {}).items()):
                 kept.append(row)
+        if any(isinstance(r.get("judge"), dict) and "pipeline_check" not in r["judge"] for r in kept):
+            # runs judged before the flag existed: the model under study served as its own judge
+            serve = ((_config(path).get("judge") or {}).get("kind") == "serve")
+            for r in kept:
+                if isinstance(r.get("judge"), dict):
+                    r["judge"] = {**r["judge"], "pipeline_check": serve}
         try:
             field_metrics(path, kept)
         except store.CorruptRun as e:  # the run's own summaries stay; only the added ones are missing
@@ -197,6 +203,8 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
                      stand_in=any(r.get("stand_in", True) for r in rs))
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
+        if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
+            entry["judge_pipeline_check"] = True
         params = {json.dumps(r.get("summary_params"), sort_keys=True) for r in rs if r.get("summary_params")}
         if len(params) == 1:  # the windows of the field's metrics (mixed windows are not shown as one)
             entry.update(json.loads(params.pop()))
@@ -232,6 +240,8 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n_pairs=len(pairs), baseline=baseline)
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
+        if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
+            entry["judge_pipeline_check"] = True
         entry["hparams"] = json.loads(entry["hparams"])
         for m in metrics:  # a metric the pairs do not all have (another setting's) is left out
             if not all(m in r["summary"] and m in b["summary"] for r, b in pairs):

@@ -75,9 +75,7 @@ FIELD = {m for m, _ in TABLE_METRICS["acc"][4:]}
 NOTES = {
     "loss": "Held-out target SFT loss (nats per trained token) and held-out replay-text perplexity, lower "
             "is better; {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: rise of "
-            "the target loss just after the switch above its value at the switch. Judge win rate: share of "
-            "pairwise wins (ties count half) against the reference run's replies (hard switch, first seed), "
-            "both presentation orders.",
+            "the target loss just after the switch above its value at the switch.",
     "acc": "Accuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: "
            "drop of target accuracy just after the switch below its value at the switch.",
     "return": "Deterministic-policy episode returns, {stat} over seeds with 95% stratified bootstrap CIs "
@@ -97,6 +95,8 @@ def table_metrics(unit: str, entries: list[dict]) -> tuple:
     ``<curve>_after`` summary; e.g. a setting from outside the project) in place of the unit's, and
     the judge's win rate only where runs were judged."""
     keys = {k for e in entries for k in e}
+    if entries and all(e.get("judge_pipeline_check") for e in entries if any(k.startswith("judge_") and k != "judge_pipeline_check" for k in e)):
+        keys = {k for k in keys if not k.startswith("judge_win_rate")}  # a pipeline check is not a result
     have = lambda m: any(k.startswith(f"{m}_") for k in keys)  # noqa: E731
     out = []
     for m, title in TABLE_METRICS[unit]:
@@ -163,6 +163,14 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
                   for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("\n" + NOTES[unit].format(stat=stat))
+    if any(m == "judge_win_rate" for m, _ in metrics):
+        lines.append("Judge win rate: share of pairwise wins (ties count half) against the reference run's replies "
+                     "(hard switch, first seed), both presentation orders.")
+    if any(e.get("judge_pipeline_check") for e in groups + diffs):
+        lines.append("Judge: pipeline check only. The model under study, served on loopback, judged its own "
+                     "fine-tuned copies; its verdicts (in the CSV and runs.json) check that generation, serving "
+                     "and judging run end to end and are not a result (the paper's judge is a 70B model; set "
+                     "judge=openai with such an endpoint for one).")
     if any(m in FIELD for m, _ in metrics):
         params = sorted({(g.get("window"), g.get("lca_beta")) for g in groups if g.get("window")})
         shown = "; ".join(f"w = {w}, beta = {b}" for w, b in params) or "w and beta as the runs' summaries set"
@@ -264,6 +272,104 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     fig.tight_layout()
     ext = os.path.splitext(out_png)[1] or ".png"
     tmp = out_png + ".tmp" + ext  # the format follows the name (png, pdf, svg)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+
+
+def _map_cells(diffs: list[dict], rows: tuple, col: str, metric: str):
+    """(row labels, column values, {(row, col): (diff, lo, hi)}) of the paired differences."""
+    cells, row_labels, cols = {}, [], []
+    for d in diffs:
+        if f"{metric}_diff" not in d or col not in d["hparams"]:
+            continue
+        label = ", ".join(f"{d[k]:g}" if isinstance(d.get(k), float) else str(d.get(k)) for k in rows)
+        c = d["hparams"][col]
+        cells[(label, c)] = (d[f"{metric}_diff"], d[f"{metric}_diff_lo"], d[f"{metric}_diff_hi"])
+        if label not in row_labels:
+            row_labels.append(label)
+        if c not in cols:
+            cols.append(c)
+    order = {label: i for i, label in enumerate(sorted(row_labels, key=lambda s: [(0, float(x)) if _num(x) else (1, x)
+                                                                             for x in s.split(", ")]))}
+    return sorted(row_labels, key=order.get), sorted(cols), cells
+
+
+def _num(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def _excludes_zero(lo, hi) -> bool:
+    return lo == lo and hi == hi and (lo > 0 or hi < 0)
+
+
+def map_markdown(diffs: list[dict], rows: tuple, col: str, metrics: tuple, pct: bool) -> str:
+    """Per metric, a grid of paired differences vs the hard switch: one row per ``rows`` value (e.g.
+    shift, severity), one column per value of the number ``col`` (e.g. T); ``*`` marks a cell whose
+    95% CI excludes zero (in whichever direction)."""
+    out = []
+    for m in metrics:
+        labels, cols, cells = _map_cells(diffs, rows, col, m)
+        if not cells:
+            continue
+        f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3g}")
+        out.append(f"\n**Map: {m.replace('_', ' ')}, smoothing minus hard switch** (paired mean"
+                   f"{', percentage points' if pct else ''}; * = 95% CI excludes 0):\n")
+        out.append("| " + " / ".join(rows) + " | " + " | ".join(f"{col}={c:g}" for c in cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
+        for label in labels:
+            row = []
+            for c in cols:
+                v = cells.get((label, c))
+                row.append("" if v is None else f(v[0]) + ("*" if _excludes_zero(v[1], v[2]) else ""))
+            out.append(f"| {label} | " + " | ".join(row) + " |")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tuple, pct: bool,
+             title: str | None = None) -> None:
+    """Heatmaps of :func:`map_markdown`'s grids, one per metric, centred on 0 (blue: smoothing above the
+    hard switch, red: below; for a lower-is-better metric read the sign accordingly); cells whose CI
+    excludes zero are outlined and their numbers bold."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    grids = [(m, *_map_cells(diffs, rows, col, m)) for m in metrics]
+    grids = [g for g in grids if g[3]]
+    if not grids:
+        return
+    scale = 100.0 if pct else 1.0
+    fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids) + 1, 0.45 * len(grids[0][1]) + 2), squeeze=False)
+    for ax, (m, labels, cols, cells) in zip(axes[0], grids):
+        z = np.full((len(labels), len(cols)), np.nan)
+        for (label, c), v in cells.items():
+            z[labels.index(label), cols.index(c)] = v[0] * scale
+        lim = np.nanmax(np.abs(z)) or 1.0
+        ax.imshow(z, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for (label, c), v in cells.items():
+            i, j = labels.index(label), cols.index(c)
+            sig = _excludes_zero(v[1], v[2])
+            ax.text(j, i, f"{v[0] * scale:+.1f}" if pct else f"{v[0]:+.2g}", ha="center", va="center", fontsize=7,
+                    fontweight="bold" if sig else "normal")
+            if sig:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5, ec="k"))
+        ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel(col)
+        ax.set_title(m.replace("_", " ") + (" (pp)" if pct else ""), fontsize=9)
+    fig.suptitle((title or "smoothing minus hard switch") + " (outlined: 95% CI excludes 0)", fontsize=10)
+    fig.tight_layout()
+    ext = os.path.splitext(out_png)[1] or ".png"
+    tmp = out_png + ".tmp" + ext
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out_png)

@@ -141,11 +141,13 @@ def judge(run_dir, spec, runs, answers, prompts, cfg, base_params, tokenizer) ->
 
     if j["kind"] == "openai":
         return judge_all(j["base_url"], j["model"], j["guided_choice"])
-    # serve: the pretrained model itself as the judge, behind the same API on loopback
+    # serve: the pretrained model itself as the judge, behind the same API on loopback; the model under
+    # study judging its own fine-tuned copies checks the pipeline, its verdicts are not a result
     judge_model = ChatModel(cfg, base_params, tokenizer, spec.model["template"],
                             max_prompt_tokens=_judge_prompt_tokens(spec))
     with ChatServer(judge_model.respond, j["model"] or "judge") as server:
-        return judge_all(server.base_url, j["model"] or "judge", j["guided_choice"])
+        out = judge_all(server.base_url, j["model"] or "judge", j["guided_choice"])
+    return {i: {**v, "pipeline_check": True} for i, v in out.items()}
 
 
 def _judge_prompt_tokens(spec) -> int:
