@@ -3,14 +3,18 @@
 For each named entry, its table is rebuilt from its runs (exactly as ``lossmooth reproduce --check``
 does) and each of the entry's targeted cells (the ``row`` and ``metric`` already listed for it in the
 targets file) gets the regenerated value as its target and, as its tolerance, the half-width of the
-cell's 95% bootstrap CI (at least 0.001). Other entries' lines stay as they are.
+cell's 95% bootstrap CI (at least 0.001). Other entries' lines stay as they are. With ``--add KIND
+--metrics M1,M2`` an entry without lines gets one per row of that kind (``aggregate`` or
+``paired_diff``) and metric, each row selected by its method, context columns and numbers.
 
     python scripts/targets_from_runs.py offline_to_online_default [more entries] [--results-dir results]
+    python scripts/targets_from_runs.py supervised_map --add paired_diff --metrics final_target_acc_diff,min_acc_diff
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import io
 import os
 import sys
@@ -39,6 +43,8 @@ def main():
     p.add_argument("entries", nargs="+")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--targets", default=targets.TARGETS)
+    p.add_argument("--add", choices=("aggregate", "paired_diff"), help="add lines for every row of this kind")
+    p.add_argument("--metrics", default="", help="with --add: comma-separated metrics")
     a = p.parse_args()
     entries = registry.load()
     with open(a.targets, newline="") as f:
@@ -53,10 +59,20 @@ def main():
         rows = targets.table_rows(table.csv)
         run = ", ".join(os.path.relpath(f.path, a.results_dir) for f in found)
         commit = ", ".join(sorted({f.commit for f in found}))
+        if a.add and not any(line["entry"] == name for line in lines):
+            for row in rows:
+                if row.get("kind") != a.add:
+                    continue
+                sel = [f"kind={a.add}", f"method={row['method']}"]
+                sel += [f"{k}={row[k]}" for k in ("model", "shift", "severity") if row.get(k) not in (None, "")]
+                sel += [f"hparams.{k}={v}" for k, v in sorted(json.loads(row["hparams"]).items())]
+                for m in a.metrics.split(","):
+                    lines.append({"entry": name, "row": " ".join(sel), "metric": m, "target": "", "tolerance": "",
+                                  "note": ""})
         for line in lines:
             if line["entry"] != name:
                 continue
-            t = targets.Target(entry=name, row=targets._selector(line["row"], "targets"), metric=line["metric"],
+            t = targets.Target(entry=name, row=targets.selector(line["row"], "targets"), metric=line["metric"],
                                target=0.0, tolerance=0.0, note="", line=0)
             row = targets._select(t, rows)
             line["target"] = f"{float(row[t.metric]):.10g}"

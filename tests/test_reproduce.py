@@ -394,3 +394,21 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_
     e = registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
                               "aggregate": {"map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"]}}}, "x.yaml")
     assert e.map == (("shift",), "T", ("min_acc",)) and e.outputs("r")["map"] == "r/reproduce/x_map.png"
+
+
+def test_an_entry_keeps_its_rows_when_another_run_directory_holds_the_same_runs(tmp_path):
+    """The T ablation's job holds the default's hard switch and T = 100 runs again (same experiment,
+    numbers and seeds): the default's table is still built from the default's own directory."""
+    results = committed_results(tmp_path / "results")
+    e = registry.load()["supervised_default"]
+    points = registry.resolve(e)
+    (found,) = existing.find(points, results, e.setting)
+    other = os.path.join(results, "supervised", "20991231-000000-otherjob00")
+    shutil.copytree(found.path, other)
+    cfg = yaml.safe_load(open(os.path.join(other, "config.yaml")))
+    cfg["sweep"] = {"T": [100.0]}  # another job's config, the same runs inside
+    with open(os.path.join(other, "config.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    assert existing.find(points, results, e.setting)[0].path == found.path
+    rows = build.rows_of(e, [found], results)
+    assert len(rows) == 16 and {r["run_dir"] for r in rows} == {found.path}

@@ -58,7 +58,7 @@ def rows_of(entry: Entry, runs: list[Found], results_dir: str) -> list[dict]:
     """The table rows (one per method, numbers and seed) of exactly ``runs``, filtered by the entry's
     ``where``, with its ``label_by`` config values added to each row's numbers."""
     configs = {r.path: r.config for r in runs}
-    rows = [r for r in agg.collect(results_dir, entry.setting, dict(entry.where)) if r["run_dir"] in configs]
+    rows = agg.collect(results_dir, entry.setting, dict(entry.where), run_dirs=set(configs))
     if not rows:
         raise ConfigError(f"entry '{entry.name}': aggregate.where {dict(entry.where)} leaves no rows of its runs")
     for r in rows:

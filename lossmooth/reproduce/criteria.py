@@ -23,7 +23,7 @@ import dataclasses
 import math
 
 from lossmooth.errors import ConfigError
-from lossmooth.reproduce.targets import select_row
+from lossmooth.reproduce.targets import select_row, selector
 
 TESTS = ("above", "below", "at_least", "at_most", "max_halfwidth")
 _FIELDS = {"name", "row", "metric", "missed", *TESTS}
@@ -69,13 +69,7 @@ def parse(raw, where: str) -> tuple[Criterion, ...]:
         bound = c[tests[0]]
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
             raise ConfigError(f"{at}: {tests[0]} must be a finite number, got {bound!r}")
-        pairs = []
-        for item in str(c["row"]).split():
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"{at}: row must be key=value pairs separated by spaces, got {c['row']!r}")
-            pairs.append((key, value))
-        out.append(Criterion(name=str(c["name"]), row=tuple(pairs), metric=str(c["metric"]), test=tests[0],
+        out.append(Criterion(name=str(c["name"]), row=selector(str(c["row"]), at), metric=str(c["metric"]), test=tests[0],
                              bound=float(bound), missed=str(c.get("missed") or "")))
     return tuple(out)
 

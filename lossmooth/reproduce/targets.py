@@ -91,12 +91,12 @@ def read(path: str, entries) -> list[Target]:
                                   f"got {raw[c]!r}")
         if not raw["metric"].strip():
             raise ConfigError(f"{where}: metric is empty; name a column of the entry's CSV table")
-        out.append(Target(entry=raw["entry"], row=_selector(raw["row"], where), metric=raw["metric"].strip(),
+        out.append(Target(entry=raw["entry"], row=selector(raw["row"], where), metric=raw["metric"].strip(),
                           target=nums["target"], tolerance=nums["tolerance"], note=raw.get("note") or "", line=n))
     return out
 
 
-def _selector(text: str, where: str) -> tuple[tuple[str, str], ...]:
+def selector(text: str, where: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in text.split():
         key, sep, value = item.partition("=")

@@ -28,11 +28,16 @@ BASELINE = "hard_switch"
 NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "seed")
 
 
-def collect(results_dir: str, setting: str | None = None, filters: dict | None = None) -> list[dict]:
+def collect(results_dir: str, setting: str | None = None, filters: dict | None = None,
+            run_dirs: set | None = None) -> list[dict]:
     """Rows of every complete run under ``results_dir`` matching ``filters`` (``key=value`` on row
-    fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``), each run once."""
+    fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``), each run once; with
+    ``run_dirs``, of those run directories only (each run once among them: a table built from exactly
+    some runs never loses a row to the same run in another directory)."""
     rows = []
     for path, meta, runs in store.complete_runs(results_dir, setting):
+        if run_dirs is not None and path not in run_dirs:
+            continue
         kept = []
         for r in runs:
             row = dict(r)
