@@ -156,7 +156,8 @@ def empty_results(tmp: Path) -> None:
 
 def complete_run(tmp: Path) -> None:
     """The committed online RL run: a real complete run directory for table and plot to read."""
-    src = next(d for d in sorted((REPO / "results" / "online_rl").iterdir()) if d.is_dir())
+    src = next(d for d in sorted((REPO / "results" / "online_rl").iterdir())
+               if d.is_dir() and not d.name.startswith("."))  # not the lock folder a run leaves
     shutil.copytree(src, tmp / "results" / "online_rl" / src.name)
 
 
