@@ -44,14 +44,16 @@ def collect(results_dir: str, setting: str | None = None, filters: dict | None =
             row.update(run_dir=path, stand_in=meta.get("stand_in", True))
             if all(str(row.get(k)) == str(v) for k, v in (filters or {}).items()):
                 kept.append(row)
+        cfg = None
         if any(isinstance(r.get("judge"), dict) and "pipeline_check" not in r["judge"] for r in kept):
             # runs judged before the flag existed: the model under study served as its own judge
-            serve = ((_config(path).get("judge") or {}).get("kind") == "serve")
+            cfg = _config(path)
+            serve = ((cfg.get("judge") or {}).get("kind") == "serve")
             for r in kept:
                 if isinstance(r.get("judge"), dict):
                     r["judge"] = {**r["judge"], "pipeline_check": serve}
         try:
-            field_metrics(path, kept)
+            field_metrics(path, kept, cfg)
         except store.CorruptRun as e:  # the run's own summaries stay; only the added ones are missing
             store.warn(f"{path}: the field's metrics cannot be added from its curves: {e}")
         rows += kept
@@ -64,14 +66,14 @@ def summary_params(cfg: dict) -> tuple[int, int]:
     return int(sp.get("window", summaries.WINDOW)), int(sp.get("lca_beta", summaries.LCA_BETA))
 
 
-def field_metrics(run_dir: str, rows: list[dict]) -> None:
+def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> None:
     """Add the field's metrics (min-ACC, WC-ACC, WF^w, WP^w, LCA^beta) to the summaries of rows of a run
     made before they existed, from the run's stored curves and its config's ``summaries`` (the same
     function the runner uses; a run that has them keeps its own)."""
     missing = [r for r in rows if not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)]
     if not missing or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         return
-    window, beta = summary_params(_config(run_dir))
+    window, beta = summary_params(_config(run_dir) if cfg is None else cfg)
     curves: dict[int, list[dict]] = {}
     for m in store.read_metrics(run_dir):
         if m.get("phase") == "adapt" and "run_index" in m:

@@ -290,9 +290,8 @@ def _map_cells(diffs: list[dict], rows: tuple, col: str, metric: str):
             row_labels.append(label)
         if c not in cols:
             cols.append(c)
-    order = {label: i for i, label in enumerate(sorted(row_labels, key=lambda s: [(0, float(x)) if _num(x) else (1, x)
-                                                                             for x in s.split(", ")]))}
-    return sorted(row_labels, key=order.get), sorted(cols), cells
+    by_value = lambda s: [(0, float(x)) if _num(x) else (1, x) for x in s.split(", ")]  # noqa: E731  numbers as numbers
+    return sorted(row_labels, key=by_value), sorted(cols), cells
 
 
 def _num(x: str) -> bool:

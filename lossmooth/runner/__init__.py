@@ -15,6 +15,7 @@ from lossmooth import settings
 from lossmooth.core import engine
 from lossmooth.core.config import flag, integer, writable_folder
 from lossmooth.errors import ConfigError
+from lossmooth.results import aggregate as agg
 from lossmooth.results import store
 from lossmooth.runner.execute import execute
 from lossmooth.runner.loggers import check_loggers
@@ -60,14 +61,16 @@ def check_summaries(cfg: dict) -> tuple[int, int]:
     evaluations, ``summaries.lca_beta`` >= 1 evaluation."""
     sp = cfg.get("summaries")
     if sp is None:
-        return 10, 10
+        return agg.summary_params(cfg)
     if not isinstance(sp, dict):
         raise ConfigError(f"summaries: must be a mapping with window and lca_beta, got {sp!r}")
     unknown = sorted(set(sp) - {"window", "lca_beta"})
     if unknown:
         raise ConfigError(f"summaries.{unknown[0]}: unknown key (summaries has window and lca_beta)")
-    return (integer(sp, "window", 2, "summaries.window") if "window" in sp else 10,
-            integer(sp, "lca_beta", 1, "summaries.lca_beta") if "lca_beta" in sp else 10)
+    for key, lo in (("window", 2), ("lca_beta", 1)):
+        if key in sp:
+            integer(sp, key, lo, f"summaries.{key}")
+    return agg.summary_params(cfg)
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
