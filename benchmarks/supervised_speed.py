@@ -4,6 +4,7 @@
     python benchmarks/supervised_speed.py overhead   # lam=1 step and ramp step vs a target-only step
     python benchmarks/supervised_speed.py flops      # model FLOP/s vs this machine's matmul peak
     python benchmarks/supervised_speed.py compile    # N seeds in one process vs N single-seed processes
+    python benchmarks/supervised_speed.py dense      # the first chunk with dense evaluation vs without
     python benchmarks/supervised_speed.py all
 
 Every ratio is measured within one run of this script (timings interleaved, best of --repeats),
@@ -33,9 +34,10 @@ from lossmooth.settings.supervised.data import build_data  # noqa: E402
 from lossmooth.settings.supervised.setting import Programs, seed_keys  # noqa: E402
 
 
-def setup(overrides=()):
-    cfg = compose(["logger=jsonl", "setting.evals_per_chunk=1", "setting.eval_every=20",
-                   "setting.eval_size=64"] + list(overrides))
+def setup(overrides=(), base=("setting.evals_per_chunk=1", "setting.eval_every=20", "setting.eval_size=64")):
+    """Spec, data, programs and freshly initialized parameters of the supervised config ``base`` +
+    ``overrides`` (``base``: short chunks and small evaluations; ``()``: the default's shapes)."""
+    cfg = compose(["logger=jsonl"] + list(base) + list(overrides))
     spec = parse(cfg)
     data, info = build_data(spec)
     model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
@@ -194,16 +196,43 @@ def bench_compile(args):
           f"{many:.1f}s; ratio {many / one:.1f}x")
 
 
+def bench_dense(args):
+    """The cost of dense evaluation (config ``dense_eval``): the default's first adaptation chunk
+    (5 x 10 updates, evaluations on 1000 examples per domain) evaluated after every one of its 50
+    updates, on the whole evaluation sets and on their first 200 examples, against the plain chunk."""
+    rows = []
+    for size in (None, 200):
+        over = [f"num_seeds={args.runs}", "dense_eval.steps=50"] + ([f"dense_eval.size={size}"] if size else [])
+        spec, data, progs, params = setup(over, base=())
+        state, hp = batch(spec, progs, params, T=10_000, n=args.runs)
+        sig = hp["method"].signature
+        plain, dense = progs.adapt_chunk(sig), progs.adapt_chunk(sig, dense=True)
+        cp, _, fp = timed(plain, state, hp, data, repeats=1)
+        cd, _, fd = timed(dense, state, hp, data, repeats=1)
+        tp, td = [], []
+        for _ in range(args.repeats):  # interleaved, best of repeats
+            t = time.perf_counter(); jax.block_until_ready(fp(state, hp, data)); tp.append(time.perf_counter() - t)
+            t = time.perf_counter(); jax.block_until_ready(fd(state, hp, data)); td.append(time.perf_counter() - t)
+        chunks = spec.adapt_steps // (spec.eval_every * spec.evals_per_chunk)
+        rows.append((size or spec.eval_size, cp, cd, min(tp), min(td), chunks))
+    print(f"[dense] {args.runs} runs vmapped, default shapes: first adaptation chunk = 50 updates with 5 evaluations; "
+          "dense: 51 more evaluations (the switch and every update)")
+    for size, cp, cd, tp, td, chunks in rows:
+        print(f"[dense]   dense set {size} examples per domain: compile plain {cp:.1f}s, dense {cd:.1f}s; run plain "
+              f"{tp:.2f}s, dense {td:.2f}s = {td / tp:.2f}x the chunk; the whole adaptation ({chunks} chunks) "
+              f"+{100 * (td - tp) / (chunks * tp):.0f}%")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("vmap", "overhead", "flops", "compile", "all"))
+    p.add_argument("what", choices=("vmap", "overhead", "flops", "compile", "dense", "all"))
     p.add_argument("--runs", type=int, default=8, help="runs in the vmapped batch")
     p.add_argument("--seeds", type=int, default=16, help="seeds for the compile comparison")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, jax {jax.__version__}")
     for name, fn in (("vmap", bench_vmap), ("overhead", bench_overhead), ("flops", bench_flops),
-                     ("compile", bench_compile)):
+                     ("compile", bench_compile), ("dense", bench_dense)):
         if a.what in (name, "all"):
             fn(a)
 

@@ -114,3 +114,30 @@ def test_sharded_and_unsharded_runs_give_the_same_metrics(tmp_path):
 
     r = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(r["sharded"], r["plain"], rtol=1e-6)
+
+
+def test_dense_first_chunk_evaluates_after_every_update_and_changes_nothing_else(chunk, tmp_path):
+    """The dense program's curves equal an evaluation after each single update (a chunk of one-step
+    intervals, brute force); its other metrics and the final state equal the plain program's, bit for
+    bit; a checkpoint after chunk 0 keeps the dense curves."""
+    state, hp = init(3)
+    dense = engine.make_chunk(step_fn, eval_fn, steps_per_eval=5, evals_per_chunk=2,
+                              dense=(1, lambda s, h, d: {"err": eval_fn(s, h, d)["err"], "w0": s["w"][0]}))
+    plain = engine.run_loop(chunk, state, hp, DATA, n_chunks=3)
+    ckpt = engine.Checkpoints(str(tmp_path / "ck"), marker=lambda: {})
+    got = engine.run_loop(chunk, state, hp, DATA, n_chunks=3, first=dense, checkpoints=ckpt, tag="d")
+    for k in plain.metrics:
+        assert np.array_equal(plain.metrics[k], got.metrics[k])
+    assert np.array_equal(plain.state["w"], got.state["w"])
+    one_step = engine.make_chunk(step_fn, eval_fn, steps_per_eval=1, evals_per_chunk=5)
+    brute = engine.run_loop(one_step, state, hp, DATA, n_chunks=1).metrics["err"]
+    curve = got.extra["dense"]["err"]
+    assert curve.shape == (3, 6)  # the switch, then updates 1..5
+    np.testing.assert_allclose(curve[:, 0], np.asarray(jax.vmap(eval_fn, (0, 0, None))(state, hp, DATA)["err"]))
+    np.testing.assert_allclose(curve[:, 1:], brute, rtol=1e-6)
+    assert curve[:, 5].tolist() == got.metrics["err"][:, 0].tolist()  # update 5 is the first regular evaluation
+    # a finished loop resumes from its last checkpoint with the dense curves it had
+    again = engine.run_loop(chunk, state, hp, DATA, n_chunks=3, first=dense, checkpoints=ckpt, tag="d")
+    assert np.array_equal(again.extra["dense"]["err"], curve)
+    with pytest.raises(ValueError, match="dense evaluation covers"):
+        engine.make_chunk(step_fn, eval_fn, 5, 2, dense=(3, eval_fn))

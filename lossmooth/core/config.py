@@ -192,3 +192,26 @@ def check_renamed(overrides: list[str]) -> None:
         if key in RENAMED:
             new, note = RENAMED[key]
             raise ConfigError(f"{key}: renamed to {new} ({note}); use {new}" + (f"={value}" if sep else ""))
+
+
+def dense_eval(cfg: dict, eval_every: int, evals_per_chunk: int) -> tuple[int, int | None]:
+    """``(W, size)`` of the config's ``dense_eval``: an evaluation after every one of the first ``W``
+    updates of the adaptation (0: none), on the first ``size`` examples of each evaluation set (None:
+    all of them). ``W`` covers whole evaluation intervals of the first compiled chunk: a multiple of
+    ``eval_every`` and at most ``eval_every * evals_per_chunk``."""
+    d = cfg.get("dense_eval")
+    if d is None:
+        return 0, None
+    if not isinstance(d, dict):
+        raise ConfigError(f"dense_eval: must be a mapping with steps and size, got {d!r}")
+    unknown = sorted(set(d) - {"steps", "size"})
+    if unknown:
+        raise ConfigError(f"dense_eval.{unknown[0]}: unknown key (dense_eval has steps and size)")
+    steps = integer(d, "steps", 0, "dense_eval.steps") if "steps" in d else 0
+    size = optional_integer(d, "size", 1, "dense_eval.size")
+    most = eval_every * evals_per_chunk
+    if steps % eval_every or steps > most:
+        raise ConfigError(f"dense_eval.steps: {steps} must be a multiple of setting.eval_every ({eval_every}) and at "
+                          f"most one compiled chunk (eval_every x evals_per_chunk = {most}); change it or raise "
+                          "setting.evals_per_chunk")
+    return steps, size

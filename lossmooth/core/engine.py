@@ -81,25 +81,59 @@ def shard_runs(tree, mesh: Mesh | None):
 # ----------------------------------------------------------------------------- compiled programs
 
 
-def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_per_chunk: int):
+DENSE = "dense/"  # the prefix of a dense evaluation's metrics in a chunk's output
+
+
+def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_per_chunk: int,
+               dense: tuple[int, Callable] | None = None):
     """``jit(vmap(chunk))``: per run, ``evals_per_chunk`` x (scan of ``steps_per_eval`` steps + eval).
 
     Returns ``(state, metrics)`` where each metric has shape ``[runs, evals_per_chunk]``; the train
     metrics are averaged over the steps of each interval (``lam`` is the last step's).
+
+    ``dense = (d, dense_eval)``: the program for the first chunk of an adaptation with dense
+    evaluation where the transient lives: the same updates in the same order, and besides the
+    evaluations above ``dense_eval`` after every one of the first ``d * steps_per_eval`` updates and
+    before the first, returned as ``dense/<name>`` of shape ``[runs, d * steps_per_eval + 1]`` (the
+    switch first). The updates do not depend on the evaluations, so the chunk's other metrics and its
+    final state are those of the program without ``dense``.
     """
 
-    def chunk(state, hp, data):
-        def one_eval(state, _):
-            state, train = jax.lax.scan(lambda s, _: step_fn(s, hp, data), state, None,
-                                        length=steps_per_eval)
-            train = {k: (v[-1] if k == "lam" else jnp.mean(v)) for k, v in train.items()}
-            return state, {**train, **eval_fn(state, hp, data)}
+    def interval(state, hp, data, dense_eval=None):
+        """``steps_per_eval`` updates, then one evaluation (and ``dense_eval`` after every update)."""
+        def one_step(s, _):
+            s, train = step_fn(s, hp, data)
+            return s, (train, {} if dense_eval is None else dense_eval(s, hp, data))
 
-        return jax.lax.scan(one_eval, state, None, length=evals_per_chunk)
+        state, (train, seen) = jax.lax.scan(one_step, state, None, length=steps_per_eval)
+        train = {k: (v[-1] if k == "lam" else jnp.mean(v)) for k, v in train.items()}
+        return state, ({**train, **eval_fn(state, hp, data)}, seen)
+
+    def chunk(state, hp, data):
+        state, (metrics, _) = jax.lax.scan(lambda s, _: interval(s, hp, data), state, None,
+                                           length=evals_per_chunk)
+        return state, metrics
+
+    program = chunk
+    if dense is not None:
+        d, dense_eval = dense
+        if not 1 <= d <= evals_per_chunk:
+            raise ValueError(f"dense evaluation covers 1..{evals_per_chunk} evaluation intervals, got {d}")
+
+        def program(state, hp, data):
+            at_switch = dense_eval(state, hp, data)
+            state, (metrics, seen) = jax.lax.scan(lambda s, _: interval(s, hp, data, dense_eval), state, None,
+                                                  length=d)
+            if d < evals_per_chunk:
+                state, (rest, _) = jax.lax.scan(lambda s, _: interval(s, hp, data), state, None,
+                                                length=evals_per_chunk - d)
+                metrics = jax.tree.map(lambda x, y: jnp.concatenate([x, y]), metrics, rest)
+            curves = {DENSE + k: jnp.concatenate([at_switch[k][None], v.reshape(-1)]) for k, v in seen.items()}
+            return state, {**metrics, **curves}
 
     # CPU cannot reuse donated buffers (and warns); accelerators save a copy of the state
     donate = () if jax.default_backend() == "cpu" else (0,)
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None), axis_name=RUN_AXIS), donate_argnums=donate)
+    return jax.jit(jax.vmap(program, in_axes=(0, 0, None), axis_name=RUN_AXIS), donate_argnums=donate)
 
 
 def make_eval(eval_fn: Callable):
@@ -156,8 +190,12 @@ class LoopResult:
 
 def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk: int = 0,
              metrics_so_far: dict | None = None, later: tuple[int, Callable] | None = None,
-             checkpoints: "Checkpoints | None" = None, tag: str = "loop", save: bool = True) -> LoopResult:
+             checkpoints: "Checkpoints | None" = None, tag: str = "loop", save: bool = True,
+             first: Callable | None = None) -> LoopResult:
     """Run ``n_chunks`` compiled chunks; after each, call ``cb(chunk_index, state, chunk_metrics)``.
+
+    ``first`` runs chunk 0 instead (a program with dense evaluation, :func:`make_chunk`): its
+    ``dense/*`` curves go to ``extra["dense"]`` (name -> ``[runs, evaluations]``), not to the callbacks.
 
     ``later = (first, fn)`` runs chunks ``first, first+1, ...`` with ``fn`` instead: a program
     compiled for a phase the host knows has begun (e.g. every run past its ramp, source-free).
@@ -177,19 +215,21 @@ def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk
     collected = {k: [v] for k, v in (metrics_so_far or {}).items()}
     for c in range(start_chunk, n_chunks):
         fn = later[1] if later is not None and c >= later[0] else chunk_fn
-        state, m = fn(state, hp, data)
+        state, m = (first if first is not None and c == 0 else fn)(state, hp, data)
         m = jax.device_get(m)
         for k, v in m.items():
             collected.setdefault(k, []).append(np.asarray(v))
+        m = {k: v for k, v in m.items() if not k.startswith(DENSE)}
         for cb in callbacks:
             cb(c, state, m)
         if checkpoints is not None and save:
             checkpoints.after_chunk(tag, c, n_chunks, state, collected)
         elif checkpoints is not None and checkpoints.stop_requested:
             raise Preempted(checkpoints.root, checkpoints.stop_requested)
-    metrics = {k: np.concatenate(v, axis=1) for k, v in collected.items()}
+    metrics = {k: np.concatenate(v, axis=1) for k, v in collected.items() if not k.startswith(DENSE)}
+    dense = {k[len(DENSE):]: np.concatenate(v, axis=1) for k, v in collected.items() if k.startswith(DENSE)}
     return LoopResult(state=state, metrics=metrics, diverged_at=first_nonfinite(metrics),
-                      chunks_done=n_chunks)
+                      chunks_done=n_chunks, extra={"dense": dense} if dense else {})
 
 
 def first_nonfinite(metrics: dict) -> np.ndarray:

@@ -206,9 +206,7 @@ def resolve(entry: Entry) -> list[Point]:
     return points
 
 
-def numbers_config(cfg: dict) -> dict:
-    """The part of a resolved config that decides a run's numbers: all but the host-only keys."""
-    return {k: v for k, v in cfg.items() if k not in store.HOST_ONLY}
+numbers_config = store.numbers_config
 
 
 def config_value(cfg: dict, key: str, field: str):

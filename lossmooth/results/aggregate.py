@@ -147,7 +147,7 @@ def contexts(entries: list[dict], rows: list[dict]) -> None:
     configs = {}
     for r in rows:
         if r.get("pair_key") in clashing and r["pair_key"] not in configs:
-            configs[r["pair_key"]] = _flat(_config(r["run_dir"]))
+            configs[r["pair_key"]] = _flat(store.numbers_config(_config(r["run_dir"])))
     for e in entries:
         cols = tuple(json.dumps(e.get(k), sort_keys=True) for k in GROUP_KEYS if k != "method")
         keys = by_cols[cols]

@@ -19,7 +19,10 @@ TABLE_METRICS = {
             ("wc_acc", "WC-ACC"),
             ("windowed_forgetting", "WF^w (source drop)"),
             ("windowed_plasticity", "WP^w (target rise)"),
-            ("lca", "LCA^beta (target)")),
+            ("lca", "LCA^beta (target)"),
+            ("dense_min_acc", "min-ACC, every update (dense)"),
+            ("dense_source_drop", "source drop, every update (dense)"),
+            ("dense_stability_gap", "stability gap, every update (dense)")),
     "return": (("final_target_return", "final target return"),
                ("source_return_after", "source return after (forgetting)"),
                ("worst_target_return", "worst target return after switch"),
@@ -71,7 +74,10 @@ FIELD_NOTE = {
             "first beta evaluations after the switch; WP^w = the largest fall of the target loss within w "
             "evaluations (higher is better).",
 }
-FIELD = {m for m, _ in TABLE_METRICS["acc"][4:]}
+FIELD = {m for m, _ in TABLE_METRICS["acc"][4:]}  # shown where the runs have them (runs made before did not)
+DENSE_NOTE = ("Dense: from the evaluations after every update of the first W after the switch (config dense_eval): "
+              "min-ACC over them, the source drop (value at the switch - that min-ACC; lower is better) and the "
+              "stability gap (drop of the target below its value at the switch), on the dense evaluation's sets.")
 NOTES = {
     "loss": "Held-out target SFT loss (nats per trained token) and held-out replay-text perplexity, lower "
             "is better; {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: rise of "
@@ -103,7 +109,7 @@ def table_metrics(unit: str, entries: list[dict]) -> tuple:
         if m.endswith("_after") and not have(m):
             other = sorted({k.split("_after_")[0] + "_after" for k in keys if "_after_" in k})
             out += [(o, f"{o[:-len('_after')].replace('_', ' ')} after (forgetting)") for o in other]
-        elif (m != "judge_win_rate" and m not in FIELD) or have(m):
+        elif (m != "judge_win_rate" and m not in FIELD and not m.startswith("dense_")) or have(m):
             out.append((m, title))
     return tuple(out)
 
@@ -175,6 +181,8 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         params = sorted({(g.get("window"), g.get("lca_beta")) for g in groups if g.get("window")})
         shown = "; ".join(f"w = {w}, beta = {b}" for w, b in params) or "w and beta as the runs' summaries set"
         lines.append(f"{FIELD_NOTE[unit]} Here {shown} evaluations.")
+    if any(m.startswith("dense_") for m, _ in metrics):
+        lines.append(DENSE_NOTE)
     if diffs:
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
                      f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")
@@ -217,8 +225,9 @@ def csv_text(groups: list[dict], diffs: list[dict], normalized: list[dict] | Non
     return buf.getvalue()
 
 
-def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
-    """label -> step -> values over seeds, from the metrics.jsonl of each row's run directory."""
+def _curves(rows: list[dict], metric: str, phase: str = "adapt") -> dict[str, dict[int, list[float]]]:
+    """label -> step -> values over seeds, from the metrics.jsonl of each row's run directory (``phase``
+    ``adapt_dense``: the dense evaluation after the switch)."""
     curves: dict[str, dict] = {}
     by_dir: dict[str, dict] = {}
     for r in rows:
@@ -231,7 +240,7 @@ def _curves(rows: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
             store.warn(f"skipping {d} in the plot: {e}")
             continue
         for m in rows:
-            if m.get("phase") == "adapt" and m["run_index"] in wanted:
+            if m.get("phase") == phase and m["run_index"] in wanted:
                 r = wanted[m["run_index"]]
                 label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
                 if r.get("setting") != "supervised" and r.get("model"):
@@ -254,19 +263,24 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     named = next((r["curves"] for r in rows if r.get("curves")), None)  # the setting's own curve names
     curves = (named["target"], named.get("source") or named["target"].replace("score", "return")) if named \
         else CURVES[unit]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, metric in zip(axes, curves):
-        for label, c in sorted(_curves(rows, metric).items()):
+    dense = {m: _curves(rows, m, "adapt_dense") for m in curves}
+    panels = [("adapt", m, None) for m in curves]
+    if any(dense.values()):  # the first updates after the switch on their own axis
+        panels += [("adapt_dense", m, dense[m]) for m in curves]
+    fig, axes = plt.subplots(len(panels) // 2, 2, figsize=(11, 4 * (len(panels) // 2)), squeeze=False)
+    for ax, (phase, metric, got) in zip(axes.ravel(), panels):
+        for label, c in sorted((got if got is not None else _curves(rows, metric)).items()):
             steps = np.array(sorted(c))
             vals = [np.asarray(c[s]) for s in steps]
             ax.plot(steps, [v.mean() for v in vals], label=label)
             ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
         ax.axvline(0, color="k", lw=0.8, ls="--")
         ax.set_xlabel({"acc": "adaptation step (0 = switch)", "return": "target-task env steps (0 = switch)",
-                       "score": "online env steps (0 = switch)", "loss": "updates (0 = switch)"}[unit])
+                       "score": "online env steps (0 = switch)", "loss": "updates (0 = switch)"}[unit]
+                      + (", every update (dense evaluation)" if phase == "adapt_dense" else ""))
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7)
     stand_in = any(r.get("stand_in", True) for r in rows)
     fig.suptitle((title or "learning curves around the switch") + (" [stand-in data]" if stand_in else ""))
     fig.tight_layout()

@@ -130,6 +130,15 @@ def config_hash(cfg: dict) -> str:
 HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun", "run_name",
              "checkpoint_every_s", "summaries")
 CHECKPOINTS = "checkpoints"
+# keys added after runs were made, at the value that leaves a run's numbers as they were: a config
+# holding one at that value is the same config as one without it
+NEUTRAL = {"dense_eval": {"steps": 0, "size": None}}
+
+
+def numbers_config(cfg: dict) -> dict:
+    """The part of a resolved config that decides a run's numbers: all but the host-only keys and
+    the keys at their neutral value (:data:`NEUTRAL`)."""
+    return {k: v for k, v in cfg.items() if k not in HOST_ONLY and not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
 def run_key(cfg: dict, code: dict | None = None) -> str | None:
@@ -139,8 +148,7 @@ def run_key(cfg: dict, code: dict | None = None) -> str | None:
     code = code if code is not None else _code()
     if not code.get("commit") or code.get("dirty") is not False:
         return None
-    body = {k: v for k, v in cfg.items() if k not in HOST_ONLY}
-    return config_hash({"config": body, "commit": code["commit"]})
+    return config_hash({"config": numbers_config(cfg), "commit": code["commit"]})
 
 
 def _code() -> dict:
@@ -155,7 +163,7 @@ def resume_key(cfg: dict) -> str:
     key = run_key(cfg)
     if key is not None:
         return key
-    return config_hash({k: v for k, v in cfg.items() if k not in HOST_ONLY}) + "-dirty"
+    return config_hash(numbers_config(cfg)) + "-dirty"
 
 
 def settle(path: str) -> None:

@@ -45,6 +45,19 @@ and the values the defaults' criteria (README: "What the defaults measure") are 
   at its worst (negative where it never falls below it);
 - ``target_gain`` = a_n - a_0: what the adaptation adds on the target.
 
+With dense evaluation (config ``dense_eval``: an evaluation after each of the first W updates, on
+the whole evaluation sets or their first ``size`` examples), from those curves a'_0, ..., a'_W and
+b'_0, ..., b'_W (update k after the switch):
+
+- ``dense_min_acc`` = min { b'_k : 0 < k <= W } and ``dense_source_drop`` = b'_0 - dense_min_acc;
+- ``dense_min_step``: the first k where b'_k = dense_min_acc (when the source curve bottoms out);
+- ``dense_worst_target`` = min { a'_k : 0 < k <= W } and ``dense_stability_gap`` = max(0, a'_0 - dense_worst_target);
+- ``dense_windowed_forgetting`` = WF^w of b' (w counted in updates).
+
+A minimum over many evaluations of a subset is biased low by the subset's sampling noise (more so the
+smaller ``size``); both methods' runs are evaluated on the same subset, so paired differences keep
+the bias out only as far as it is the same for both.
+
 Directions: ``min_acc``, ``wc_acc``, ``windowed_plasticity`` and ``lca`` higher is better,
 ``windowed_forgetting`` lower is better, for the kinds ``acc`` and ``return``. With one task and no source
 curve (``score``: offline-to-online, the online task is the offline one) the target curve plays both parts:
@@ -80,10 +93,11 @@ WINDOW, LCA_BETA = 10, 10  # the defaults of conf/config.yaml's summaries.window
 
 def higher_is_better(name: str, kind: str = "acc") -> bool:
     """The direction of the summary ``name`` of a run whose curves are of ``kind`` (module docstring)."""
-    if name in ("forgetting", "stability_gap", "regret", "windowed_forgetting", "source_drop"):
+    if name in ("forgetting", "stability_gap", "regret", "windowed_forgetting", "source_drop", "dense_source_drop",
+                "dense_stability_gap", "dense_windowed_forgetting"):
         return False
     if kind == "loss":
-        return name in ("windowed_plasticity", "target_gain")
+        return name in ("windowed_plasticity", "target_gain")  # dense_min_acc, dense_worst_target: losses
     return True
 
 
@@ -111,6 +125,24 @@ def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = 
             "lca": float(np.mean(a[1:1 + lca_beta] if len(a) > 1 else a)),
             "source_at_switch": float(b[0]), "target_at_switch": float(a[0]),
             "source_drop": sign * (float(b[0]) - worst), "target_gain": sign * (float(a[-1]) - float(a[0]))}
+
+
+DENSE_METRICS = ("dense_min_acc", "dense_source_drop", "dense_min_step", "dense_worst_target",
+                 "dense_stability_gap", "dense_windowed_forgetting")
+
+
+def dense_summaries(curves, metrics: dict, window: int = WINDOW) -> dict:
+    """The dense evaluation's summaries (module docstring) from its curves ``metrics`` (name -> values
+    at updates 0, 1, ..., W), named as the setting's :class:`~lossmooth.settings.contract.Curves`."""
+    a = np.asarray(metrics[curves.target], np.float64)
+    b = a if curves.source is None else np.asarray(metrics[curves.source], np.float64)
+    sign = -1.0 if curves.kind == "loss" else 1.0
+    f = field_metrics(curves.kind, a, b, window)
+    worst_target = float(sign * np.min(sign * a[1:]))
+    return {"dense_min_acc": f["min_acc"], "dense_source_drop": f["source_drop"],
+            "dense_min_step": int(1 + np.argmin(sign * b[1:])), "dense_worst_target": worst_target,
+            "dense_stability_gap": max(0.0, sign * (float(a[0]) - worst_target)),
+            "dense_windowed_forgetting": f["windowed_forgetting"]}
 
 
 def kind_of(summaries: list[dict]) -> str:

@@ -38,6 +38,10 @@ def validate(cfg: dict) -> None:
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
         raise ConfigError(f"diverge_factor: must be a number > 1 (a loss this many times its value at the switch "
                           f"marks a run diverged), got {factor!r}")
+    dense = cfg.get("dense_eval")
+    if isinstance(dense, dict) and dense.get("steps") and not setting.dense_eval:
+        raise ConfigError(f"dense_eval.steps: the {setting.name} setting has no dense evaluation (settings with one: "
+                          f"{', '.join(s for s in settings.names() if settings.get(s).dense_eval)}); set it to 0")
     setting.parse(cfg)
 
 

@@ -24,7 +24,7 @@ from lossmooth.core.runs import run_label
 from lossmooth.results import aggregate as agg
 from lossmooth.results import report
 from lossmooth.results import store
-from lossmooth.results.summaries import summarize_curves
+from lossmooth.results.summaries import dense_summaries, summarize_curves
 from lossmooth.runner import ramps
 from lossmooth.runner.phase import run_phase
 from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
@@ -100,6 +100,20 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 loggers.rows(rows0)
                 present.update(row_key(r, setting.line_key) for r in rows0)
 
+        def dense_rows(ids, result):
+            """The dense evaluation's rows (phase ``adapt_dense``, one per run and update 0..W), once;
+            they stay out of the dashboards, whose steps only go forward."""
+            if result.dense is None:
+                return
+            width = len(next(iter(result.dense.values()))[0])
+            out = [{**ids[j], "phase": "adapt_dense", "step": k,
+                    **{name: float(v[j, k]) for name, v in result.dense.items()}}
+                   for j in range(len(ids)) for k in range(width)]
+            out = [r for r in out if row_key(r, setting.line_key) not in present]
+            if out:
+                rs.append_metrics(out)
+                present.update(row_key(r, setting.line_key) for r in out)
+
         for li, line in enumerate(lines):
             prefix = f"{line}/" if len(lines) > 1 else ""
             tag = f"{line}-" if line else ""
@@ -137,6 +151,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                               f"{cfg.get('diverge_factor', DIVERGE_FACTOR):g}x its value at the switch from step "
                               f"{step} (marked diverged)")
                 start_rows(ids, res)
+                dense_rows(ids, res)
                 setting.after_group(ctx, line, index, g_runs, res)
                 for j, (x, r) in enumerate(zip(index, g_runs)):
                     curves = {k: v[j] for k, v in res.metrics.items()}
@@ -146,8 +161,10 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                         "run_index": x, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
                         "setting": setting.name, **context, "pair_key": pkey,
                         "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
-                        "summary": summarize_curves(setting.curves, res.steps, curves, spec.gap_window,
-                                                    window, lca_beta),
+                        "summary": {**summarize_curves(setting.curves, res.steps, curves, spec.gap_window,
+                                                       window, lca_beta),
+                                    **({} if res.dense is None else dense_summaries(
+                                        setting.curves, {k: v[j] for k, v in res.dense.items()}, window))},
                         "summary_params": {"window": window, "lca_beta": lca_beta},
                         "curves": {"target": setting.curves.target, "source": setting.curves.source},
                         **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),

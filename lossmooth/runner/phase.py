@@ -68,7 +68,7 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
 
     try:
         res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [on_chunk], later=phase.later,
-                              checkpoints=checkpoints, tag=tag, save=phase.checkpoint)
+                              checkpoints=checkpoints, tag=tag, save=phase.checkpoint, first=phase.first)
     finally:
         if phase.close is not None:
             phase.close()
@@ -97,4 +97,6 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
         diverged = np.where((nonfinite < 0) | ((blown >= 0) & (blown < nonfinite)), blown, nonfinite)
     return PhaseResult(state=jax.tree.map(lambda x: x[:n], res.state), metrics=metrics, steps=steps,
                        diverged_at=diverged, seconds=time.time() - t0,
-                       blown_up=(blown >= 0) & ((nonfinite < 0) | (blown < nonfinite)))
+                       blown_up=(blown >= 0) & ((nonfinite < 0) | (blown < nonfinite)),
+                       dense={k: np.asarray(v)[:n] for k, v in res.extra["dense"].items()}
+                       if res.extra.get("dense") else None)

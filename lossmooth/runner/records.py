@@ -29,7 +29,7 @@ def pair_key(cfg: dict, setting, line: str = "", data: dict | None = None) -> st
     (:meth:`Setting.data_identity`: e.g. a dataset's content hash) joins the key where a setting names
     it, so runs on different data never pair however equal their configs."""
     drop = NOT_CONTEXT + ((setting.line_key,) if setting.line_key else ())
-    ctx = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in drop}
+    ctx = {k: copy.deepcopy(v) for k, v in store.numbers_config(cfg).items() if k not in drop}
     if setting.lr_key:
         *path, last = setting.lr_key.split(".")
         node = ctx

@@ -105,6 +105,9 @@ class Phase:
     to each chunk's (and to the step-0 values). ``checkpoint=False`` where part of the state lives
     outside JAX (host-stepped simulators: such a loop restarts from its start); ``shard=False`` keeps
     the run axis unpadded and on one device; ``close`` runs after the loop, however it ends.
+    ``first``: the program for chunk 0 with dense evaluation (:func:`lossmooth.core.engine.make_chunk`'s
+    ``dense``): its curves, one evaluation per update from the switch, come back as
+    :attr:`PhaseResult.dense`.
     """
 
     state: Any
@@ -122,6 +125,7 @@ class Phase:
     checkpoint: bool = True
     shard: bool = True
     close: Callable | None = None
+    first: Callable | None = None
 
 
 @dataclass
@@ -129,7 +133,8 @@ class PhaseResult:
     """What a phase leaves: the final state and metrics of every run (unpadded), the step of every
     evaluation (0 first where the phase evaluated its start), the first diverged evaluation per run
     (an index into the chunks' evaluations; -1: none), whether that divergence is a finite blow-up of
-    a loss (rather than a non-finite metric) and the wall time."""
+    a loss (rather than a non-finite metric) and the wall time; ``dense``: the dense evaluation's
+    curves (name -> ``[runs, W + 1]``, at updates 0, 1, ..., W) where the phase had one."""
 
     state: Any
     metrics: dict
@@ -137,6 +142,7 @@ class PhaseResult:
     diverged_at: np.ndarray
     seconds: float = 0.0
     blown_up: Any = None
+    dense: dict | None = None
 
 
 @dataclass
@@ -168,6 +174,9 @@ class Setting:
     # losses a run has diverged on once they exceed ``diverge_factor`` (config) times their value at the
     # switch (non-finite metrics always diverge a run)
     diverge_on: ClassVar[tuple] = ()
+    # whether the setting evaluates after every update just after the switch when config ``dense_eval.steps``
+    # asks it to (its spec's ``dense_steps``; its adaptation phase's :attr:`Phase.first`)
+    dense_eval: ClassVar[bool] = False
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None

@@ -9,9 +9,10 @@ for the engine's chunks, ``setting.evals_per_chunk`` / ``setting.source_evals_pe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from lossmooth.core.config import flag, integer, number, parse_methods, parse_sweep
+from lossmooth.core.config import dense_eval, flag, integer, number, parse_methods, parse_sweep
 from lossmooth.data import domains, images, shifts
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
@@ -47,6 +48,8 @@ class Spec(RunSpec):
     train_fraction_source: float
     reset_optimizer: bool = True
     domains: dict | None = None  # a domain pair: kind, source, target, size (px), options
+    dense_steps: int = 0  # updates after the switch evaluated one by one (config dense_eval.steps)
+    dense_size: int | None = None  # examples per domain of that evaluation (None: the whole eval set)
 
 
 def parse(cfg) -> Spec:
@@ -115,4 +118,5 @@ def parse(cfg) -> Spec:
         if n % (spec.eval_every * k):
             raise ConfigError(f"setting.{name}: {n} is not a multiple of setting.eval_every x "
                               f"setting.{per_chunk} = {spec.eval_every * k}; make it one")
-    return spec
+    steps, size = dense_eval(cfg, spec.eval_every, spec.evals_per_chunk)
+    return dataclasses.replace(spec, dense_steps=steps, dense_size=size)

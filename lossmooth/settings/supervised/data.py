@@ -30,10 +30,47 @@ class Data:
     target_test_x: jnp.ndarray
     target_test_y: jnp.ndarray
     target_test_w: jnp.ndarray
+    # the dense evaluation's sets (config dense_eval.size): the first examples of each evaluation set,
+    # with the weights of those examples (None: dense evaluation uses the whole evaluation sets)
+    dense_source_test_x: jnp.ndarray | None = None
+    dense_source_test_y: jnp.ndarray | None = None
+    dense_source_test_w: jnp.ndarray | None = None
+    dense_target_test_x: jnp.ndarray | None = None
+    dense_target_test_y: jnp.ndarray | None = None
+    dense_target_test_w: jnp.ndarray | None = None
+
+    def dense_view(self) -> "Data":
+        """The data as the dense evaluation sees it: its evaluation sets in place of the full ones."""
+        if self.dense_source_test_x is None:
+            return self
+        return self.replace(**{f"{d}_test_{s}": getattr(self, f"dense_{d}_test_{s}")
+                               for d in ("source", "target") for s in ("x", "y", "w")})
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _subset_weights(w: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+    """The weights of the first ``size`` examples of an evaluation set weighted ``w`` (per class,
+    ``prior / count``): each class keeps its prior, spread over the examples it has in the subset."""
+    k = int(y.max()) + 1
+    full = np.bincount(y, minlength=k).astype(np.float64)
+    sub = np.bincount(y[:size], minlength=k).astype(np.float64)
+    v = w[:size] * full[y[:size]] / sub[y[:size]]
+    return (v / v.sum()).astype(np.float32)
+
+
+def _with_dense_sets(data: Data, size: int | None) -> Data:
+    """``data`` with the dense evaluation's sets (the first ``size`` examples of each evaluation set)."""
+    if size is None or size >= len(data.source_test_y):
+        return data
+    dense = {}
+    for d in ("source", "target"):
+        y, w = getattr(data, f"{d}_test_y"), getattr(data, f"{d}_test_w")
+        dense.update({f"dense_{d}_test_x": getattr(data, f"{d}_test_x")[:size], f"dense_{d}_test_y": y[:size],
+                      f"dense_{d}_test_w": _subset_weights(w, y, size)})
+    return data.replace(**dense)
 
 
 def _eval_weights(y: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -95,4 +132,7 @@ def build_data(spec: Spec) -> tuple[Data, dict]:
             "num_classes": k, "source_pool": int(len(src_idx)), "target_pool": int(len(tgt_idx)),
             "replay_pool": int(spec.replay_pool), "eval_size": int(len(test_idx)),
             "image_shape": list(raw.x_train.shape[1:])}
+    if spec.dense_steps:
+        data = _with_dense_sets(data, spec.dense_size)
+        info["dense_eval_size"] = int(len(data.dense_view().source_test_y))
     return jax.device_put(jax.tree.map(jnp.asarray, data)), info

@@ -67,14 +67,21 @@ class Programs:
                 self.spec.eval_every, self.spec.source_evals_per_chunk)
         return self._chunks["source"]
 
-    def adapt_chunk(self, signature, with_source: bool = True):
-        """The adaptation chunk; ``with_source=False`` compiles the source branch out entirely."""
-        key = ("adapt", signature, with_source)
+    def dense_evaluate(self, state, hp, data: Data):
+        """The dense evaluation (config ``dense_eval``): accuracy and loss on its evaluation sets."""
+        return O.evaluate(self.model, state, data.dense_view())
+
+    def adapt_chunk(self, signature, with_source: bool = True, dense: bool = False):
+        """The adaptation chunk; ``with_source=False`` compiles the source branch out entirely;
+        ``dense``: the first chunk's program with an evaluation after each of the first
+        ``dense_steps`` updates."""
+        key = ("adapt", signature, with_source, dense)
         if key not in self._chunks:
             step = self.adapt_step if with_source else (
                 lambda s, h, d: self.adapt_step(s, h, d, with_source=False))
+            extra = (self.spec.dense_steps // self.spec.eval_every, self.dense_evaluate) if dense else None
             self._chunks[key] = engine.make_chunk(step, self.evaluate, self.spec.eval_every,
-                                                  self.spec.evals_per_chunk)
+                                                  self.spec.evals_per_chunk, dense=extra)
         return self._chunks[key]
 
     def source_free_from(self, methods: list[Method]) -> int | None:
@@ -116,6 +123,7 @@ class Supervised(Setting):
     step_unit = "updates"
     lr_key = "setting.lr"
     diverge_on = ("target_loss", "source_loss", "loss_target")
+    dense_eval = True
 
     parse = staticmethod(parse)  # the config, validated (config.py)
 
@@ -153,9 +161,12 @@ class Supervised(Setting):
         later = None
         if first_free is not None and first_free < n_chunks:
             later = (first_free, progs.adapt_chunk(methods[0].signature, with_source=False))
+        first = None
+        if spec.dense_steps:  # chunk 0 with the program it would run, evaluated after every update
+            first = progs.adapt_chunk(methods[0].signature, with_source=later is None or later[0] > 0, dense=True)
         return Phase(state=state, hp=hp, chunk=progs.adapt_chunk(methods[0].signature), data=data,
                      n_chunks=n_chunks, eval_every=spec.eval_every, evals_per_chunk=spec.evals_per_chunk,
-                     later=later, evaluate=progs.eval_batch())
+                     later=later, evaluate=progs.eval_batch(), first=first)
 
     def context(self, spec: Spec, loaded, line: str) -> dict:
         return {"dataset": loaded.info["dataset"], "model": spec.model_name, "shift": spec.shift,
