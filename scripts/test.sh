@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 lint-imports --no-cache
 export WANDB_MODE=disabled
-python3 -m pytest -q -p no:cacheprovider "$@"
+# two workers, each test file whole in one of them (its module fixtures built once): XLA compiles one
+# program per thread, so two files compile side by side on two cores
+python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
