@@ -92,13 +92,17 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             already holds them (written before a later checkpoint) does not write them again."""
             if result.steps[0] != 0:
                 return
-            rows0 = [{**ids[j], "step": 0, **{k: float(v[j, 0]) for k, v in result.metrics.items()}}
-                     for j in range(len(ids))]
-            rows0 = [r for r in rows0 if row_key(r, setting.line_key) not in present]
-            if rows0:
-                rs.append_metrics(rows0)
-                loggers.rows(rows0)
-                present.update(row_key(r, setting.line_key) for r in rows0)
+            write_once([{**ids[j], "step": 0, **{k: float(v[j, 0]) for k, v in result.metrics.items()}}
+                        for j in range(len(ids))])
+
+        def write_once(rows, dashboards=True):
+            """``rows`` not yet in metrics.jsonl to it (and to the dashboards)."""
+            rows = [r for r in rows if row_key(r, setting.line_key) not in present]
+            if rows:
+                rs.append_metrics(rows)
+                if dashboards:
+                    loggers.rows(rows)
+                present.update(row_key(r, setting.line_key) for r in rows)
 
         def dense_rows(ids, result):
             """The dense evaluation's rows (phase ``adapt_dense``, one per run and update 0..W), once;
@@ -106,13 +110,9 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             if result.dense is None:
                 return
             width = len(next(iter(result.dense.values()))[0])
-            out = [{**ids[j], "phase": "adapt_dense", "step": k,
-                    **{name: float(v[j, k]) for name, v in result.dense.items()}}
-                   for j in range(len(ids)) for k in range(width)]
-            out = [r for r in out if row_key(r, setting.line_key) not in present]
-            if out:
-                rs.append_metrics(out)
-                present.update(row_key(r, setting.line_key) for r in out)
+            write_once([{**ids[j], "phase": "adapt_dense", "step": k,
+                         **{name: float(v[j, k]) for name, v in result.dense.items()}}
+                        for j in range(len(ids)) for k in range(width)], dashboards=False)
 
         for li, line in enumerate(lines):
             prefix = f"{line}/" if len(lines) > 1 else ""

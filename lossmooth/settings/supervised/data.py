@@ -63,7 +63,7 @@ def _subset_weights(w: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
 
 def _with_dense_sets(data: Data, size: int | None) -> Data:
     """``data`` with the dense evaluation's sets (the first ``size`` examples of each evaluation set)."""
-    if size is None or size >= len(data.source_test_y):
+    if size is None or size >= max(len(data.source_test_y), len(data.target_test_y)):
         return data
     dense = {}
     for d in ("source", "target"):
