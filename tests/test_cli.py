@@ -47,6 +47,8 @@ def test_every_conf_file_composes_and_validates():
                 extra.append("setting=pretrained_vision")
             if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
                 extra.append("dataset=minari")
+            if group == "shift" and opt in ("friction", "backwards", "target_velocity"):
+                extra.append("task=hopper")  # the default task (pendulum) has no friction or forward reward
             if opt == "d4rl":  # the file's path is the user's to give
                 extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
             cfg = compose([ov] + (extra if group != "setting" else []))

@@ -45,7 +45,7 @@ def test_task_shifts_change_the_task_and_severity_zero_does_not():
     assert not np.allclose(pobs, obs) and np.isclose(perm, ret)
 
 
-TINY_RL = ["algo=[ppo]", "num_seeds=2", "setting.source_steps=1024", "setting.adapt_steps=1024",
+TINY_RL = ["task=pendulum", "budget=cpu", "algo=[ppo]", "num_seeds=2", "setting.source_steps=1024", "setting.adapt_steps=1024",
            "setting.eval_every=256", "setting.eval_episodes=2",
            "task.episode_length=50", "+budget.ppo.num_envs=8", "+budget.ppo.num_steps=16",
            "+budget.ppo.num_epochs=2", "setting.smoothing_T=8", "setting.gap_window=512",
@@ -58,7 +58,7 @@ def test_a_tiny_online_rl_run_lands_complete_and_tabulates(tmp_path, capsys, cac
                    f"cache_dir={cache_dir}", "setting=online_rl"] + TINY_RL)
     assert rc == 0
     out = capsys.readouterr().out
-    assert "normalized by the hard switch" in out and "| online_rl | hopper | ppo |" in out
+    assert "normalized by the hard switch" in out and "| online_rl | pendulum | ppo |" in out
     (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
     assert meta["stand_in"] is True and "setting.smoothing_T" in meta["assumed"]
@@ -75,3 +75,33 @@ def test_a_tiny_online_rl_run_lands_complete_and_tabulates(tmp_path, capsys, cac
     assert all(m["lam"] == 1.0 for m in metrics if m.get("method") == "hard_switch" and m["phase"] == "adapt")
     png = tmp_path / "c.png"
     assert cli.main(["plot", "--results-dir", str(results), "--out", str(png)]) == 0
+
+
+def test_pendulum_shifts_scale_the_dynamics_named_and_nothing_else():
+    """gymnax Pendulum: thdot' = thdot + (3 g / (2 l) sin th + 3 u / (m l^2)) dt; the mass shift scales
+    m, the gravity shift g, each by 1 + s (max_scale - 1), whatever params the caller passes."""
+    from gymnax.environments.classic_control.pendulum import EnvState
+
+    src, p = envs.make_env("pendulum", None, 200)
+    assert p.max_steps_in_episode == 200 and src.default_params.m == 1.0
+    state = EnvState(theta=jnp.asarray(0.7), theta_dot=jnp.asarray(-1.2), last_u=jnp.asarray(0.0), time=0)
+    u, key = jnp.asarray([1.5]), jax.random.PRNGKey(1)
+
+    def thdot(env, m=1.0, g=10.0):
+        _, s, r, _, _ = env.step_env(key, state, u, p)
+        want = -1.2 + (3 * g / 2 * np.sin(0.7) + 3.0 / m * 1.5) * 0.05
+        np.testing.assert_allclose(float(s.theta_dot), want, rtol=1e-5)
+        return float(r)
+
+    r0 = thdot(src)
+    heavy, _ = envs.make_env("pendulum", None, 200, envs.TaskShift("mass", 0.5, {"max_scale": 2.0}))
+    assert thdot(heavy, m=1.5) == r0  # the reward of a step depends on the state and action only
+    thdot(envs.make_env("pendulum", None, 200, envs.TaskShift("gravity", 1.0, {"max_scale": 1.5}))[0], g=15.0)
+    obs, _ = src.reset_env(key, p)
+    perm, _ = envs.make_env("pendulum", None, 200, envs.TaskShift("obs_permutation", 1.0, {"seed": 0}))
+    pobs, _ = perm.reset_env(key, p)  # the same state, its three entries cycled
+    np.testing.assert_allclose(np.sort(pobs), np.sort(obs))
+    assert not np.allclose(pobs, obs)
+    assert sorted(perm.perm.tolist()) == [0, 1, 2] and (perm.perm != np.arange(3)).all()
+    with pytest.raises(Exception, match="shift.name: task 'pendulum' has no friction"):
+        envs.parse_shift({"name": "friction", "severity": 1.0, "max_scale": 0.25}, "pendulum")

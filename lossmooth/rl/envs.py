@@ -1,13 +1,15 @@
-"""Tasks (brax locomotion through rejax's gymnax adapter) and the task shifts of the online RL
-setting. A shift turns the *source task* into the *target task*; each has a severity s in [0, 1]
+"""Tasks (brax locomotion through rejax's gymnax adapter, and gymnax's classic-control Pendulum) and
+the task shifts of the online RL setting. A shift turns the *source task* into the *target task*; each has a severity s in [0, 1]
 (0 = the source task itself) and parameters set in ``conf/shift/<name>.yaml``.
 
-Dynamics (the simulated system ``sys`` of the target task):
+Dynamics (the simulated system ``sys`` of the target task; gymnax: its ``EnvParams``):
 - ``mass``:     every body's mass and inertia times f = 1 + s (max_scale - 1); on the
                   ``positional``/``spring`` backends (which treat bodies as unit masses,
-                  ``spring_mass_scale = 1``) the equivalent change: actuator gears times 1/f
-- ``friction``: every geom's friction coefficients times f = 1 + s (max_scale - 1)
-- ``gravity``:  gravity times f = 1 + s (max_scale - 1)
+                  ``spring_mass_scale = 1``) the equivalent change: actuator gears times 1/f;
+                  pendulum: the pole's mass ``m`` times f (the torque's angular acceleration 3u/(m l^2)
+                  falls by 1/f)
+- ``friction``: every geom's friction coefficients times f = 1 + s (max_scale - 1) (brax only)
+- ``gravity``:  gravity times f = 1 + s (max_scale - 1) (pendulum: ``g``)
 
 Reward (r the task's reward, r_fwd its forward-progress term, v the forward velocity):
 - ``backwards``:       r' = r - 2 s r_fwd                      (s = 1: running backwards pays)
@@ -17,8 +19,9 @@ Observation (o the task's observation, d its size):
 - ``obs_noise``:       o' = o + s sigma_max eps, eps ~ N(0, I) fresh at every step
 - ``obs_permutation``: a fixed cyclic permutation of round(s d) observation entries
 
-The shift wraps the brax environment below brax's episode and auto-reset wrappers, so episodes,
-truncation and resets behave as in the source task.
+The shift wraps the brax environment below brax's episode and auto-reset wrappers (gymnax: below
+gymnax's own auto-reset in ``Environment.step``), so episodes, truncation and resets behave as in the
+source task.
 """
 from __future__ import annotations
 
@@ -30,7 +33,11 @@ import numpy as np
 
 from lossmooth.errors import ConfigError
 
-TASKS = ("hopper", "halfcheetah", "walker2d", "humanoidstandup", "swimmer")
+TASKS = ("hopper", "halfcheetah", "walker2d", "humanoidstandup", "swimmer")  # brax
+# gymnax tasks (classic control, cheap enough for rejax's own preset budgets on a CPU): name -> gymnax
+# id, and the ``EnvParams`` field each dynamics shift scales
+GYMNAX_TASKS = {"pendulum": "Pendulum-v1"}
+GYMNAX_DYNAMICS = {"pendulum": {"mass": "m", "gravity": "g"}}
 BACKENDS = ("positional", "spring", "generalized", "mjx")
 DYNAMICS = ("mass", "friction", "gravity")
 REWARD = ("backwards", "target_velocity")
@@ -73,6 +80,9 @@ def parse_shift(cfg: dict, task: str) -> TaskShift:
                 or (key == "seed" and (v < 0 or int(v) != v)):
             raise ConfigError(f"shift.{key}: must be a number{'' if lo is None else f' > {lo}'}, got {v!r}")
         params[key] = v
+    if name in DYNAMICS and task in GYMNAX_DYNAMICS and name not in GYMNAX_DYNAMICS[task]:
+        raise ConfigError(f"shift.name: task '{task}' has no {name} to change; use one of "
+                          f"{', '.join(GYMNAX_DYNAMICS[task])} or an observation shift")
     if name in REWARD and task not in FORWARD_TERM:
         raise ConfigError(f"shift.name: '{name}' changes the forward-velocity reward, which task "
                           f"'{task}' does not have; use a dynamics or observation shift")
@@ -118,22 +128,10 @@ def _shift_wrapper(base):
             super().__init__(env)
             self.shift = shift
             self.task = task
-            n = env.observation_size
-            perm = np.arange(n)
-            if shift.name == "obs_permutation" and shift.severity > 0:
-                k = int(round(shift.severity * n))
-                if k >= 2:
-                    idx = np.random.default_rng(int(shift.params["seed"])).choice(n, k, replace=False)
-                    perm[idx] = np.roll(idx, 1)
-            self.perm = perm
+            self.perm = _permutation(env.observation_size, shift)
 
         def _obs(self, obs, key):
-            s = self.shift
-            if s.name == "obs_permutation":
-                return obs[..., self.perm]
-            if s.name == "obs_noise":
-                return obs + s.severity * float(s.params["max_std"]) * jax.random.normal(key, obs.shape)
-            return obs
+            return _shift_obs(self.shift, self.perm, obs, key)
 
         def _reward(self, state):
             s = self.shift
@@ -162,9 +160,92 @@ def _shift_wrapper(base):
     return ShiftWrapper
 
 
-def make_env(task: str, backend: str, episode_length: int, shift: TaskShift | None = None):
+def _permutation(n: int, shift: TaskShift) -> np.ndarray:
+    """The observation order of ``obs_permutation``: round(s n) entries chosen by ``seed``, cycled."""
+    perm = np.arange(n)
+    if shift.name == "obs_permutation" and shift.severity > 0:
+        k = int(round(shift.severity * n))
+        if k >= 2:
+            idx = np.random.default_rng(int(shift.params["seed"])).choice(n, k, replace=False)
+            perm[idx] = np.roll(idx, 1)
+    return perm
+
+
+def _shift_obs(shift: TaskShift, perm, obs, key):
+    if shift.name == "obs_permutation":
+        return obs[..., perm]
+    if shift.name == "obs_noise":
+        return obs + shift.severity * float(shift.params["max_std"]) * jax.random.normal(key, obs.shape)
+    return obs
+
+
+def _gymnax_shifted():
+    """A gymnax Environment class (built lazily) running a task under fixed, shifted ``EnvParams``."""
+    from gymnax.environments import environment
+
+    class ShiftedGymnax(environment.Environment):
+        """``env`` with its dynamics set by ``params`` whatever params a caller passes (the source and
+        target tasks then share one ``env_params``, which only sets the episode length), and the
+        observation shift applied to every observation."""
+
+        def __init__(self, env, params, shift: TaskShift):
+            super().__init__()
+            self.env, self.params, self.shift = env, params, shift
+            self.perm = _permutation(int(np.prod(env.observation_space(params).shape)), shift)
+
+        @property
+        def default_params(self):
+            return self.params
+
+        def step_env(self, key, state, action, params):
+            key, sub = jax.random.split(key)
+            obs, state, reward, done, info = self.env.step_env(
+                key, state, action, self.params.replace(max_steps_in_episode=params.max_steps_in_episode))
+            return _shift_obs(self.shift, self.perm, obs, sub), state, reward, done, info
+
+        def reset_env(self, key, params):
+            key, sub = jax.random.split(key)
+            obs, state = self.env.reset_env(key, self.params)
+            return _shift_obs(self.shift, self.perm, obs, sub), state
+
+        @property
+        def name(self):
+            return self.env.name
+
+        @property
+        def num_actions(self):
+            return self.env.num_actions
+
+        def action_space(self, params=None):
+            return self.env.action_space(self.params)
+
+        def observation_space(self, params=None):
+            return self.env.observation_space(self.params)
+
+    return ShiftedGymnax
+
+
+def _gymnax_env(task: str, episode_length: int, shift: TaskShift | None):
+    import gymnax
+
+    env, params = gymnax.make(GYMNAX_TASKS[task])
+    params = params.replace(max_steps_in_episode=int(episode_length))
+    shift = shift or TaskShift()
+    dyn = params
+    if shift.name in DYNAMICS and shift.severity > 0.0:
+        field_ = GYMNAX_DYNAMICS[task][shift.name]
+        dyn = params.replace(**{field_: getattr(params, field_) * shift.scale})
+    return _gymnax_shifted()(env, dyn, shift), params
+
+
+def make_env(task: str, backend: str | None, episode_length: int, shift: TaskShift | None = None):
     """``(env, env_params)``: the brax task (shifted if ``shift`` is given) as a gymnax environment
-    through rejax's adapter, with brax's episode (``episode_length`` steps) and auto-reset wrappers."""
+    through rejax's adapter, with brax's episode (``episode_length`` steps) and auto-reset wrappers;
+    a gymnax task (:data:`GYMNAX_TASKS`, no backend) as gymnax makes it, its episodes
+    ``episode_length`` steps long. ``env_params`` are the source task's for both (a shifted task
+    keeps its own dynamics)."""
+    if task in GYMNAX_TASKS:
+        return _gymnax_env(task, episode_length, shift)
     _, training = _brax()
     from rejax.compat.brax2gymnax import Brax2GymnaxEnv
 

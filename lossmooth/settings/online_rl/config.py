@@ -28,7 +28,7 @@ BUDGET = ("source_steps", "adapt_steps", "eval_every")
 class Spec(RunSpec):
     algos: dict  # name -> rejax fields (the preset with the overrides applied)
     task: str
-    backend: str
+    backend: str | None  # brax's physics backend (None: a gymnax task)
     episode_length: int
     shift: envs.TaskShift
     protocol: str
@@ -47,12 +47,14 @@ def parse(cfg: dict) -> Spec:
     seed = integer(cfg, "seed", 0)
     task = cfg.get("task") or {}
     tname = task.get("name")
-    if task.get("kind", "brax") != "brax":
-        raise ConfigError("task.kind: online RL runs on brax tasks (the whole loop in JAX); gymnasium tasks "
-                          "are for setting=offline_to_online")
-    if tname not in envs.TASKS:
-        raise ConfigError(f"task.name: unknown task '{tname}'; choose one of {', '.join(envs.TASKS)}")
-    if task.get("backend") not in envs.BACKENDS:
+    kind = task.get("kind", "brax")
+    if kind not in ("brax", "gymnax"):
+        raise ConfigError("task.kind: online RL runs on brax or gymnax tasks (the whole loop in JAX); gymnasium "
+                          "tasks are for setting=offline_to_online")
+    known = envs.TASKS if kind == "brax" else tuple(envs.GYMNAX_TASKS)
+    if tname not in known:
+        raise ConfigError(f"task.name: unknown {kind} task '{tname}'; choose one of {', '.join(known)}")
+    if kind == "brax" and task.get("backend") not in envs.BACKENDS:
         raise ConfigError(f"task.backend: unknown brax backend '{task.get('backend')}'; choose one of "
                           f"{', '.join(envs.BACKENDS)}")
     episode_length = integer(task, "episode_length", 1, "task.episode_length")
@@ -73,7 +75,7 @@ def parse(cfg: dict) -> Spec:
     for name, a in algo_cfg.items():
         if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
             raise ConfigError(f"algo: unknown algorithm '{name}'; choose one of {', '.join(ALGOS)}")
-        preset = presets.load(name, tname, s.get("presets_dir"))
+        preset = presets.load(name, tname, s.get("presets_dir"), family=kind)
         preset.pop("env", None)
         over = dict((a or {}).get("overrides") or {})
         per_algo = dict(budget.get(name) or {})  # rejax fields, and this algorithm's own phase lengths
@@ -97,7 +99,7 @@ def parse(cfg: dict) -> Spec:
             integer({key: d[name]}, key, 1, f"setting.{key}")
         algos[name] = preset
     return Spec(
-        num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task["backend"],
+        num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task.get("backend") if kind == "brax" else None,
         episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=reset,
         methods=methods, inits=method_inits(cfg.get("method")), sweep=sweep,
         source_steps=src, adapt_steps=ad, eval_every=every,

@@ -44,8 +44,10 @@ class OnlineRL(Setting):
         eval_runs = max([spec.num_seeds] + [len(g) for g in groups_of(self.runs(spec, None))])
         agents = {name: build_agents(spec, name, eval_runs) for name in spec.algos}  # validates the tasks too
         # the environments are the paper's kind; a budget below rejax's presets makes it a stand-in run
-        stand_in = choices.get("budget") != "preset"
-        info = {"stand_in": stand_in, "paper_data": not stand_in, "data": "simulated environments (brax)",
+        # (a gymnax task is a stand-in at any budget: the paper's online RL tasks are brax locomotion)
+        stand_in = choices.get("budget") != "preset" or spec.backend is None
+        info = {"stand_in": stand_in, "paper_data": not stand_in,
+                "data": f"simulated environments ({'brax' if spec.backend else 'gymnax'})",
                 "task": spec.task, "backend": spec.backend, "shift": spec.shift.name,
                 "budgets": {a: {"source_steps": spec.source_steps[a], "adapt_steps": spec.adapt_steps[a]}
                             for a in spec.algos},
