@@ -60,10 +60,13 @@ def main():
         run = ", ".join(os.path.relpath(f.path, a.results_dir) for f in found)
         commit = ", ".join(sorted({f.commit for f in found}))
         if a.add and not any(line["entry"] == name for line in lines):
+            # the dataset names a row where an entry's rows differ in it (its id, the first word)
+            by_data = len({r.get("dataset") for r in rows if r.get("kind") == a.add}) > 1
             for row in rows:
                 if row.get("kind") != a.add:
                     continue
                 sel = [f"kind={a.add}", f"method={row['method']}"]
+                sel += [f"dataset={row['dataset'].split(' ', 1)[0]}"] if by_data else []
                 sel += [f"{k}={row[k]}" for k in ("model", "shift", "severity") if row.get(k) not in (None, "")]
                 sel += [f"hparams.{k}={v}" for k, v in sorted(json.loads(row["hparams"]).items())]
                 for m in a.metrics.split(","):

@@ -416,3 +416,18 @@ def test_an_entry_keeps_its_rows_when_another_run_directory_holds_the_same_runs(
     assert existing.find(points, results, e.setting)[0].path == found.path
     rows = build.rows_of(e, [found], results)
     assert len(rows) == 16 and {r["run_dir"] for r in rows} == {found.path}
+
+
+def test_a_target_row_names_a_dataset_by_its_id_alone():
+    """Tables label a dataset with its id and identity note; a target names it by the id (the first
+    word), and a prefix of the id is not the id."""
+    from lossmooth.reproduce import targets
+
+    rows = [{"kind": "paired_diff", "method": "loss_smoothing", "dataset": f"lossmooth/halfcheetah-{q}-v0 "
+             f"(sha256 {h}; refs -93, 2106)", "hparams": "{}"} for q, h in (("medium", "cc6df037"), ("expert", "1309"))]
+    sel = targets.selector("kind=paired_diff dataset=lossmooth/halfcheetah-expert-v0", "t")
+    assert targets.select_row(rows, sel, "t", "e") is rows[1]
+    with pytest.raises(Exception, match="matches 0 rows"):
+        targets.select_row(rows, targets.selector("kind=paired_diff dataset=lossmooth/halfcheetah", "t"), "t", "e")
+    with pytest.raises(Exception, match="matches 2 rows"):
+        targets.select_row(rows, targets.selector("kind=paired_diff", "t"), "t", "e")

@@ -164,9 +164,11 @@ def _field(row: dict, key: str):
 
 
 def _same(have, want: str) -> bool:
+    """A selector value picks a cell equal to it, or whose first word it is (a dataset's id before
+    the identity note the tables add: ``lossmooth/halfcheetah-random-v0 (sha256 ...)``)."""
     if have is None:
         return False
-    if str(have) == want:
+    if str(have) == want or str(have).split(" ", 1)[0] == want:
         return True
     try:
         return float(have) == float(want)
