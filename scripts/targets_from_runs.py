@@ -59,7 +59,7 @@ def main():
         rows = targets.table_rows(table.csv)
         run = ", ".join(os.path.relpath(f.path, a.results_dir) for f in found)
         commit = ", ".join(sorted({f.commit for f in found}))
-        if a.add and not any(line["entry"] == name for line in lines):
+        if a.add and not any(line["entry"] == name and line["row"].startswith(f"kind={a.add} ") for line in lines):
             # the dataset names a row where an entry's rows differ in it (its id, the first word)
             by_data = len({r.get("dataset") for r in rows if r.get("kind") == a.add}) > 1
             for row in rows:

@@ -71,6 +71,9 @@ def parse(cfg: dict) -> Spec:
     if not algo_cfg:
         raise ConfigError("algo: no algorithm selected; pick some, e.g. algo=[td3,ppo]")
     budget = cfg.get("budget") or {}
+    for k in BUDGET:  # checked where an algorithm's own budget.<algo>.<k> overrides it too
+        if s.get(k) is not None:
+            integer(s, k, 1, f"setting.{k}")
     algos, src, ad, every = {}, {}, {}, {}
     for name, a in algo_cfg.items():
         if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
@@ -97,6 +100,9 @@ def parse(cfg: dict) -> Spec:
         every[name] = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]
         for key, d in (("source_steps", src), ("adapt_steps", ad), ("eval_every", every)):
             integer({key: d[name]}, key, 1, f"setting.{key}")
+        if name == "ppo" and (preset["num_envs"] * preset["num_steps"]) % preset["num_minibatches"]:
+            raise ConfigError(f"budget.ppo.num_minibatches: {preset['num_minibatches']} does not divide a rollout "
+                              f"of num_envs x num_steps = {preset['num_envs'] * preset['num_steps']} transitions")
         algos[name] = preset
     return Spec(
         num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task.get("backend") if kind == "brax" else None,
