@@ -33,7 +33,9 @@ from lossmooth.settings.online_rl.objective import build_agents  # noqa: E402
 
 
 def programs(algo: str, task: str, seeds: int, iters: int):
-    cfg = compose(["setting=online_rl", f"algo=[{algo}]", f"task={task}", f"num_seeds={seeds}"])
+    budget = "pendulum" if task == "pendulum" else "cpu"  # the default's budget, or the brax tasks' CPU one
+    cfg = compose(["setting=online_rl", f"algo=[{algo}]", f"task={task}", f"budget={budget}", "shift=mass",
+                   f"num_seeds={seeds}"])
     spec = parse(cfg)
     ag = build_agents(spec, algo, seeds)
     keys = seed_keys(spec.seed, spec.num_seeds, algo)
