@@ -59,7 +59,8 @@ def test_a_tiny_online_rl_run_lands_complete_and_tabulates(tmp_path, capsys, cac
     assert rc == 0
     out = capsys.readouterr().out
     assert "Paired difference vs hard switch" in out and "| online_rl | pendulum | ppo |" in out
-    assert "normalized by the hard switch" not in out  # pendulum's returns are <= 0: no ratio to the hard switch
+    assert "**Final target return normalized" not in out  # pendulum's returns are <= 0: no ratio to the
+    assert "No final target return normalized by the hard switch" in out  # hard switch, and the table says so
     (run_dir,) = [p for p, _, _ in store.complete_runs(str(results))]
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
     assert meta["stand_in"] is True and "setting.smoothing_T" in meta["assumed"]

@@ -68,3 +68,23 @@ def test_summaries_carry_the_field_metrics_in_every_kind():
     for out in (S.summarize(steps, curve, curve[::-1], 10), S.summarize_scores(steps, curve, 10),
                 S.summarize_lm(steps, curve[::-1], curve, 10)):
         assert set(S.FIELD_METRICS) <= set(out)
+
+
+def test_returns_normalized_by_the_hard_switch_leave_out_contexts_it_cannot_divide_by():
+    """score = return / mean hard-switch return of the same context; a context whose hard-switch mean
+    is <= 0 (pendulum's costs) has no such ratio and is counted as left out, not divided."""
+    from lossmooth.results.aggregate import normalized_by_baseline
+
+    def run(method, key, value):
+        return {"method": method, "pair_key": key, "hparams": {}, "diverged_step": -1,
+                "summary": {"final_target_return": value}}
+
+    rows = [run("hard_switch", "hopper", v) for v in (1000.0, 1200.0)] + \
+           [run("loss_smoothing", "hopper", v) for v in (1100.0, 1320.0)] + \
+           [run("hard_switch", "pendulum", v) for v in (-300.0, -500.0)] + \
+           [run("loss_smoothing", "pendulum", v) for v in (-200.0, -400.0)]
+    out = {e["method"]: e for e in normalized_by_baseline(rows, reps=200)}
+    assert out["hard_switch"]["n"] == 2 and out["hard_switch"]["n_skipped"] == 2
+    assert out["loss_smoothing"]["mean"] == pytest.approx((1100 + 1320) / 1100 / 2)
+    assert out["loss_smoothing"]["n_skipped"] == 2
+    assert normalized_by_baseline(rows[4:], reps=200) == []  # nothing left to pool

@@ -207,6 +207,9 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
             lines.append(f"| {e['method']} | {_hp(e['hparams'])} | {e['n']}{skipped} | {e['contexts']} | "
                          f"{_ci(e['iqm'], e['iqm_lo'], e['iqm_hi'], False)} | "
                          f"{_ci(e['mean'], e['mean_lo'], e['mean_hi'], False)} |")
+    elif normalized is not None and any(g.get("final_target_return_mean") is not None for g in groups):
+        lines.append("\n_No final target return normalized by the hard switch: every hard-switch mean return "
+                     "here is <= 0 (e.g. pendulum's costs), so return / hard-switch return has no meaning._")
     return "\n".join(lines) + "\n"
 
 
