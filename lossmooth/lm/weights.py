@@ -1,4 +1,4 @@
-"""Hugging Face safetensors checkpoints (OLMo, Llama) into ``Decoder`` parameters, without torch.
+"""Hugging Face safetensors checkpoints (OLMo, OLMo-2, Llama, Qwen2) into ``Decoder`` parameters, without torch.
 
 Name map (``i`` the layer; torch ``Linear.weight`` is ``[out, in]`` and becomes our kernel ``[in, out]``)::
 
@@ -9,8 +9,12 @@ Name map (``i`` the layer; torch ``Linear.weight`` is ``[out, in]`` and becomes 
     model.layers.{i}.post_attention_layernorm.weight [D]    -> layers_{i}/post_attention_layernorm/scale   (RMSNorm only)
     model.norm.weight                               [D]     -> norm/scale                      (RMSNorm only)
     lm_head.weight                                  [V, D]  -> lm_head/kernel                  (untied only; transposed)
+    model.layers.{i}.{self_attn,mlp}.{...}_proj.bias        -> .../{...}_proj/bias             (where the config has biases)
+    model.layers.{i}.self_attn.{q,k}_norm.weight            -> layers_{i}/self_attn/{q,k}_norm/scale       (QK-norm, OLMo-2)
+    model.layers.{i}.post_feedforward_layernorm.weight      -> layers_{i}/post_feedforward_layernorm/scale (post-norm, OLMo-2)
 
-OLMo's LayerNorm has no parameters, so its checkpoints carry no norm tensors.
+OLMo's LayerNorm has no parameters, so its checkpoints carry no norm tensors; OLMo-2's post-norm layers
+have ``post_attention_layernorm`` and ``post_feedforward_layernorm`` but no ``input_layernorm``.
 """
 
 from __future__ import annotations
@@ -37,13 +41,24 @@ def hf_parameter_map(cfg: DecoderConfig) -> dict[str, tuple[tuple[str, ...], tup
     linears = {"self_attn.q_proj": (q_width, d), "self_attn.k_proj": (kv_width, d),
                "self_attn.v_proj": (kv_width, d), "self_attn.o_proj": (d, q_width),
                "mlp.gate_proj": (f, d), "mlp.up_proj": (f, d), "mlp.down_proj": (d, f)}
+    biased = {"self_attn.q_proj": cfg.qkv_bias, "self_attn.k_proj": cfg.qkv_bias, "self_attn.v_proj": cfg.qkv_bias,
+              "self_attn.o_proj": cfg.o_bias, "mlp.gate_proj": cfg.mlp_bias, "mlp.up_proj": cfg.mlp_bias,
+              "mlp.down_proj": cfg.mlp_bias}
+    norms = (("post_attention_layernorm", "post_feedforward_layernorm") if cfg.norm_placement == "post"
+             else ("input_layernorm", "post_attention_layernorm"))
     for layer in range(cfg.num_layers):
         for module, torch_shape in linears.items():
-            entries[f"model.layers.{layer}.{module}.weight"] = (
-                (f"layers_{layer}", *module.split("."), "kernel"), torch_shape, True)
+            path = (f"layers_{layer}", *module.split("."))
+            entries[f"model.layers.{layer}.{module}.weight"] = ((*path, "kernel"), torch_shape, True)
+            if biased[module]:
+                entries[f"model.layers.{layer}.{module}.bias"] = ((*path, "bias"), torch_shape[:1], False)
         if cfg.norm == "rmsnorm":
-            for norm in ("input_layernorm", "post_attention_layernorm"):
+            for norm in norms:
                 entries[f"model.layers.{layer}.{norm}.weight"] = ((f"layers_{layer}", norm, "scale"), (d,), False)
+        if cfg.qk_norm:
+            for name, width in (("q_norm", q_width), ("k_norm", kv_width)):
+                entries[f"model.layers.{layer}.self_attn.{name}.weight"] = (
+                    (f"layers_{layer}", "self_attn", name, "scale"), (width,), False)
     if cfg.norm == "rmsnorm":
         entries["model.norm.weight"] = (("norm", "scale"), (d,), False)
     if not cfg.tie_embeddings:
