@@ -15,10 +15,11 @@ from tests.test_online_rl import TINY_RL
 
 COMMANDS = {
     "supervised": TINY + ["setting.adapt_steps=200", "setting.source_steps=60", "checkpoint_every_s=0"],
-    # two compiled batches (a constant mix is a program of its own): the first batch's rows at the
-    # switch are written once, whichever batch the kill interrupts
+    # three compiled batches (a constant mix and an adaptive schedule are programs of their own): the
+    # first batch's rows at the switch are written once, whichever batch the kill interrupts; the
+    # source guard's state (its dual, references, averages) is part of the checkpointed train state
     "supervised_groups": TINY + ["setting.adapt_steps=60", "setting.source_steps=20", "checkpoint_every_s=0",
-                                 "method=[hard_switch,replay_mix]"],
+                                 "method=[hard_switch,replay_mix,source_guard]"],
     # PPO on brax hopper: the environments' state is part of the agent's state, so it is checkpointed
     "online_rl": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"] + TINY_RL,
 }

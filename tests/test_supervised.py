@@ -101,6 +101,39 @@ def test_every_registered_method_runs_one_step(tiny, tiny_cfg):
             assert np.all(m["reg"][:, 1:] > 0)  # moved away from the switch point: pull is active
 
 
+def test_adaptive_schedules_carry_their_state_through_a_run(tiny):
+    """source_guard and progress_ramp in the supervised setting: their state lives in the train state,
+    lam starts where the schedule says, the guard measures the source loss until it ends, and the
+    progress ramp's lam never decreases."""
+    from lossmooth.core.schedules import lam_of
+    from lossmooth.settings import Context
+    from tests.conftest import compose, TINY
+
+    spec = parse(compose(TINY + ["method=[source_guard,progress_ramp]"]))
+    ld = tiny.loaded
+    loaded = Loaded(ld.data, ld.info, ld.model, Programs(spec, ld.model, ld.info["num_classes"]))
+    runs = tiny.setting.runs(spec, loaded)
+    assert len(groups_of(runs)) == 2  # one program per adaptive kind
+    for g in groups_of(runs):
+        batch = [runs[i] for i in g]
+        state, m, div = tiny.adapt(batch, Context(spec=spec, loaded=loaded))
+        assert np.all(div == -1) and set(state["sched"]) >= {"lam", "mu", "done"}
+        lam, name = m["lam"], batch[0]["name"]
+        if name == "source_guard":  # lam = 1 / (1 + mu0) at the switch, then moved by the dual
+            np.testing.assert_allclose(lam[:, 0], 0.05, rtol=1e-6)
+            assert np.all((lam > 0) & (lam <= 1)) and np.any(lam[:, 1:] != 0.05)
+            running = np.asarray(state["sched"]["done"]) == 0
+            assert np.all(m["loss_source"][running, 1:] > 0)
+        else:
+            np.testing.assert_allclose(lam[:, 0], 0.0)
+            assert np.all(np.diff(lam, axis=1) >= 0) and np.any(lam[:, -1] > 0)
+        # an ended schedule gives lam = 1 for good
+        final = np.asarray([float(lam_of(r["method"].schedule, {k: v[j] for k, v in state["sched"].items()}, 0))
+                            for j, r in enumerate(batch)])
+        ended = np.asarray(state["sched"]["done"]) > 0
+        assert np.all(final[ended] == 1.0) and np.all(final <= 1.0)
+
+
 # ----------------------------------------------------------------------------- shifts
 
 

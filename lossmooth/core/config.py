@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from lossmooth.core.objective import Method
-from lossmooth.core.schedules import Schedule
+from lossmooth.core.schedules import ADAPTIVE, ADAPTIVE_NUMBERS, Schedule
 from lossmooth.errors import ConfigError
 
 INITS = ("switch", "scratch")
-SCHEDULE_FIELDS = ("T", "lam0", "value", "sharpness", "stairs")
+SCHEDULE_FIELDS = ("T", "lam0", "value", "sharpness", "stairs", *ADAPTIVE_NUMBERS)
 
 
 def integer(section: dict, key: str, lo: int = 0, field: str | None = None) -> int:
@@ -90,12 +90,14 @@ def writable_folder(path, field: str, what: str = "") -> None:
                           f"point {field} at a writable folder") from None
 
 
-def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False) -> dict:
+def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False,
+                  allow_adaptive: bool = False) -> dict:
     """``{name: {schedule: {...}, reg, reg_coef, init, probe_steps}}`` -> ``{name: Method}`` (validated).
 
     ``init: scratch`` (train from a fresh model instead of the one at the switch) is a control of
     the RL settings; ``probe_steps`` (LP-FT's linear probe) needs a classifier with a separate head
-    (the supervised settings); elsewhere each is refused.
+    (the supervised settings); adaptive schedules (``guard``, ``progress``) need a setting whose train
+    state carries their state (the supervised settings); elsewhere each is refused.
     """
     if not methods_cfg:
         raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
@@ -115,6 +117,9 @@ def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = 
         if probe and not allow_probe:
             raise ConfigError(f"method.{name}.probe_steps: LP-FT needs a classifier head; it is available in "
                               "the supervised and pretrained_vision settings only")
+        if kind in ADAPTIVE and not allow_adaptive:
+            raise ConfigError(f"method.{name}.schedule.kind: the adaptive schedule '{kind}' is available in the "
+                              "supervised and pretrained_vision settings only; use a fixed ramp (e.g. linear) here")
         s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
         out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0),
                                 probe_steps=probe)
@@ -147,6 +152,8 @@ def parse_sweep(cfg: dict, sweepable: tuple) -> dict:
                 Schedule.make("linear", T=x, field="sweep")
             elif k in ("lam0", "value"):
                 Schedule.make("linear", **{k: x}, field="sweep")
+            elif k in ADAPTIVE_NUMBERS:
+                Schedule.make("guard", T=1, **{k: x}, field="sweep")
             elif isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (k == "lr" and x == 0):
                 raise ConfigError(f"sweep.{k}: bad value {x!r}; use positive numbers")
     return {k: list(v) for k, v in sweep.items()}

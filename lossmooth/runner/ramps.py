@@ -4,22 +4,24 @@ A ramp longer than the adaptation never reaches ``lam = 1``: such a run is not t
 after for part of its length, so the run warns in one line and its rows are marked (``runs.json``:
 ``ramp_unfinished``; the tables say so). A ramp more than :data:`MAX_RATIO` times longer than the
 adaptation stays near its start throughout (``schedule.T=1e12`` makes "loss smoothing" pure replay):
-it cannot be meant and is refused.
+it cannot be meant and is refused. An adaptive schedule's ``T`` is only its longest length (it ends
+when the training says so), so neither applies to it.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from lossmooth.core.schedules import ADAPTIVE
 from lossmooth.errors import ConfigError
 
 MAX_RATIO = 100.0
 
 
 def ends(spec) -> list[tuple[str, float]]:
-    """``(method, T)`` for every ramp of the config, swept lengths included."""
+    """``(method, T)`` for every fixed ramp of the config, swept lengths included."""
     out = []
     for name, m in spec.methods.items():
-        if not m.schedule.is_ramp:
+        if not m.schedule.is_ramp or m.schedule.kind in ADAPTIVE:
             continue
         Ts = spec.sweep.get("T") or [float(m.schedule.T)]
         out += [(name, float(T)) for T in Ts]
@@ -44,5 +46,6 @@ def check(setting, spec, loaded, warn=print) -> dict[str, int]:
 
 
 def unfinished(method, updates: int) -> bool:
-    """Whether ``method``'s ramp ends after the adaptation's ``updates`` updates (T > updates)."""
-    return bool(method.schedule.is_ramp) and float(np.asarray(method.schedule.T)) > updates
+    """Whether ``method``'s fixed ramp ends after the adaptation's ``updates`` updates (T > updates)."""
+    return (bool(method.schedule.is_ramp) and method.schedule.kind not in ADAPTIVE
+            and float(np.asarray(method.schedule.T)) > updates)

@@ -18,7 +18,7 @@ from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 from lossmooth.models import classifiers
 
-SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr")
+SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr", "eps", "eta", "mu0", "patience", "rho", "beta")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -78,7 +78,7 @@ def parse(cfg) -> Spec:
         raise ConfigError(f"model.name: unknown model '{model_name}'; choose one of {', '.join(classifiers.MODELS)}")
     shift = cfg["shift"]
     shifts.validate(shift.get("name"), shift.get("severity", 0.0))
-    methods = parse_methods(cfg.get("method"), allow_probe=True)
+    methods = parse_methods(cfg.get("method"), allow_probe=True, allow_adaptive=True)
     probing = [n for n, m in methods.items() if float(m.probe_steps) > 0]
     if probing and model_name not in classifiers.HEADED:
         raise ConfigError(f"method.{probing[0]}: LP-FT needs a model with a separate classifier head "

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
+from lossmooth.core.schedules import advance, lam_of, measures_source
 from lossmooth.models import classifiers
 
 
@@ -74,7 +75,8 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     without the source branch, for runs all past their ramp)."""
     method: Method = hp["method"]
     t = state["step"]
-    lam = method.schedule(t)
+    sched = state.get("sched")  # an adaptive schedule's state (absent for a fixed schedule)
+    lam = lam_of(method.schedule, sched, t)
     # the data order depends on the seed and step only, never on the method: runs are paired
     key = jax.random.fold_in(jax.random.fold_in(hp["key"], 2), t)
     k_tgt, k_src = jax.random.split(key)
@@ -94,8 +96,9 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     elif method.reg == "kl":
         reg = lambda p: kl_to_anchor(apply(p, xt), apply(state["anchor"], xt))  # noqa: E731
 
+    run_source = source_needed(measures_source(method.schedule, sched, lam))
     grads, info = jax.grad(
-        lambda p: smoothed_loss(p, lam, source_needed(lam), target_loss,
+        lambda p: smoothed_loss(p, lam, run_source, target_loss,
                                 source_loss if with_source else None, reg, method.reg_coef),
         has_aux=True)(state["params"])
     if classifiers.HEAD in grads:  # LP-FT: during the probe only the head's gradient is kept
@@ -105,5 +108,7 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     opt = optimizer(spec.optimizer, hp["lr"])
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
     new = dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state, step=t + 1)
+    if sched is not None:
+        new["sched"] = advance(method.schedule, sched, t, info["loss_source"], info["loss_target"])
     return new, {"loss_target": info["loss_target"], "loss_source": info["loss_source"],
                  "lam": info["lam"], "reg": info["reg"]}

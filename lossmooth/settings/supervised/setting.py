@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from lossmooth.core import engine
 from lossmooth.core.objective import Method
+from lossmooth.core.schedules import ADAPTIVE, init_state
 from lossmooth.core.runs import expand_runs
 from lossmooth.models import classifiers
 from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
@@ -39,7 +40,8 @@ class Programs:
     def init_adapt(self, source_state, hp, reg: str):
         """The state at the switch: the source model, a fresh optimizer state (or the source phase's
         with ``reset_optimizer: false``; Adam's and SGD's states do not depend on the learning
-        rate), the step counter at 0 and, for a pull to the switch point, that point."""
+        rate), the step counter at 0, for a pull to the switch point that point, and for an adaptive
+        schedule its state (:func:`lossmooth.core.schedules.init_state`)."""
         params = source_state["params"]
         if self.spec.reset_optimizer:
             opt_state = O.optimizer(self.spec.optimizer, hp["lr"]).init(params)
@@ -48,6 +50,8 @@ class Programs:
         state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
         if reg != "none":
             state["anchor"] = params
+        if hp["method"].schedule.kind in ADAPTIVE:
+            state["sched"] = init_state(hp["method"].schedule)
         return state
 
     def evaluate(self, state, hp, data: Data):
