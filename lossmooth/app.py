@@ -2,7 +2,9 @@
 shared runner (:mod:`lossmooth.runner`), print the run's table.
 
 Multiruns (``-m``) go through Hydra's launchers (``hydra/launcher=joblib`` locally,
-``hydra/launcher=submitit_slurm`` on a cluster); seeds are vmapped inside each job.
+``hydra/launcher=submitit_slurm`` on a cluster); seeds are vmapped inside each job. With
+``objective.metric`` set a job returns that summary's paired difference with the hard switch
+(:mod:`lossmooth.results.objective`), which a sweeper that optimizes (``hydra/sweeper=optuna``) reads.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from lossmooth.core.engine import Preempted
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import aggregate as agg
-from lossmooth.results import report
+from lossmooth.results import objective, report
 
 
 def print_run_table(run_dir: str) -> None:
@@ -31,11 +33,12 @@ def print_run_table(run_dir: str) -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> str | None:
+def main(cfg: DictConfig) -> str | float | None:
     try:
         choices = dict(HydraConfig.get().runtime.choices)
         plain = OmegaConf.to_container(cfg, resolve=True)
         plain.pop("hydra", None)
+        target = objective.parse(plain)  # before the run: a bad objective costs no training
         run_dir = runner.run_config(plain, choices)
     except (ConfigError, OmegaConfBaseException) as e:
         print(f"lossmooth: error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -51,4 +54,8 @@ def main(cfg: DictConfig) -> str | None:
         sys.exit(130)
     if run_dir is not None:
         print_run_table(run_dir)
+        if target is not None:
+            score = objective.value(run_dir, *target)
+            print(f"objective: {target[0]} of {target[1]} minus the hard switch (mean over seeds) = {score:.6g}")
+            return score
     return run_dir

