@@ -61,6 +61,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lossmooth.lm.decoder import Decoder, generate  # noqa: E402
+from lossmooth.runner.memory import proc_status, reset_peak_rss  # noqa: E402
 
 LR, B1, B2, EPS, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-5, 0.9, 0.95, 1e-8, 0.01, 1.0
 PROMPT_LEN, NEW_TOKENS, GEN_BATCHES = 64, 64, (1, 8)
@@ -68,25 +69,6 @@ PROMPT_LEN, NEW_TOKENS, GEN_BATCHES = 64, 64, (1, 8)
 
 def mib(n_bytes: float) -> str:
     return f"{n_bytes / 2 ** 20:.0f} MiB"
-
-
-def proc_status(field: str) -> int:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def reset_peak_rss() -> bool:
-    """Set VmHWM back to the current RSS (Linux >= 4.0); False where the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def header():

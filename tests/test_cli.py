@@ -97,6 +97,10 @@ def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache
     # the CPU kind: runs repeat bit for bit only on the same model and vector extensions
     assert meta["devices"]["cpu"]["machine"] and isinstance(meta["devices"]["cpu"]["vector"], list)
     assert "schedule.T" in meta["assumed"] and meta["assumed"]["schedule.T"]["value"] == 10
+    # peak resident memory per phase of the run (Linux): each at least the interpreter's own few MiB
+    peaks = json.load(open(os.path.join(run_dir, "summary.json")))["peak_rss_bytes"]
+    assert {"load", "source", "adapt", "after_group", "finish"} <= set(peaks)
+    assert all(peaks[k] > 2 ** 20 for k in ("load", "source", "adapt", "after_group", "finish"))
     runs = json.load(open(os.path.join(run_dir, "runs.json")))
     assert len(runs) == 4 and {r["method"] for r in runs} == {"hard_switch", "loss_smoothing"}
     for r in runs:

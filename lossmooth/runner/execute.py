@@ -26,6 +26,7 @@ from lossmooth.results import report
 from lossmooth.results import store
 from lossmooth.results.summaries import dense_summaries, summarize_curves
 from lossmooth.runner import ramps
+from lossmooth.runner.memory import PhasePeaks
 from lossmooth.runner.phase import run_phase
 from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
 from lossmooth.settings.contract import Context, Setting
@@ -50,7 +51,9 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     """Run the experiment ``cfg`` describes with ``setting``; return its run directory."""
     t0 = time.time()
     spec = setting.parse(cfg)
-    loaded = setting.load(spec, cfg, choices)
+    peaks = PhasePeaks()
+    with peaks.phase("load"):
+        loaded = setting.load(spec, cfg, choices)
     updates = ramps.check(setting, spec, loaded)
     meta = provenance.metadata(cfg, choices, loaded.info)
     runs = setting.runs(spec, loaded)
@@ -125,7 +128,8 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 seeds = [spec.seed + i for i in range(spec.num_seeds)]
                 ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
                 cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], phase.eval_every)
-                source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source")
+                with peaks.phase("source"):
+                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source")
                 start_rows(ids, source)
                 sources[line] = source
                 walls[f"{prefix}source"] = source.seconds
@@ -140,11 +144,12 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 phase = setting.adapt_phase(ctx, line, g_runs, source)
                 loggers.start(ids, [prefix + labels[i] for i in g])
                 cb = writer(ids, [prefix + labels[i] for i in g], phase.eval_every)
-                res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs),
-                                on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
-                                    [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
-                                     for j, x in enumerate(ids)]),
-                                diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
+                with peaks.phase("adapt"):
+                    res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs),
+                                    on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
+                                        [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
+                                         for j, x in enumerate(ids)]),
+                                    diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
                 for j in np.flatnonzero(res.blown_up):  # non-finite metrics were reported chunk by chunk
                     step = int(res.steps[res.diverged_at[j] + (1 if res.steps[0] == 0 else 0)])
                     bar.write(f"lossmooth: warning: {prefix + labels[g[j]]}'s loss exceeds "
@@ -152,7 +157,8 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                               f"{step} (marked diverged)")
                 start_rows(ids, res)
                 dense_rows(ids, res)
-                setting.after_group(ctx, line, index, g_runs, res)
+                with peaks.phase("after_group"):  # the setting's work on a trained batch (LM: generation)
+                    setting.after_group(ctx, line, index, g_runs, res)
                 for j, (x, r) in enumerate(zip(index, g_runs)):
                     curves = {k: v[j] for k, v in res.metrics.items()}
                     div = int(res.diverged_at[j])  # an index into the chunks' evaluations
@@ -174,12 +180,14 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             walls[f"{prefix}adapt"] = time.time() - t_adapt
         bar.close()
         rows.sort(key=lambda r: r["run_index"])
-        extra = setting.finish(ctx, rows, sources)
+        with peaks.phase("finish"):  # the setting's last work (LM: generation and judging)
+            extra = setting.finish(ctx, rows, sources)
         summary = {"run_id": rs.run_id, "setting": setting.name, "complete": True, "runs": len(rows),
                    "methods": list(spec.methods), "seeds": spec.num_seeds, "stand_in": meta["stand_in"],
                    "step_unit": setting.step_unit,
                    "compiled_batches": {"source": n_source, "adapt": len(lines) * len(groups)}}
         summary.update({k: v for k, v in extra.items() if k != "wall_s"})
+        summary.update(peaks.record())  # this process's peaks (a resumed run: since it resumed)
         loggers.finish(rows)
         publish(loggers, rows, rs.path, meta)
         # the total covers every process of a resumed run (the earlier ones up to their last checkpoint)

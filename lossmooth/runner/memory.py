@@ -1,0 +1,77 @@
+"""Peak memory per phase of a run: the process's resident set (and, on an accelerator, the device's
+allocator) at its highest during each phase.
+
+Linux keeps the resident set's high-water mark in ``/proc/self/status`` (``VmHWM``) and resets it to
+the current size when ``5`` is written to ``/proc/self/clear_refs`` (Linux >= 4.0); a phase's peak is
+``VmHWM`` read at its end after a reset at its start. Where the reset is refused, each figure is the
+peak since the process started (recorded as ``reset: false``); where ``/proc`` is missing nothing is
+recorded.
+"""
+from __future__ import annotations
+
+import contextlib
+
+
+def proc_status(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Set VmHWM back to the current RSS; False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def device_peak_bytes() -> int | None:
+    """The first device's allocator peak (``peak_bytes_in_use``; GPU/TPU), None where it reports none (CPU)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        return None
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+class PhasePeaks:
+    """``with peaks.phase("source"): ...`` records that phase's peak resident memory (bytes); a phase
+    entered twice (one per line of a setting) keeps the larger peak. :meth:`record` is what
+    ``summary.json`` stores under ``peak_rss_bytes``."""
+
+    def __init__(self):
+        self.peaks: dict[str, int] = {}
+        self.device: dict[str, int] = {}
+        self.reset_works = True
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.reset_works = reset_peak_rss() and self.reset_works
+        try:
+            yield
+        finally:
+            peak = proc_status("VmHWM")
+            if peak is not None:
+                self.peaks[name] = max(peak, self.peaks.get(name, 0))
+            dev = device_peak_bytes()
+            if dev is not None:  # the allocator's peak is not reset: the largest so far
+                self.device[name] = dev
+
+    def record(self) -> dict:
+        if not self.peaks:
+            return {}
+        out = {"peak_rss_bytes": {**self.peaks, "reset": self.reset_works}}
+        if self.device:
+            out["peak_device_bytes"] = dict(self.device)
+        return out
