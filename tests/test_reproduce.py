@@ -398,6 +398,15 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_
     e = registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
                               "aggregate": {"map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"]}}}, "x.yaml")
     assert e.map == (("shift",), "T", ("min_acc",)) and e.outputs("r")["map"] == "r/reproduce/x_map.png"
+    # columns by method: one per method beside the hard switch
+    by_method = [{"shift": "blur", "severity": 1.0, "method": m, "hparams": {"lr": 1e-3}, "min_acc_diff": v,
+                  "min_acc_diff_lo": v - 0.01, "min_acc_diff_hi": v + 0.01}
+                 for m, v in (("source_guard", 0.05), ("progress_ramp", 0.0))]
+    md = report.map_markdown(by_method, ("shift", "severity"), "method", ("min_acc",), pct=True)
+    assert "each method minus hard switch" in md and "| shift / severity | progress_ramp | source_guard |" in md
+    assert "| blur, 1 | +0.0 | +5.0* |" in md
+    report.plot_map(by_method, str(tmp_path / "methods.png"), ("shift", "severity"), "method", ("min_acc",), True)
+    assert (tmp_path / "methods.png").stat().st_size > 1000
 
 
 def test_an_entry_keeps_its_rows_when_another_run_directory_holds_the_same_runs(tmp_path):

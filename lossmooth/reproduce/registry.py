@@ -141,8 +141,8 @@ def _entry(name: str, body, path: str) -> Entry:
         if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics"} or not isinstance(amap.get("rows"), list)
                 or not isinstance(amap.get("cols"), str) or not isinstance(amap.get("metrics"), list)
                 or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])):
-            raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name, "
-                              "metrics: [summary names]}")
+            raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name or "
+                              "method, metrics: [summary names]}")
         amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]))
     return Entry(name=name, map=amap or (), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,

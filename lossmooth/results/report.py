@@ -295,13 +295,14 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
 
 
 def _map_cells(diffs: list[dict], rows: tuple, col: str, metric: str):
-    """(row labels, column values, {(row, col): (diff, lo, hi)}) of the paired differences."""
+    """(row labels, column values, {(row, col): (diff, lo, hi)}) of the paired differences; ``col`` is a
+    swept number (e.g. T) or ``method`` (a column per method beside the hard switch)."""
     cells, row_labels, cols = {}, [], []
     for d in diffs:
-        if f"{metric}_diff" not in d or col not in d["hparams"]:
+        if f"{metric}_diff" not in d or (col != "method" and col not in d["hparams"]):
             continue
         label = ", ".join(f"{d[k]:g}" if isinstance(d.get(k), float) else str(d.get(k)) for k in rows)
-        c = d["hparams"][col]
+        c = d["method"] if col == "method" else d["hparams"][col]
         cells[(label, c)] = (d[f"{metric}_diff"], d[f"{metric}_diff_lo"], d[f"{metric}_diff_hi"])
         if label not in row_labels:
             row_labels.append(label)
@@ -319,6 +320,14 @@ def _num(x: str) -> bool:
         return False
 
 
+def _col_label(c) -> str:
+    return c if isinstance(c, str) else f"{c:g}"
+
+
+def _map_title(col: str) -> str:
+    return "each method minus hard switch" if col == "method" else "smoothing minus hard switch"
+
+
 def _excludes_zero(lo, hi) -> bool:
     return lo == lo and hi == hi and (lo > 0 or hi < 0)
 
@@ -333,9 +342,10 @@ def map_markdown(diffs: list[dict], rows: tuple, col: str, metrics: tuple, pct: 
         if not cells:
             continue
         f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3g}")
-        out.append(f"\n**Map: {m.replace('_', ' ')}, smoothing minus hard switch** (paired mean"
+        out.append(f"\n**Map: {m.replace('_', ' ')}, {_map_title(col)}** (paired mean"
                    f"{', percentage points' if pct else ''}; * = 95% CI excludes 0):\n")
-        out.append("| " + " / ".join(rows) + " | " + " | ".join(f"{col}={c:g}" for c in cols) + " |")
+        heads = cols if col == "method" else [f"{col}={_col_label(c)}" for c in cols]
+        out.append("| " + " / ".join(rows) + " | " + " | ".join(heads) + " |")
         out.append("|---|" + "---|" * len(cols))
         for label in labels:
             row = []
@@ -378,11 +388,11 @@ def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tu
                     fontweight="bold" if sig else "normal")
             if sig:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5, ec="k"))
-        ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
+        ax.set_xticks(range(len(cols)), [_col_label(c) for c in cols], fontsize=7 if col == "method" else None)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel(col)
         ax.set_title(m.replace("_", " ") + (" (pp)" if pct else ""), fontsize=9)
-    fig.suptitle((title or "smoothing minus hard switch") + " (outlined: 95% CI excludes 0)", fontsize=10)
+    fig.suptitle((title or _map_title(col)) + " (outlined: 95% CI excludes 0)", fontsize=10)
     fig.tight_layout()
     ext = os.path.splitext(out_png)[1] or ".png"
     tmp = out_png + ".tmp" + ext
