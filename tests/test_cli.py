@@ -22,7 +22,7 @@ GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "
 RL_ONLY = ("algo", "task", "protocol", "budget")
 LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
 # what an LM option needs besides itself: the files a user names, a target with a paper budget
-LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "dolma": ["lm_replay.paths=/data/dolma"],
+LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "hf": ["lm_model.path=/ckpt/OLMo-2-0425-1B"], "dolma": ["lm_replay.paths=/data/dolma"],
             "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"]}
 O2O_ONLY = ("dataset",)
 

@@ -131,8 +131,14 @@ def test_logits_match_transformers(checkpoint):
         assert float(jnp.max(jnp.abs(plain - ours))) > 1e-2
 
 
-def test_cached_greedy_generation_equals_full_reruns(checkpoint):
-    _, _, _, cfg, params = checkpoint
+# the cache path of every block layout and projection kind (the RoPE variants differ only in their
+# frequencies, which the cached and full paths share)
+GENERATION_CASES = ["olmo", "olmo_clip", "llama", "qwen2", "olmo2", "llama_bias"]
+
+
+@pytest.mark.parametrize("case", GENERATION_CASES)
+def test_cached_greedy_generation_equals_full_reruns(case, saved_checkpoints):
+    _, _, _, cfg, params = saved_checkpoints(case)
     prompt = np.random.default_rng(2).integers(0, cfg.vocab_size, size=(2, 5))
     new_tokens = 6
     generated = np.asarray(generate(params, cfg, prompt, new_tokens))
