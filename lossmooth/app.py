@@ -25,11 +25,13 @@ from lossmooth.results import aggregate as agg
 from lossmooth.results import objective, report
 
 
-def print_run_table(run_dir: str) -> None:
+def print_run_table(run_dir: str) -> list[dict]:
+    """Print the run's table; return its rows."""
     rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
     groups, diffs, normalized = agg.tables(rows)
     print(report.markdown(groups, diffs, normalized=normalized))
     print(f"results: {run_dir}")
+    return rows
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -53,9 +55,9 @@ def main(cfg: DictConfig) -> str | float | None:
               file=sys.stderr)
         sys.exit(130)
     if run_dir is not None:
-        print_run_table(run_dir)
+        rows = print_run_table(run_dir)
         if target is not None:
-            score = objective.value(run_dir, *target)
+            score = objective.value(run_dir, *target, rows=rows)
             print(f"objective: {target[0]} of {target[1]} minus the hard switch (mean over seeds) = {score:.6g}")
             return score
     return run_dir

@@ -52,14 +52,16 @@ def parse(cfg: dict) -> tuple[str, str] | None:
     return metric, method
 
 
-def value(run_dir: str, metric: str, method: str) -> float:
+def value(run_dir: str, metric: str, method: str, rows: list[dict] | None = None) -> float:
     """The mean paired difference ``metric(method) - metric(hard switch)`` over the run's seeds.
 
     Runs swept inside the job (``+sweep.*``) give one difference per swept point: the job returns the
     best of them in the metric's direction, so a trial scores its best point. NaN where no pair
-    exists (every run of the method diverged): the sweeper records the trial as failed.
+    exists (every run of the method diverged): the sweeper records the trial as failed. ``rows``: the
+    run's rows when the caller has already read them (the app, for the run's table).
     """
-    rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
+    if rows is None:
+        rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
     diffs = [d for d in agg.paired_differences(rows, metrics=[metric]) if d["method"] == method]
     values = [d[f"{metric}_diff"] for d in diffs if f"{metric}_diff" in d]
     if not values:
