@@ -20,6 +20,10 @@ COMMANDS = {
     # source guard's state (its dual, references, averages) is part of the checkpointed train state
     "supervised_groups": TINY + ["setting.adapt_steps=60", "setting.source_steps=20", "checkpoint_every_s=0",
                                  "method=[hard_switch,replay_mix,source_guard]"],
+    # a sequence of two switches: the second resumes from its own checkpoint, the first's result (every
+    # run's model at its end) from the first's final checkpoint
+    "supervised_sequence": TINY + ["setting.adapt_steps=60", "setting.source_steps=20", "checkpoint_every_s=0",
+                                   "sequence=three", "sequence.shifts=[{name:blur,severity:1},{name:contrast,severity:1}]"],
     # PPO on brax hopper: the environments' state is part of the agent's state, so it is checkpointed
     "online_rl": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"] + TINY_RL,
 }
@@ -30,8 +34,12 @@ def _cmd(results, cache_dir, setting="supervised"):
             + COMMANDS[setting])
 
 
+def _folder(setting: str) -> str:
+    return setting.removesuffix("_groups").removesuffix("_sequence")
+
+
 def _only_run(results, setting="supervised"):
-    (d,) = [p for p in (results / setting.removesuffix("_groups")).iterdir() if not p.name.startswith(".")]
+    (d,) = [p for p in (results / _folder(setting)).iterdir() if not p.name.startswith(".")]
     return d
 
 
@@ -60,7 +68,7 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
                             text=True)
     deadline = time.time() + 600
     try:
-        while not list(results.glob(f"{setting.removesuffix('_groups')}/*/checkpoints/{wait_for}/done.json")):
+        while not list(results.glob(f"{_folder(setting)}/*/checkpoints/{wait_for}/done.json")):
             assert proc.poll() is None, "the run ended before it could be interrupted"
             assert time.time() < deadline
             time.sleep(0.05)
@@ -75,6 +83,7 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
 
 @pytest.mark.parametrize("setting, wait_for", [("supervised", "source"), ("supervised", "adapt0"),
                                                ("supervised_groups", "adapt1"),
+                                               ("supervised_sequence", "adapt0-switch2"),
                                                # killed while adapting: resumes the finished source
                                                # phase from its checkpoint and adaptation mid-way
                                                ("online_rl", "ppo-adapt0")])

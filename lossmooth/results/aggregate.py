@@ -70,7 +70,8 @@ def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> No
     """Add the field's metrics (min-ACC, WC-ACC, WF^w, WP^w, LCA^beta) to the summaries of rows of a run
     made before they existed, from the run's stored curves and its config's ``summaries`` (the same
     function the runner uses; a run that has them keeps its own)."""
-    missing = [r for r in rows if not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)]
+    missing = [r for r in rows if not r.get("sequence")  # a sequence's whole-run row has its own metrics
+               and not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)]
     if not missing or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         return
     window, beta = summary_params(_config(run_dir) if cfg is None else cfg)
@@ -208,6 +209,8 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
         ok = [r for r in rs if r.get("diverged_step", -1) < 0]
         entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n=len(ok), n_diverged=len(rs) - len(ok),
                      stand_in=any(r.get("stand_in", True) for r in rs))
+        if rs[0].get("switch") is not None:  # a sequence's switch (1, 2, ...) or the whole sequence (all)
+            entry["switch"] = rs[0]["switch"]
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
         if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
@@ -245,6 +248,8 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         if not pairs:
             continue
         entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n_pairs=len(pairs), baseline=baseline)
+        if rs[0].get("switch") is not None:
+            entry["switch"] = rs[0]["switch"]
         if any(r.get("ramp_unfinished") for r in rs):
             entry["ramp_unfinished"] = True
         if any((r.get("judge") or {}).get("pipeline_check") for r in rs):

@@ -140,10 +140,59 @@ def _ci(p, lo, hi, pct=True) -> str:
     return f"{f(p)} [{f(lo)}, {f(hi)}]"
 
 
+def shift_label(e: dict) -> str:
+    """The shift column: ``name(severity)``; a sequence's switch ``#i name(severity)``; the whole
+    sequence its shifts in order."""
+    if e.get("switch") == "all":
+        return str(e["shift"])
+    label = f"{e['shift']}({e['severity']:g})" if e.get("severity") is not None else str(e["shift"])
+    return label if e.get("switch") is None else f"#{e['switch']} {label}"
+
+
+SEQUENCE_COLUMNS = (("seq_avg_final_acc", "avg final acc (all tasks)"), ("seq_min_acc", "min-ACC (k tasks)"),
+                    ("seq_wc_acc", "WC-ACC (k tasks)"), ("seq_forgetting", "forgetting (mean over earlier tasks)"))
+SEQUENCE_NOTE = ("Whole sequence (tasks 0..k, task 0 the unshifted data, task i after switch i; De Lange et al. "
+                 "2023): avg final acc = mean accuracy over all tasks at the end (higher is better); min-ACC = "
+                 "for each earlier task the lowest accuracy after its training ended, averaged (higher is better); "
+                 "WC-ACC = 1/(k+1) final accuracy on the last task + k/(k+1) min-ACC (higher is better); "
+                 "forgetting = a task's accuracy at the end of its training minus at the end, averaged over "
+                 "earlier tasks (lower is better); per-task columns in the CSV (seq_*_task<j>).")
+
+
+def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean") -> str:
+    """The whole-sequence rows (switch ``all``): the k-task metrics per method, then paired differences."""
+    lines = ["\n**Whole sequence** (" + ", ".join(sorted({str(g["shift"]) for g in groups})) + "):\n"]
+    head = ["method", "numbers", "n"] + [t for _, t in SEQUENCE_COLUMNS]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in sorted(groups, key=lambda g: (g["shift"], g["method"] != "hard_switch", g["method"])):
+        n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
+        cells = [g["method"], _numbers(g), n] + [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"),
+                                                     g.get(f"{m}_{stat}_hi"), True) for m, _ in SEQUENCE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("\n" + SEQUENCE_NOTE)
+    if diffs:
+        lines.append("\n**Whole sequence, paired difference vs hard switch** (percentage points):\n")
+        head = ["method", "numbers", "pairs"] + [t for _, t in SEQUENCE_COLUMNS]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for d in sorted(diffs, key=lambda d: (d["shift"], d["method"])):
+            cells = [d["method"], _numbers(d), str(d["n_pairs"])] + [
+                _ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), True) for m, _ in SEQUENCE_COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
              normalized: list[dict] | None = None) -> str:
     """A markdown table: per group, each metric as {stat} [95% CI] (accuracies in %), then paired
-    differences, then (RL) scores normalized by the hard switch."""
+    differences, then (RL) scores normalized by the hard switch; a sequence's whole-sequence rows
+    in a table of their own (:func:`sequence_markdown`)."""
+    whole = [e for e in groups + diffs if e.get("switch") == "all"]
+    if whole:
+        tail = sequence_markdown([g for g in groups if g.get("switch") == "all"],
+                                 [d for d in diffs if d.get("switch") == "all"], stat)
+        groups = [g for g in groups if g.get("switch") != "all"]
+        diffs = [d for d in diffs if d.get("switch") != "all"]
+        return markdown(groups, diffs, stat, normalized) + tail
     lines = []
     unit = unit_of(groups + diffs)
     metrics = table_metrics(unit, groups + diffs)
@@ -160,10 +209,10 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
             "numbers"] + (["context"] if ctx else []) + ["n"] + [t for _, t in metrics]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
-    for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), g["shift"],
-                                           g["method"] != "hard_switch", g["method"])):
+    for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), str(g.get("switch")),
+                                           g["shift"], g["method"] != "hard_switch", g["method"])):
         n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
-        cells = [g["setting"], g["dataset"], str(g["model"]), f"{g['shift']}({g['severity']:g})",
+        cells = [g["setting"], g["dataset"], str(g["model"]), shift_label(g),
                  g["method"], _numbers(g)] + ([g.get("context", "")] if ctx else []) + [n]
         cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
                   for m, _ in metrics]
@@ -190,8 +239,9 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
             (["context"] if ctx else []) + ["pairs"] + [t for _, t in metrics]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
-        for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), d["shift"], d["method"])):
-            cells = [d["dataset"], str(d["model"]), f"{d['shift']}({d['severity']:g})", d["method"],
+        for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), str(d.get("switch")), d["shift"],
+                                              d["method"])):
+            cells = [d["dataset"], str(d["model"]), shift_label(d), d["method"],
                      _numbers(d)] + ([d.get("context", "")] if ctx else []) + [str(d["n_pairs"])]
             cells += [_ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct)
                       for m, _ in metrics]
@@ -253,10 +303,89 @@ def _curves(rows: list[dict], metric: str, phase: str = "adapt") -> dict[str, di
     return curves
 
 
-def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> None:
-    """Target and source accuracy (return, RL) around the switch: mean over seeds, band = min..max."""
+def _band(ax, curve: dict, label: str) -> None:
+    """A curve (x -> values over seeds): the mean, with a band from min to max."""
+    xs = np.array(sorted(curve))
+    vals = [np.asarray(curve[x]) for x in xs]
+    ax.plot(xs, [v.mean() for v in vals], label=label)
+    ax.fill_between(xs, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
+
+
+def _finish(fig, axes, rows: list[dict], title: str, out_png: str) -> None:
+    """The legend, the title (marked where any run is on stand-in data) and the file."""
+    axes[0, 0].legend(fontsize=7)
+    stand_in = any(r.get("stand_in", True) for r in rows)
+    fig.suptitle(title + (" [stand-in data]" if stand_in else ""))
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def _save(fig, out_png: str) -> None:
     import os
 
+    import matplotlib.pyplot as plt
+
+    ext = os.path.splitext(out_png)[1] or ".png"
+    tmp = out_png + ".tmp" + ext  # the format follows the name (png, pdf, svg)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+
+
+def plot_sequence(rows: list[dict], out_png: str, title: str | None = None) -> None:
+    """A sequence of switches: every task's accuracy over the whole sequence (a panel per task, the
+    switches as dashed lines), per method the mean over seeds, band = min..max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    switch_rows = [r for r in rows if isinstance(r.get("switch"), int) and r.get("diverged_step", -1) < 0]
+    tasks = max(len(r["sequence"]["tasks"]) for r in rows if r.get("sequence"))
+    names = next(r["sequence"]["tasks"] for r in rows if r.get("sequence"))
+    curves: dict[int, dict[str, dict[int, list]]] = {j: {} for j in range(tasks)}
+    length = 0
+    by_dir: dict[str, dict] = {}
+    for r in switch_rows:
+        by_dir.setdefault(r["run_dir"], {})[r["run_index"]] = r
+    for d, wanted in by_dir.items():
+        try:
+            metrics = [m for m in store.read_metrics(d) if m.get("phase") == "adapt" and m.get("run_index") in wanted]
+        except store.CorruptRun as e:
+            store.warn(f"skipping {d} in the plot: {e}")
+            continue
+        span = max((m["step"] for m in metrics), default=0)  # every switch has the same length
+        length = max(length, span)
+        for m in metrics:
+            r = wanted[m["run_index"]]
+            label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
+            x = (m["switch"] - 1) * span + m["step"]
+            for j in range(tasks):
+                if f"task{j}_acc" in m:
+                    curves[j].setdefault(label, {}).setdefault(x, []).append(m[f"task{j}_acc"])
+    cols = 2
+    fig, axes = plt.subplots(-(-tasks // cols), cols, figsize=(11, 3.6 * -(-tasks // cols)), squeeze=False)
+    for j, ax in enumerate(axes.ravel()):
+        if j >= tasks:
+            ax.axis("off")
+            continue
+        for label, c in sorted(curves[j].items()):
+            _band(ax, c, label)
+        for i in range(tasks - 1):
+            ax.axvline(i * length, color="k", lw=0.8, ls="--")
+        task = names[j] if j < len(names) else {}
+        ax.set_title(f"task {j}: " + (f"{task.get('shift')}({task.get('severity'):g})" if j else "unshifted"), fontsize=9)
+        ax.set_xlabel("update since the first switch (dashed: switches)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    _finish(fig, axes, rows, title or "every task through the sequence", out_png)
+
+
+def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> None:
+    """Target and source accuracy (return, RL) around the switch: mean over seeds, band = min..max;
+    for a sequence of switches every task through it (:func:`plot_sequence`)."""
+    if any(r.get("sequence") for r in rows):
+        return plot_sequence(rows, out_png, title)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,25 +402,14 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     fig, axes = plt.subplots(len(panels) // 2, 2, figsize=(11, 4 * (len(panels) // 2)), squeeze=False)
     for ax, (phase, metric, got) in zip(axes.ravel(), panels):
         for label, c in sorted((got if got is not None else _curves(rows, metric)).items()):
-            steps = np.array(sorted(c))
-            vals = [np.asarray(c[s]) for s in steps]
-            ax.plot(steps, [v.mean() for v in vals], label=label)
-            ax.fill_between(steps, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2)
+            _band(ax, c, label)
         ax.axvline(0, color="k", lw=0.8, ls="--")
         ax.set_xlabel({"acc": "adaptation step (0 = switch)", "return": "target-task env steps (0 = switch)",
                        "score": "online env steps (0 = switch)", "loss": "updates (0 = switch)"}[unit]
                       + (", every update (dense evaluation)" if phase == "adapt_dense" else ""))
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    stand_in = any(r.get("stand_in", True) for r in rows)
-    fig.suptitle((title or "learning curves around the switch") + (" [stand-in data]" if stand_in else ""))
-    fig.tight_layout()
-    ext = os.path.splitext(out_png)[1] or ".png"
-    tmp = out_png + ".tmp" + ext  # the format follows the name (png, pdf, svg)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_png)
+    _finish(fig, axes, rows, title or "learning curves around the switch", out_png)
 
 
 def _map_cells(diffs: list[dict], rows: tuple, col: str, metric: str):

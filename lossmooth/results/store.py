@@ -132,7 +132,7 @@ HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "rerun
 CHECKPOINTS = "checkpoints"
 # keys added after runs were made, at the value that leaves a run's numbers as they were: a config
 # holding one at that value is the same config as one without it
-NEUTRAL = {"dense_eval": {"steps": 0, "size": None}}
+NEUTRAL = {"dense_eval": {"steps": 0, "size": None}, "sequence": {"shifts": [], "replay": "previous"}}
 
 
 def numbers_config(cfg: dict) -> dict:

@@ -93,6 +93,10 @@ WINDOW, LCA_BETA = 10, 10  # the defaults of conf/config.yaml's summaries.window
 
 def higher_is_better(name: str, kind: str = "acc") -> bool:
     """The direction of the summary ``name`` of a run whose curves are of ``kind`` (module docstring)."""
+    if name.startswith("seq_forgetting"):
+        return False
+    if name.startswith("seq_"):
+        return True
     if name in ("forgetting", "stability_gap", "regret", "windowed_forgetting", "source_drop", "dense_source_drop",
                 "dense_stability_gap", "dense_windowed_forgetting"):
         return False
@@ -125,6 +129,45 @@ def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = 
             "lca": float(np.mean(a[1:1 + lca_beta] if len(a) > 1 else a)),
             "source_at_switch": float(b[0]), "target_at_switch": float(a[0]),
             "source_drop": sign * (float(b[0]) - worst), "target_gain": sign * (float(a[-1]) - float(a[0]))}
+
+
+SEQUENCE_METRICS = ("seq_avg_final_acc", "seq_min_acc", "seq_wc_acc", "seq_forgetting")
+
+
+def sequence_summaries(curves: list, ends: list) -> dict:
+    """The k-task metrics of one run through a sequence of k switches (tasks 0..k; De Lange et al. 2023).
+
+    ``curves[j]``: A_j, task j's accuracy at every evaluation of the whole sequence (evaluation 0 at
+    the first switch, each evaluation once); ``ends[j]``: e_j, the evaluation at which task j's
+    training ended (e_0 = 0, the first switch; e_j the end of switch j; e_k the last evaluation, n).
+
+    - ``seq_final_acc_task<j>`` = A_j(n); ``seq_avg_final_acc`` = mean_j A_j(n) (average accuracy
+      over all k + 1 tasks at the end; higher is better);
+    - ``seq_min_acc_task<j>`` = min { A_j(t) : e_j < t <= n } for each earlier task j < k, and
+      ``seq_min_acc`` their mean (min-ACC with k tasks; higher is better);
+    - ``seq_wc_acc`` = 1/(k+1) A_k(n) + (1 - 1/(k+1)) seq_min_acc (WC-ACC at the end of the sequence:
+      k + 1 tasks seen; higher is better);
+    - ``seq_forgetting_task<j>`` = A_j(e_j) - A_j(n) for j < k (what task j lost from the end of its
+      training to the end; lower is better) and ``seq_forgetting`` their mean.
+    """
+    curves = [np.asarray(c, np.float64) for c in curves]
+    k = len(curves) - 1
+    final = [float(c[-1]) for c in curves]
+    out = {"seq_avg_final_acc": float(np.mean(final))}
+    mins, lost = [], []
+    for j in range(k):
+        after = curves[j][ends[j] + 1:]
+        mins.append(float(after.min()) if len(after) else final[j])
+        lost.append(float(curves[j][ends[j]]) - final[j])
+    out["seq_min_acc"] = float(np.mean(mins))
+    out["seq_wc_acc"] = final[k] / (k + 1) + (1.0 - 1.0 / (k + 1)) * out["seq_min_acc"]
+    out["seq_forgetting"] = float(np.mean(lost))
+    for j in range(k + 1):
+        out[f"seq_final_acc_task{j}"] = final[j]
+    for j in range(k):
+        out[f"seq_min_acc_task{j}"] = mins[j]
+        out[f"seq_forgetting_task{j}"] = lost[j]
+    return out
 
 
 DENSE_METRICS = ("dense_min_acc", "dense_source_drop", "dense_min_step", "dense_worst_target",

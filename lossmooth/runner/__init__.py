@@ -42,6 +42,11 @@ def validate(cfg: dict) -> None:
     if isinstance(dense, dict) and dense.get("steps") and not setting.dense_eval:
         raise ConfigError(f"dense_eval.steps: the {setting.name} setting has no dense evaluation (settings with one: "
                           f"{', '.join(s for s in settings.names() if settings.get(s).dense_eval)}); set it to 0")
+    seq = cfg.get("sequence")
+    if isinstance(seq, dict) and seq.get("shifts") and not setting.sequences:
+        raise ConfigError(f"sequence.shifts: the {setting.name} setting runs one switch (settings with sequences of "
+                          f"shifts: {', '.join(s for s in settings.names() if settings.get(s).sequences)}); "
+                          "drop sequence")
     setting.parse(cfg)
 
 

@@ -4,7 +4,10 @@ run directory (``<results_dir>/<setting>/<run id>/``, :mod:`lossmooth.results.st
 1. the setting validates its config and loads its data once (nothing is written before both succeed);
 2. the run directory opens (a killed or preempted run of the same config resumes);
 3. per line of the setting (online RL: each algorithm): the source phase for every seed, then every
-   batch of adaptation runs from those source models (:func:`lossmooth.runner.phase.run_phase`);
+   batch of adaptation runs from those source models (:func:`lossmooth.runner.phase.run_phase`); for
+   a sequence of shifts (:meth:`Setting.switches`) each batch goes through every switch in turn, each
+   run from its own model at the end of the last, with a row per run and switch and one per run for
+   the whole sequence (its k-task metrics, :func:`lossmooth.results.summaries.sequence_summaries`);
    between chunks a metric row per run and evaluation goes to ``metrics.jsonl``, the loggers and
    the progress bar get the chunk's last evaluation, and a run turning non-finite is reported;
 4. each run's curves are summarized (:mod:`lossmooth.results.summaries`, from the setting's
@@ -24,6 +27,7 @@ from lossmooth.core.runs import run_label
 from lossmooth.results import aggregate as agg
 from lossmooth.results import report
 from lossmooth.results import store
+from lossmooth.results import summaries
 from lossmooth.results.summaries import dense_summaries, summarize_curves
 from lossmooth.runner import ramps
 from lossmooth.runner.memory import PhasePeaks
@@ -117,6 +121,92 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                          **{name: float(v[j, k]) for name, v in result.dense.items()}}
                         for j in range(len(ids)) for k in range(width)], dashboards=False)
 
+        def adapt_group(li, line, gi, g, g_runs, index, prev, si, sw, identity, context):
+            """One batch of runs through one switch (``si``: its index; ``sw``: None for the one
+            switch, or the sequence's switch): its rows recorded, its result returned for the next."""
+            prefix = f"{line}/" if len(lines) > 1 else ""
+            tag = f"{line}-" if line else ""
+            fields = {setting.line_key: line} if setting.line_key else {}
+            at = {} if sw is None else {"switch": sw["switch"]}
+            suffix = "" if sw is None else f"@switch{sw['switch']}"
+            pkey = pair_key(cfg, setting, line, {**identity, **at} if at else identity)
+            names = [prefix + labels[i] + suffix for i in g]
+            ids = [{"phase": "adapt", **fields, **at, "run_index": x, "method": r["name"], "seed": r["seed"],
+                    "hparams": r["hparams"]} for x, r in zip(index, g_runs)]
+            phase = (setting.adapt_phase(ctx, line, g_runs, prev, switch=si) if si
+                     else setting.adapt_phase(ctx, line, g_runs, prev))
+            loggers.start(ids, names)
+            cb = writer(ids, names, phase.eval_every)
+            with peaks.phase("adapt"):
+                res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}" + (f"-switch{sw['switch']}" if si else ""),
+                                lam0=lam_at_switch(g_runs),
+                                on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
+                                    [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
+                                     for j, x in enumerate(ids)]),
+                                diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
+            for j in np.flatnonzero(res.blown_up):  # non-finite metrics were reported chunk by chunk
+                step = int(res.steps[res.diverged_at[j] + (1 if res.steps[0] == 0 else 0)])
+                bar.write(f"lossmooth: warning: {names[j]}'s loss exceeds "
+                          f"{cfg.get('diverge_factor', DIVERGE_FACTOR):g}x its value at the switch from step "
+                          f"{step} (marked diverged)")
+            start_rows(ids, res)
+            dense_rows(ids, res)
+            with peaks.phase("after_group"):  # the setting's work on a trained batch (LM: generation)
+                setting.after_group(ctx, line, index, g_runs, res)
+            out = []
+            where = {} if sw is None else dict(sw)
+            for j, (x, r) in enumerate(zip(index, g_runs)):
+                curves = {k: v[j] for k, v in res.metrics.items()}
+                div = int(res.diverged_at[j])  # an index into the chunks' evaluations
+                first = 1 if res.steps[0] == 0 else 0
+                out.append({
+                    "run_index": x, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
+                    "setting": setting.name, **context, **where, "pair_key": pkey,
+                    "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
+                    "summary": {**summarize_curves(setting.curves, res.steps, curves, spec.gap_window,
+                                                   window, lca_beta),
+                                **({} if res.dense is None else dense_summaries(
+                                    setting.curves, {k: v[j] for k, v in res.dense.items()}, window))},
+                    "summary_params": {"window": window, "lca_beta": lca_beta},
+                    "curves": {"target": setting.curves.target, "source": setting.curves.source},
+                    **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),
+                    **setting.run_fields(spec, loaded, line, r, curves),
+                })
+            return res, out
+
+        def sequence_rows(li, line, g, g_runs, chain, switches, identity, context):
+            """A row per run for the whole sequence: the k-task summaries
+            (:func:`lossmooth.results.summaries.sequence_summaries`) from every task's curve over all
+            its switches (each switch's evaluation at its start is the previous one's last, kept once)."""
+            kind = setting.curves.kind
+            steps = [res.steps for _, res in chain]
+            ends, total = [0], 0
+            for st in steps:
+                total += len(st) - (1 if st[0] == 0 else 0)
+                ends.append(total)
+            pkey = pair_key(cfg, setting, line, {**identity, "switch": "all"})
+            out = []
+            for j, r in enumerate(g_runs):
+                tasks = [np.concatenate([res.metrics[f"task{t}_{kind}"][j][(1 if si and res.steps[0] == 0 else 0):]
+                                         for si, (_, res) in enumerate(chain)]) for t in range(len(chain) + 1)]
+                diverged, offset = -1, 0
+                for (_, res), sw in zip(chain, switches):
+                    div = int(res.diverged_at[j])
+                    if div >= 0 and diverged < 0:
+                        diverged = offset + int(res.steps[div + (1 if res.steps[0] == 0 else 0)])
+                    offset += int(res.steps[-1])
+                out.append({
+                    "run_index": (len(switches) * len(lines) + li) * len(runs) + g[j], "method": r["name"],
+                    "seed": r["seed"], "hparams": r["hparams"], "setting": setting.name, **context,
+                    "shift": " > ".join(sw["shift"] for sw in switches), "severity": None, "switch": "all",
+                    "sequence": {"switch_runs": [index[j] for index, _ in chain],
+                                 "tasks": [{"shift": "none", "severity": 0.0}] +
+                                          [{"shift": sw["shift"], "severity": sw["severity"]} for sw in switches]},
+                    "pair_key": pkey, "diverged_step": diverged,
+                    "summary": summaries.sequence_summaries(tasks, ends),
+                })
+            return out
+
         for li, line in enumerate(lines):
             prefix = f"{line}/" if len(lines) > 1 else ""
             tag = f"{line}-" if line else ""
@@ -133,50 +223,25 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 start_rows(ids, source)
                 sources[line] = source
                 walls[f"{prefix}source"] = source.seconds
-            pkey = pair_key(cfg, setting, line, setting.data_identity(spec, loaded, line))
+            identity = setting.data_identity(spec, loaded, line)
             context = setting.context(spec, loaded, line)
+            switches = setting.switches(spec, loaded, line)
             t_adapt = time.time()
             for gi, g in enumerate(groups):
                 g_runs = [runs[i] for i in g]
-                index = [li * len(runs) + i for i in g]
-                ids = [{"phase": "adapt", **fields, "run_index": x, "method": r["name"], "seed": r["seed"],
-                        "hparams": r["hparams"]} for x, r in zip(index, g_runs)]
-                phase = setting.adapt_phase(ctx, line, g_runs, source)
-                loggers.start(ids, [prefix + labels[i] for i in g])
-                cb = writer(ids, [prefix + labels[i] for i in g], phase.eval_every)
-                with peaks.phase("adapt"):
-                    res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}", lam0=lam_at_switch(g_runs),
-                                    on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
-                                        [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
-                                         for j, x in enumerate(ids)]),
-                                    diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
-                for j in np.flatnonzero(res.blown_up):  # non-finite metrics were reported chunk by chunk
-                    step = int(res.steps[res.diverged_at[j] + (1 if res.steps[0] == 0 else 0)])
-                    bar.write(f"lossmooth: warning: {prefix + labels[g[j]]}'s loss exceeds "
-                              f"{cfg.get('diverge_factor', DIVERGE_FACTOR):g}x its value at the switch from step "
-                              f"{step} (marked diverged)")
-                start_rows(ids, res)
-                dense_rows(ids, res)
-                with peaks.phase("after_group"):  # the setting's work on a trained batch (LM: generation)
-                    setting.after_group(ctx, line, index, g_runs, res)
-                for j, (x, r) in enumerate(zip(index, g_runs)):
-                    curves = {k: v[j] for k, v in res.metrics.items()}
-                    div = int(res.diverged_at[j])  # an index into the chunks' evaluations
-                    first = 1 if res.steps[0] == 0 else 0
-                    rows.append({
-                        "run_index": x, "method": r["name"], "seed": r["seed"], "hparams": r["hparams"],
-                        "setting": setting.name, **context, "pair_key": pkey,
-                        "diverged_step": int(res.steps[div + first]) if div >= 0 else -1,
-                        "summary": {**summarize_curves(setting.curves, res.steps, curves, spec.gap_window,
-                                                       window, lca_beta),
-                                    **({} if res.dense is None else dense_summaries(
-                                        setting.curves, {k: v[j] for k, v in res.dense.items()}, window))},
-                        "summary_params": {"window": window, "lca_beta": lca_beta},
-                        "curves": {"target": setting.curves.target, "source": setting.curves.source},
-                        **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),
-                        **setting.run_fields(spec, loaded, line, r, curves),
-                    })
-                del res
+                prev, chain = source, []
+                for si, sw in enumerate(switches):
+                    # a sequence's switch s numbers its runs after switch s - 1's
+                    index = [(si * len(lines) + li) * len(runs) + i for i in g]
+                    res, seq_rows = adapt_group(li, line, gi, g, g_runs, index, prev, si, sw, identity, context)
+                    rows += seq_rows
+                    if len(switches) > 1:
+                        chain.append((index, res))
+                    prev = res
+                    del res
+                if chain:
+                    rows += sequence_rows(li, line, g, g_runs, chain, switches, identity, context)
+                del prev, chain
             walls[f"{prefix}adapt"] = time.time() - t_adapt
         bar.close()
         rows.sort(key=lambda r: r["run_index"])

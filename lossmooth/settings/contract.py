@@ -22,7 +22,8 @@ What a setting provides (methods of :class:`Setting`):
 | ``chunks(spec, loaded, line)`` | (source-phase chunks, adaptation chunks per batch): the progress bar | once per line |
 | ``adapt_updates(spec, loaded, line)`` | gradient updates of the adaptation (a ramp longer than it is marked) | once per line |
 | ``source_phase(ctx, line)`` | a :class:`Phase` for every seed, or None (a pretrained model) | once per line |
-| ``adapt_phase(ctx, line, runs, source)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` | per batch |
+| ``switches(spec, loaded, line)`` | ``[None]`` (one switch), or for a sequence of shifts one dict per switch (``switch``, ``shift``, ``severity``) | once per line |
+| ``adapt_phase(ctx, line, runs, source, switch)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` (switch 0), or from the same runs' result at the previous switch (switch s > 0 of a sequence) | per batch and switch |
 | ``context(spec, loaded, line)`` | the table's context columns: ``dataset``, ``model``, ``shift``, ``severity`` | per line |
 | ``run_fields(spec, loaded, line, run, curves)`` | extra per-run fields of ``runs.json`` | per run |
 | ``data_identity(spec, loaded, line)`` | what identifies the data beyond the config (joins the pair key; default none) | per line |
@@ -177,6 +178,8 @@ class Setting:
     # whether the setting evaluates after every update just after the switch when config ``dense_eval.steps``
     # asks it to (its spec's ``dense_steps``; its adaptation phase's :attr:`Phase.first`)
     dense_eval: ClassVar[bool] = False
+    # whether the setting runs a sequence of switches (config ``sequence.shifts``; :meth:`switches`)
+    sequences: ClassVar[bool] = False
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None
@@ -210,7 +213,14 @@ class Setting:
     def source_phase(self, ctx: Context, line: str) -> Phase | None:
         return None
 
-    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult | None) -> Phase:
+    def switches(self, spec, loaded, line: str) -> list[dict | None]:
+        """The switches of one line: ``[None]`` for the one switch of most settings; a sequence's
+        switches as ``{"switch": i, "shift": ..., "severity": ...}`` (i from 1), which become context
+        columns of their rows."""
+        return [None]
+
+    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult | None,
+                    switch: int = 0) -> Phase:
         raise NotImplementedError
 
     # -- results

@@ -10,3 +10,4 @@ class PretrainedVision(Supervised):
     """An ImageNet-pretrained backbone fine-tuned on a source domain, then adapted to a target domain."""
 
     name = "pretrained_vision"
+    sequences = False  # a domain pair is one switch

@@ -20,6 +20,7 @@ from lossmooth.models import classifiers
 
 SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr", "eps", "eta", "mu0", "patience", "rho", "beta")
 OPTIMIZERS = ("adam", "sgd")
+REPLAY = ("previous", "all")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,31 @@ class Spec(RunSpec):
     domains: dict | None = None  # a domain pair: kind, source, target, size (px), options
     dense_steps: int = 0  # updates after the switch evaluated one by one (config dense_eval.steps)
     dense_size: int | None = None  # examples per domain of that evaluation (None: the whole eval set)
+    # a sequence of switches (config ``sequence``): the shifts (name, severity) of tasks 1..k, task 0
+    # the unshifted data; empty: one switch, the ``shift`` group's
+    sequence: tuple = ()
+    sequence_replay: str = "previous"  # the source objective at switch i: replay of task i-1 or of tasks 0..i-1
+
+
+def parse_sequence(cfg) -> tuple[tuple, str]:
+    """``sequence.shifts`` as ((name, severity), ...) and ``sequence.replay``, validated."""
+    seq = cfg.get("sequence") or {}
+    items = seq.get("shifts") or []
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"sequence.shifts: must be a list of {{name, severity}}, got {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"sequence.shifts[{i}]: must be {{name: <shift>, severity: <0..1>}}, got {item!r}")
+        try:
+            shifts.validate(item["name"], item.get("severity", 0.0))
+        except ConfigError as e:
+            raise ConfigError(f"sequence.shifts[{i}].{str(e).split('shift.', 1)[-1]}") from None
+        out.append((str(item["name"]), float(item.get("severity", 0.0))))
+    replay = seq.get("replay", "previous")
+    if replay not in REPLAY:
+        raise ConfigError(f"sequence.replay: unknown value {replay!r}; choose one of {', '.join(REPLAY)}")
+    return tuple(out), replay
 
 
 def parse(cfg) -> Spec:
@@ -119,4 +145,16 @@ def parse(cfg) -> Spec:
             raise ConfigError(f"setting.{name}: {n} is not a multiple of setting.eval_every x "
                               f"setting.{per_chunk} = {spec.eval_every * k}; make it one")
     steps, size = dense_eval(cfg, spec.eval_every, spec.evals_per_chunk)
-    return dataclasses.replace(spec, dense_steps=steps, dense_size=size)
+    sequence, replay = parse_sequence(cfg)
+    if sequence:
+        if pair is not None:
+            raise ConfigError("sequence.shifts: a sequence of shifts needs one dataset with generated shifts, "
+                              f"not a domain pair ({pair['kind']}); drop sequence or pick data=fashion_mnist")
+        if spec.shift != "none":
+            raise ConfigError(f"sequence.shifts: a sequence starts from the unshifted data, but shift={spec.shift}; "
+                              "set shift=none (the sequence lists every switch's shift)")
+        if steps:
+            raise ConfigError("dense_eval.steps: dense evaluation is not offered with a sequence of shifts; "
+                              "set dense_eval.steps=0")
+    return dataclasses.replace(spec, dense_steps=steps, dense_size=size, sequence=sequence,
+                               sequence_replay=replay)

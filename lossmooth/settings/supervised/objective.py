@@ -26,35 +26,39 @@ import optax
 from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
 from lossmooth.core.schedules import advance, lam_of, measures_source
 from lossmooth.models import classifiers
-
-
-def images(x_u8):
-    return x_u8.astype(jnp.float32) / 255.0
+from lossmooth.settings.supervised.data import SequenceData, sample, to_float
 
 
 def xent(logits, y):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
-def sample(key, x, y, batch):
-    idx = jax.random.randint(key, (batch,), 0, x.shape[0])
-    return images(x[idx]), y[idx]
-
-
 def optimizer(name: str, lr):
     return optax.adam(lr) if name == "adam" else optax.sgd(lr, momentum=0.9)
 
 
+def _weighted(model, params, x, y, w):
+    """(prior-weighted accuracy, prior-weighted loss) on one evaluation set."""
+    logits = model.apply({"params": params}, to_float(x))
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(w * (jnp.argmax(logits, -1) == y)), jnp.sum(w * nll)
+
+
 def evaluate(model, state, data) -> dict:
-    """Prior-weighted accuracy and loss on both domains' test sets."""
-    apply = lambda x: model.apply({"params": state["params"]}, images(x))  # noqa: E731
+    """Prior-weighted accuracy and loss on both domains' test sets; for a sequence, on every task's
+    (``task<j>_acc``, ``task<j>_loss``), the switch's source (task s) and target (task s + 1) among them."""
+    if isinstance(data, SequenceData):
+        accs, losses = zip(*(_weighted(model, state["params"], data.test_x[j], data.test_y[j], data.test_w[j])
+                             for j in range(data.tasks)))
+        accs, losses = jnp.stack(accs), jnp.stack(losses)
+        out = {f"task{j}_{m}": v[j] for j in range(data.tasks) for m, v in (("acc", accs), ("loss", losses))}
+        for dom, j in (("source", data.switch), ("target", data.switch + 1)):
+            out[f"{dom}_acc"], out[f"{dom}_loss"] = accs[j], losses[j]
+        return out
     out = {}
     for dom in ("source", "target"):
         x, y, w = (getattr(data, f"{dom}_test_{s}") for s in ("x", "y", "w"))
-        logits = apply(x)
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        out[f"{dom}_acc"] = jnp.sum(w * (jnp.argmax(logits, -1) == y))
-        out[f"{dom}_loss"] = jnp.sum(w * nll)
+        out[f"{dom}_acc"], out[f"{dom}_loss"] = _weighted(model, state["params"], x, y, w)
     return out
 
 
@@ -80,14 +84,14 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     # the data order depends on the seed and step only, never on the method: runs are paired
     key = jax.random.fold_in(jax.random.fold_in(hp["key"], 2), t)
     k_tgt, k_src = jax.random.split(key)
-    xt, yt = sample(k_tgt, data.target_x, data.target_y, spec.target_batch)
+    xt, yt = data.target_sample(k_tgt, spec.target_batch)
     apply = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
 
     def target_loss(p):
         return xent(apply(p, xt), yt)
 
     def source_loss(p):
-        xs, ys = sample(k_src, data.replay_x, data.replay_y, spec.source_batch)
+        xs, ys = data.replay_sample(k_src, spec.source_batch)
         return xent(apply(p, xs), ys)
 
     reg = None

@@ -22,7 +22,7 @@ from lossmooth.models import classifiers
 from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
 from lossmooth.settings.supervised import objective as O
 from lossmooth.settings.supervised.config import Spec, parse
-from lossmooth.settings.supervised.data import Data, build_data
+from lossmooth.settings.supervised.data import Data, build_data, build_sequence_data
 
 
 class Programs:
@@ -128,11 +128,12 @@ class Supervised(Setting):
     lr_key = "setting.lr"
     diverge_on = ("target_loss", "source_loss", "loss_target")
     dense_eval = True
+    sequences = True
 
     parse = staticmethod(parse)  # the config, validated (config.py)
 
     def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
-        data, info = build_data(spec)
+        data, info = (build_sequence_data if spec.sequence else build_data)(spec)
         model = classifiers.build(spec.model_name, info["num_classes"], **spec.model_kwargs)
         return Loaded(data, info, model, Programs(spec, model, info["num_classes"]))
 
@@ -151,14 +152,26 @@ class Supervised(Setting):
                      n_chunks=self.chunks(spec, ctx.loaded, line)[0], eval_every=spec.eval_every,
                      evals_per_chunk=spec.source_evals_per_chunk)
 
-    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult) -> Phase:
+    def switches(self, spec: Spec, loaded, line: str) -> list[dict | None]:
+        """One switch, or a sequence's: switch i (1-based) trains task i with task i - 1 as its source."""
+        if not spec.sequence:
+            return [None]
+        return [{"switch": i + 1, "shift": name, "severity": sev} for i, (name, sev) in enumerate(spec.sequence)]
+
+    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult,
+                    switch: int = 0) -> Phase:
         spec, progs, data = ctx.spec, ctx.loaded.programs, ctx.loaded.data
         methods = [r["method"] for r in runs]
         reg = methods[0].reg
         seed_idx = jnp.asarray([r["seed_index"] for r in runs])
         hp = {"key": seed_keys(spec)[seed_idx], "method": engine.stack_runs(methods),
               "lr": jnp.asarray([r["lr"] for r in runs], jnp.float32)}
-        src = jax.tree.map(lambda x: x[seed_idx], source.state)
+        if switch:  # a later switch of a sequence: each run goes on from its own model at the last one,
+            # with a data order of its own
+            src, data = source.state, data.at(switch)
+            hp["key"] = jax.vmap(lambda k: jax.random.fold_in(k, 1000 + switch))(hp["key"])
+        else:
+            src = jax.tree.map(lambda x: x[seed_idx], source.state)
         state = jax.vmap(lambda s, h: progs.init_adapt(s, h, reg))(src, hp)
         n_chunks = self.chunks(spec, ctx.loaded, line)[1]
         first_free = progs.source_free_from(methods)
