@@ -18,7 +18,7 @@ from lossmooth import settings
 from tests.conftest import TINY, compose
 
 GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
-          "budget", "dataset", "lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
+          "budget", "dataset", "lm_model", "lm_target", "lm_replay", "lm_budget", "judge", "sequence")
 RL_ONLY = ("algo", "task", "protocol", "budget")
 LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
 # what an LM option needs besides itself: the files a user names, a target with a paper budget

@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store
 from tests.conftest import TINY
@@ -20,6 +22,7 @@ def _sweep(results, cache_dir, order):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # about 3.5 min on 2 cores: two sweeps of two runs each
 def test_two_sweeps_into_one_results_folder(tmp_path, cache_dir):
     results = tmp_path / "results"
     procs = [_sweep(results, cache_dir, "none,blur"), _sweep(results, cache_dir, "blur,none")]

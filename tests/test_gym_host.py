@@ -160,6 +160,7 @@ def test_minari_dataset_records_its_environment(hopper_minari):
     assert t.info["env_id"] == "Hopper-v5" and t.obs_dim == 11
 
 
+@pytest.mark.slow  # about 3 min on 2 cores (a gymnasium run end to end)
 def test_a_tiny_gymnasium_run_lands_complete(hopper_minari, tmp_path, capsys, cache_dir):
     results = tmp_path / "results"
     rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}", f"dataset.root={hopper_minari}"]

@@ -55,6 +55,7 @@ def test_collected_datasets_are_minari_datasets_with_our_references(collected):
     assert abs(rnd.episode_returns().mean() - lo) < abs(exp.episode_returns().mean() - lo)
 
 
+@pytest.mark.slow  # about 13 min on 2 cores: TD3 on brax hopper compiles a program per method kind
 def test_a_tiny_offline_to_online_run_lands_complete(collected, tmp_path, capsys, cache_dir):
     results = tmp_path / "results"
     rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}", f"dataset.root={collected}"]

@@ -29,6 +29,7 @@ def _rollout(env, params, steps=30):
     return go(jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow  # about 2.5 min on 2 cores: a brax program per shifted task
 def test_task_shifts_change_the_task_and_severity_zero_does_not():
     src, p = envs.make_env("hopper", "positional", 1000)
     ret, obs = _rollout(src, p)

@@ -81,12 +81,15 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+SLOW = pytest.mark.slow  # 2-6 min each on 2 cores: out of CI, `pytest -m slow` runs them
+
+
 @pytest.mark.parametrize("setting, wait_for", [("supervised", "source"), ("supervised", "adapt0"),
-                                               ("supervised_groups", "adapt1"),
-                                               ("supervised_sequence", "adapt0-switch2"),
+                                               pytest.param("supervised_groups", "adapt1", marks=SLOW),
+                                               pytest.param("supervised_sequence", "adapt0-switch2", marks=SLOW),
                                                # killed while adapting: resumes the finished source
                                                # phase from its checkpoint and adaptation mid-way
-                                               ("online_rl", "ppo-adapt0")])
+                                               pytest.param("online_rl", "ppo-adapt0", marks=SLOW)])
 def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterrupted, setting, wait_for, tmp_path,
                                                                           cache_dir):
     r = _interrupt(tmp_path, cache_dir, wait_for, signal.SIGKILL, setting)
@@ -99,7 +102,7 @@ def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterru
     assert not (run_dir / "checkpoints").exists()  # dropped once the run is complete
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=SLOW)])
 def test_sigterm_and_ctrl_c_save_and_exit_cleanly_then_resume(uninterrupted, tmp_path, cache_dir, sig, status):
     r = _interrupt(tmp_path, cache_dir, "adapt0", sig)
     assert r.returncode == status, r.stderr

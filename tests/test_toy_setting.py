@@ -47,6 +47,7 @@ def test_the_toy_setting_runs_through_lossmooth_run(toy):
     assert "final target loss" in r.stdout and "source loss after (forgetting)" in r.stdout
 
 
+@pytest.mark.slow  # about 3 min on 2 cores
 def test_table_status_and_reproduce_know_the_toy_setting(toy):
     root, env, results = toy["root"], toy["env"], toy["results"]
     table = _cli("table", "--results-dir", str(results), "--setting", "toy", "--reps", "50", cwd=root, env=env)

@@ -155,6 +155,7 @@ def test_an_interrupted_finish_is_completed_by_the_next_reader(two, tmp_path, ca
     assert not (run_dir / store.PENDING).exists()
 
 
+@pytest.mark.slow  # about 2 min on 2 cores (resume: tests/test_resume.py keeps three cases in CI)
 def test_a_run_killed_before_its_first_checkpoint_starts_anew(tmp_path, cache_dir, capsys):
     _run(capsys, tmp_path, cache_dir)
     (first,) = _dirs(tmp_path)

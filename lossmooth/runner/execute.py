@@ -70,7 +70,8 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     def body(rs, loggers, ckpt):
         ctx = Context(spec=spec, loaded=loaded, mesh=mesh, run_dir=rs.path, cfg=cfg, runs=runs)
         counts = {line: setting.chunks(spec, loaded, line) for line in lines}
-        bar = progress_bar(sum(s + len(groups) * a for s, a in counts.values()), progress)
+        bar = progress_bar(sum(s + len(groups) * len(setting.switches(spec, loaded, line)) * a
+                               for line, (s, a) in counts.items()), progress)
         rows, sources, walls = [], {}, {}
         n_source = 0
 
@@ -275,4 +276,7 @@ def publish(loggers, rows: list[dict], run_dir: str, meta: dict) -> None:
     report.plot_curves(tabled, figure)
     table_rows = [dict(g, kind="aggregate") for g in groups] + [dict(d, kind="paired_diff") for d in diffs] + \
         [dict(e, kind="normalized_by_hard_switch") for e in normalized]
+    for r in table_rows:  # a dashboard table's column holds one type: a sequence's switch (1, 2, ..., all) as text
+        if "switch" in r:
+            r["switch"] = str(r["switch"])
     loggers.job(table_rows, report.markdown(groups, diffs, normalized=normalized), figure)
