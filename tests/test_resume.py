@@ -26,6 +26,10 @@ COMMANDS = {
                                    "sequence=three", "sequence.shifts=[{name:blur,severity:1},{name:contrast,severity:1}]"],
     # PPO on brax hopper: the environments' state is part of the agent's state, so it is checkpointed
     "online_rl": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"] + TINY_RL,
+    # PPO through two switches: the second switch's source is the first's environments, checkpointed
+    "online_rl_sequence": ["setting=online_rl", "logger=jsonl", "progress=false", "checkpoint_every_s=0"]
+    + [o for o in TINY_RL if not o.startswith("method=")] + ["method=[hard_switch,loss_smoothing]", "sequence=pendulum_three",
+       "sequence.shifts=[{name:obs_permutation,severity:1,seed:0},{name:gravity,severity:1,max_scale:1.5}]"],
 }
 
 
@@ -89,7 +93,8 @@ SLOW = pytest.mark.slow  # 2-6 min each on 2 cores: out of CI, `pytest -m slow` 
                                                pytest.param("supervised_sequence", "adapt0-switch2", marks=SLOW),
                                                # killed while adapting: resumes the finished source
                                                # phase from its checkpoint and adaptation mid-way
-                                               pytest.param("online_rl", "ppo-adapt0", marks=SLOW)])
+                                               pytest.param("online_rl", "ppo-adapt0", marks=SLOW),
+                                               pytest.param("online_rl_sequence", "ppo-adapt0-switch2", marks=SLOW)])
 def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterrupted, setting, wait_for, tmp_path,
                                                                           cache_dir):
     r = _interrupt(tmp_path, cache_dir, wait_for, signal.SIGKILL, setting)

@@ -143,3 +143,72 @@ def test_one_switch_configs_keep_their_run_keys():
     assert cfg["sequence"] == {"shifts": [], "replay": "previous"}
     assert "sequence" not in store.numbers_config(cfg)
     assert "sequence" in store.numbers_config(compose(SEQ))
+
+
+# -- online RL: a switch's source is the previous switch's task (TD3: its replay buffer; PPO: its environments)
+
+RL_SEQ = ["setting=online_rl", "task=pendulum", "budget=cpu", "num_seeds=2", "setting.eval_episodes=2",
+          "task.episode_length=20", "+budget.ppo.num_envs=4", "+budget.ppo.num_steps=8", "+budget.ppo.num_minibatches=4",
+          "budget.td3.buffer_size=512", "budget.td3.num_envs=2", "sequence=pendulum_three",
+          "method=[hard_switch,scratch]"]
+
+
+@pytest.mark.parametrize("algo", ["td3", "ppo"])
+def test_an_rl_switch_goes_on_from_its_runs_own_agent_with_the_last_task_as_source(algo):
+    from lossmooth.core.runs import expand_runs
+    from lossmooth.rl import agents as A
+    from lossmooth.settings.online_rl.config import parse
+    from lossmooth.settings.online_rl.objective import build_agents
+
+    spec = parse(compose(RL_SEQ + [f"algo=[{algo}]"]))
+    assert [s.name for s in spec.sequence] == ["obs_permutation", "gravity", "obs_permutation"]
+    ag = build_agents(spec, algo, 4)
+    assert len(ag.task_envs) == 4 and ag.eval_tasks == ("task0", "task1", "task2", "task3")
+    two = A.at_switch(ag, 2)
+
+    def shift_of(env):  # rejax wraps (and copies) the environments it is given
+        while not hasattr(env, "shift"):
+            env = env.env
+        return env.shift
+
+    assert shift_of(two.adapt.env) == spec.sequence[1] and shift_of(two.adapt.source_env) == spec.sequence[0]
+    assert (two.source_env, two.target_env, two.switch) == (ag.task_envs[1], ag.task_envs[2], 2)
+    runs = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
+    keys = A.seed_keys(spec.seed, spec.num_seeds, algo)
+    # the runs' states at the end of switch 1: made distinct from any fresh state
+    prev = jax.vmap(ag.switch_algos[0].init_state)(jax.random.split(jax.random.PRNGKey(3), len(runs)))
+    bump = lambda t: jax.tree.map(lambda x: x + 1 if jnp.issubdtype(x.dtype, jnp.floating) else x, t)  # noqa: E731
+    mark = ({"replay_buffer": bump(prev.replay_buffer).replace(index=prev.replay_buffer.index + 5)} if algo == "td3"
+            else {"env_state": bump(prev.env_state)})
+    prev = prev.replace(actor_ts=prev.actor_ts.replace(params=bump(prev.actor_ts.params)),
+                        updates=prev.updates + 7, global_step=prev.global_step + 99, **mark)
+    state, hp = A.adapt_init(two, keys, prev, runs, reset_optimizer=False, switch=2)
+    same = lambda a, b: all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    assert same(state.actor_ts.params, prev.actor_ts.params)  # every run, scratch too, goes on from its own agent
+    assert int(state.updates.max()) == 0 and int(state.global_step.max()) == 0  # the ramp and the task start again
+    if algo == "td3":  # the last task's replay buffer is the source data; the new task's buffer starts empty
+        assert same(state.source_buffer, prev.replay_buffer)
+        assert int(prev.replay_buffer.num_entries.min()) == 5 and int(state.replay_buffer.num_entries.max()) == 0
+        assert not bool(jnp.any(hp.uniform_warmup))  # no run explores uniformly at a later switch
+    else:  # the last task's environments go on as the source environments
+        assert same(state.source_env_state, prev.env_state)
+    ev = A.evaluate(two, state)
+    assert set(ev) == {"task0_return", "task1_return", "task2_return", "task3_return", "source_return", "target_return"}
+    np.testing.assert_array_equal(ev["source_return"], ev["task1_return"])
+    np.testing.assert_array_equal(ev["target_return"], ev["task2_return"])
+
+
+def test_an_rl_sequence_table_keeps_returns_as_they_are_and_algorithms_apart():
+    def entry(model, method, v, **kw):
+        return {"shift": "obs_permutation > gravity", "model": model, "method": method, "hparams": {}, "switch": "all",
+                **{f"seq_{m}_{kw.get('stat', 'mean')}": v for m in ("avg_final_acc", "min_acc", "wc_acc", "forgetting")},
+                **{k: x for k, x in kw.items() if k != "stat"}}
+    groups = [entry("td3", "hard_switch", -250.0, n=8, n_diverged=0), entry("ppo", "hard_switch", -300.0, n=8, n_diverged=0)]
+    diffs = [entry("td3", "loss_smoothing", 12.5, n_pairs=8, stat="diff")]
+    text = report.sequence_markdown(groups, diffs, unit="return")
+    assert "| algo | method |" in text and "| td3 | hard_switch |  | 8 | -250 |" in text
+    assert "| ppo | hard_switch |" in text and "| td3 | loss_smoothing |  | 8 | 12.5 |" in text
+    assert "avg final return (all tasks)" in text and "paired difference vs hard switch** (return)" in text
+    assert "percentage points" not in text and "accuracy" not in text
+    acc = report.sequence_markdown([entry("cnn", "hard_switch", 0.5, n=8, n_diverged=0)], [], unit="acc")
+    assert "| model |" not in acc and "| hard_switch |  | 8 | 50.0 |" in acc  # one model: no column; accuracies in %

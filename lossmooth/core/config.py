@@ -222,3 +222,32 @@ def dense_eval(cfg: dict, eval_every: int, evals_per_chunk: int) -> tuple[int, i
                           f"most one compiled chunk (eval_every x evals_per_chunk = {most}); change it or raise "
                           "setting.evals_per_chunk")
     return steps, size
+
+
+REPLAY = ("previous", "all")
+
+
+def parse_sequence(cfg: dict, item, replays: tuple = REPLAY) -> tuple[tuple, str]:
+    """``sequence.shifts`` (the shifts of tasks 1..k, each a dict ``{name, severity, ...}``) as a tuple
+    of ``item(d)`` per entry, and ``sequence.replay``, validated. ``item`` checks one entry and raises a
+    ConfigError naming ``shift.<field>``, which becomes ``sequence.shifts[i].<field>``; ``replays``: the
+    replay choices the setting offers."""
+    seq = cfg.get("sequence") or {}
+    items = seq.get("shifts") or []
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"sequence.shifts: must be a list of {{name, severity}}, got {items!r}")
+    out = []
+    for i, d in enumerate(items):
+        if not isinstance(d, dict) or "name" not in d:
+            raise ConfigError(f"sequence.shifts[{i}]: must be {{name: <shift>, severity: <0..1>}}, got {d!r}")
+        try:
+            out.append(item(dict(d)))
+        except ConfigError as e:
+            raise ConfigError(f"sequence.shifts[{i}].{str(e).split('shift.', 1)[-1]}") from None
+    replay = seq.get("replay", "previous")
+    if replay in REPLAY and replay not in replays:
+        raise ConfigError(f"sequence.replay: {replay!r} is not offered by this setting (its source objective "
+                          f"replays the previous task only); use {', '.join(replays)}")
+    if replay not in replays:
+        raise ConfigError(f"sequence.replay: unknown value {replay!r}; choose one of {', '.join(replays)}")
+    return tuple(out), replay

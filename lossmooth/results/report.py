@@ -149,34 +149,54 @@ def shift_label(e: dict) -> str:
     return label if e.get("switch") is None else f"#{e['switch']} {label}"
 
 
-SEQUENCE_COLUMNS = (("seq_avg_final_acc", "avg final acc (all tasks)"), ("seq_min_acc", "min-ACC (k tasks)"),
+SEQUENCE_COLUMNS = (("seq_avg_final_acc", "avg final {q} (all tasks)"), ("seq_min_acc", "min-ACC (k tasks)"),
                     ("seq_wc_acc", "WC-ACC (k tasks)"), ("seq_forgetting", "forgetting (mean over earlier tasks)"))
-SEQUENCE_NOTE = ("Whole sequence (tasks 0..k, task 0 the unshifted data, task i after switch i; De Lange et al. "
-                 "2023): avg final acc = mean accuracy over all tasks at the end (higher is better); min-ACC = "
-                 "for each earlier task the lowest accuracy after its training ended, averaged (higher is better); "
-                 "WC-ACC = 1/(k+1) final accuracy on the last task + k/(k+1) min-ACC (higher is better); "
-                 "forgetting = a task's accuracy at the end of its training minus at the end, averaged over "
-                 "earlier tasks (lower is better); per-task columns in the CSV (seq_*_task<j>).")
+QUANTITY = {"acc": "accuracy", "return": "return", "score": "score", "loss": "loss"}
 
 
-def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean") -> str:
-    """The whole-sequence rows (switch ``all``): the k-task metrics per method, then paired differences."""
+def sequence_note(unit: str) -> str:
+    """What the whole-sequence columns mean, in the runs' own quantity (accuracy, RL return)."""
+    q = QUANTITY[unit]
+    task0 = "the unshifted data" if unit == "acc" else "the unshifted task"
+    return (f"Whole sequence (tasks 0..k, task 0 {task0}, task i after switch i; De Lange et al. 2023): avg "
+            f"final {q} = mean {q} over all tasks at the end (higher is better); min-ACC = for each earlier task "
+            f"the lowest {q} after its training ended, averaged (higher is better); WC-ACC = 1/(k+1) final {q} "
+            f"on the last task + k/(k+1) min-ACC (higher is better); forgetting = a task's {q} at the end of its "
+            "training minus at the end, averaged over earlier tasks (lower is better); per-task columns in the "
+            "CSV (seq_*_task<j>).")
+
+
+def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean", unit: str = "acc") -> str:
+    """The whole-sequence rows (switch ``all``): the k-task metrics per method (and per algorithm or
+    model where a run has several), then paired differences; ``unit``: the runs' quantity (accuracies
+    in %, RL returns as they are)."""
+    pct = unit == "acc"
+    titles = [t.format(q="acc" if pct else QUANTITY[unit]) for _, t in SEQUENCE_COLUMNS]
+    line = "algo" if unit in ("return", "score") else "model"
+    lines_ = sorted({str(e.get("model")) for e in groups + diffs})
+    by_line = line == "algo" or len(lines_) > 1
+    lead = [line] if by_line else []
+
+    def key(e):
+        return (str(e["shift"]), str(e.get("model")), e["method"] != "hard_switch", e["method"])
+
     lines = ["\n**Whole sequence** (" + ", ".join(sorted({str(g["shift"]) for g in groups})) + "):\n"]
-    head = ["method", "numbers", "n"] + [t for _, t in SEQUENCE_COLUMNS]
+    head = lead + ["method", "numbers", "n"] + titles
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in sorted(groups, key=lambda g: (g["shift"], g["method"] != "hard_switch", g["method"])):
+    for g in sorted(groups, key=key):
         n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
-        cells = [g["method"], _numbers(g), n] + [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"),
-                                                     g.get(f"{m}_{stat}_hi"), True) for m, _ in SEQUENCE_COLUMNS]
+        cells = ([str(g.get("model"))] if by_line else []) + [g["method"], _numbers(g), n] + [
+            _ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct) for m, _ in SEQUENCE_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("\n" + SEQUENCE_NOTE)
+    lines.append("\n" + sequence_note(unit))
     if diffs:
-        lines.append("\n**Whole sequence, paired difference vs hard switch** (percentage points):\n")
-        head = ["method", "numbers", "pairs"] + [t for _, t in SEQUENCE_COLUMNS]
+        lines.append("\n**Whole sequence, paired difference vs hard switch** ("
+                     + ("percentage points" if pct else QUANTITY[unit]) + "):\n")
+        head = lead + ["method", "numbers", "pairs"] + titles
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for d in sorted(diffs, key=lambda d: (d["shift"], d["method"])):
-            cells = [d["method"], _numbers(d), str(d["n_pairs"])] + [
-                _ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), True) for m, _ in SEQUENCE_COLUMNS]
+        for d in sorted(diffs, key=key):
+            cells = ([str(d.get("model"))] if by_line else []) + [d["method"], _numbers(d), str(d["n_pairs"])] + [
+                _ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct) for m, _ in SEQUENCE_COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -189,7 +209,8 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     whole = [e for e in groups + diffs if e.get("switch") == "all"]
     if whole:
         tail = sequence_markdown([g for g in groups if g.get("switch") == "all"],
-                                 [d for d in diffs if d.get("switch") == "all"], stat)
+                                 [d for d in diffs if d.get("switch") == "all"], stat,
+                                 unit_of([e for e in groups + diffs if e.get("switch") != "all"]))
         groups = [g for g in groups if g.get("switch") != "all"]
         diffs = [d for d in diffs if d.get("switch") != "all"]
         return markdown(groups, diffs, stat, normalized) + tail
@@ -333,36 +354,46 @@ def _save(fig, out_png: str) -> None:
 
 
 def plot_sequence(rows: list[dict], out_png: str, title: str | None = None) -> None:
-    """A sequence of switches: every task's accuracy over the whole sequence (a panel per task, the
-    switches as dashed lines), per method the mean over seeds, band = min..max."""
+    """A sequence of switches: every task's accuracy (RL: return) over the whole sequence (a panel per
+    task, the switches as dashed lines), per method (and algorithm or model, where a run has several)
+    the mean over seeds, band = min..max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     switch_rows = [r for r in rows if isinstance(r.get("switch"), int) and r.get("diverged_step", -1) < 0]
+    unit = unit_of([r.get("summary", {}) for r in switch_rows])
+    several = len({r.get("model") for r in switch_rows}) > 1
     tasks = max(len(r["sequence"]["tasks"]) for r in rows if r.get("sequence"))
     names = next(r["sequence"]["tasks"] for r in rows if r.get("sequence"))
     curves: dict[int, dict[str, dict[int, list]]] = {j: {} for j in range(tasks)}
-    length = 0
     by_dir: dict[str, dict] = {}
     for r in switch_rows:
         by_dir.setdefault(r["run_dir"], {})[r["run_index"]] = r
+    read = {}
     for d, wanted in by_dir.items():
         try:
-            metrics = [m for m in store.read_metrics(d) if m.get("phase") == "adapt" and m.get("run_index") in wanted]
+            read[d] = [m for m in store.read_metrics(d) if m.get("phase") == "adapt" and m.get("run_index") in wanted]
         except store.CorruptRun as e:
             store.warn(f"skipping {d} in the plot: {e}")
-            continue
-        span = max((m["step"] for m in metrics), default=0)  # every switch has the same length
-        length = max(length, span)
+    spans = {}  # every switch of a line (algorithm, model) has the same length; lines may differ (RL budgets)
+    for d, metrics in read.items():
         for m in metrics:
-            r = wanted[m["run_index"]]
-            label = r["method"] + (f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
-            x = (m["switch"] - 1) * span + m["step"]
+            line = (d, by_dir[d][m["run_index"]].get("model"))
+            spans[line] = max(spans.get(line, 0), m["step"])
+    scaled = len(set(spans.values())) > 1  # then each switch spans 1 on the x axis
+    length = 1 if scaled else max(spans.values(), default=0)
+    for d, metrics in read.items():
+        for m in metrics:
+            r = by_dir[d][m["run_index"]]
+            label = (f"{r.get('model')}/" if several else "") + r["method"] + (
+                f" ({_hp(r['hparams'])})" if _hp(r["hparams"]) else "")
+            span = spans[(d, r.get("model"))]
+            x = (m["switch"] - 1) + m["step"] / max(span, 1) if scaled else (m["switch"] - 1) * span + m["step"]
             for j in range(tasks):
-                if f"task{j}_acc" in m:
-                    curves[j].setdefault(label, {}).setdefault(x, []).append(m[f"task{j}_acc"])
+                if f"task{j}_{unit}" in m:
+                    curves[j].setdefault(label, {}).setdefault(x, []).append(m[f"task{j}_{unit}"])
     cols = 2
     fig, axes = plt.subplots(-(-tasks // cols), cols, figsize=(11, 3.6 * -(-tasks // cols)), squeeze=False)
     for j, ax in enumerate(axes.ravel()):
@@ -375,8 +406,9 @@ def plot_sequence(rows: list[dict], out_png: str, title: str | None = None) -> N
             ax.axvline(i * length, color="k", lw=0.8, ls="--")
         task = names[j] if j < len(names) else {}
         ax.set_title(f"task {j}: " + (f"{task.get('shift')}({task.get('severity'):g})" if j else "unshifted"), fontsize=9)
-        ax.set_xlabel("update since the first switch (dashed: switches)")
-        ax.set_ylabel("accuracy")
+        ax.set_xlabel("switches since the first (each switch's steps scaled to 1)" if scaled else
+                      ("update" if unit == "acc" else "target-task env step") + " since the first switch (dashed: switches)")
+        ax.set_ylabel(QUANTITY[unit])
         ax.grid(alpha=0.3)
     _finish(fig, axes, rows, title or "every task through the sequence", out_png)
 

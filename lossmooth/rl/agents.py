@@ -9,6 +9,7 @@ the source phase, the switch and every adaptation chunk.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -42,6 +43,19 @@ class Agents:
     # a :class:`lossmooth.rl.host_loop.HostRunner` where the task's environments step on the host
     # (gymnasium); None: JAX environments (brax), the whole loop compiled
     host: object = None
+    # a sequence of switches: every task's environment (task 0 the unshifted one; evaluated as
+    # ``task<j>_return``), the smoothed algorithm of each switch i (index i - 1: task i, source task
+    # i - 1) and the switch these agents train at (which tasks ``source_return`` / ``target_return`` are)
+    task_envs: tuple = ()
+    switch_algos: tuple = ()
+    switch: int = 1
+
+
+def at_switch(agents: Agents, switch: int) -> Agents:
+    """``agents`` at switch ``switch`` (>= 1) of a sequence: that switch's algorithm and tasks; the
+    compiled evaluation (every task) is shared."""
+    return dataclasses.replace(agents, adapt=agents.switch_algos[switch - 1], source_env=agents.task_envs[switch - 1],
+                               target_env=agents.task_envs[switch], switch=switch)
 
 
 def deterministic_act(algo, ts):
@@ -83,12 +97,13 @@ def policy_view(ts) -> PolicyView:
 
 def make_eval_fn(agents: Agents, tasks=("target", "source")):
     """Per run: the deterministic policy's mean return on each of ``tasks`` (from a :class:`PolicyView`)."""
-    envs_ = {"target": agents.target_env, "source": agents.source_env}
+    envs_ = {"target": agents.target_env, "source": agents.source_env,
+             **{f"task{j}": env for j, env in enumerate(agents.task_envs)}}
     algo = agents.adapt  # only its actor network and observation normalizer are used
 
     def eval_fn(view, _hp, data):
         key = jax.random.fold_in(view.rng, 0x5EED)  # does not advance the training stream
-        keys = jax.random.split(key, 2)
+        keys = jax.random.split(key, len(tasks))
         return {f"{t}_return": policy_return(algo, view, envs_[t], agents.env_params, keys[i], agents.episodes)
                 for i, t in enumerate(tasks)}
 
@@ -96,15 +111,18 @@ def make_eval_fn(agents: Agents, tasks=("target", "source")):
 
 
 def evaluate(agents: Agents, state, mesh=None) -> dict:
-    """Both tasks' returns for every run in ``state`` [runs]; the batch is padded to
+    """Both tasks' returns for every run in ``state`` [runs] (a sequence: every task's, and its
+    switch's source and target task's under those names); the batch is padded to
     ``agents.eval_runs`` so every phase reuses one compiled program (brax rollouts compile slowly)."""
     view = policy_view(state)
     if agents.host is not None:
         return agents.host.evaluate(agents.adapt, view)
     n = view.rng.shape[0]
     size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
-    out = agents.eval_prog(engine.pad_runs(view, n, size), None, None)
-    return {k: v[:n] for k, v in out.items()}
+    out = {k: v[:n] for k, v in agents.eval_prog(engine.pad_runs(view, n, size), None, None).items()}
+    if agents.task_envs:
+        out.update(source_return=out[f"task{agents.switch - 1}_return"], target_return=out[f"task{agents.switch}_return"])
+    return out
 
 
 def with_eval(train_chunk, agents: Agents, mesh=None):
@@ -196,16 +214,22 @@ def source_free_from(agents: Agents, runs: list[dict], steps_per_eval: int, n_ch
     return next((c for c in range(n_chunks) if updates_after(agents, c * steps_per_eval) >= max(ends)), None)
 
 
-def adapt_init(agents: Agents, seed_keys_: jnp.ndarray, src_state, runs: list[dict], reset_optimizer: bool):
+def adapt_init(agents: Agents, seed_keys_: jnp.ndarray, src_state, runs: list[dict], reset_optimizer: bool,
+               switch: int = 0):
     """Per run, the adaptation state: the source agent (or a fresh one for ``init: scratch``) on the
     target task, with fresh target-task environments and replay buffer, the source data kept.
     ``seed_keys_``: :func:`seed_keys` of every seed; ``reset_optimizer``: fresh optimizer states at
-    the switch instead of the source phase's."""
+    the switch instead of the source phase's. ``switch`` > 0, a later switch of a sequence:
+    ``src_state`` holds the runs' own states at the end of the previous switch [runs], whose
+    target task is this switch's source (TD3: its replay buffer; PPO: its environments); every run
+    goes on from its own agent, with random streams of this switch's own."""
     algo = agents.adapt
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys_)
     idx = jnp.asarray([r["seed_index"] for r in runs])
-    scratch = jnp.asarray([r["init"] == "scratch" for r in runs])
-    src = jax.tree.map(lambda x: x[idx], src_state)
+    scratch = jnp.asarray([r["init"] == "scratch" and not switch for r in runs])
+    src = jax.tree.map(lambda x: x[idx], src_state) if not switch else src_state
+    keys = keys[idx] if not switch else jax.vmap(lambda k: jax.random.fold_in(k, 1000 + switch))(keys[idx])
+    source_field = agents.source_data if not switch else "replay_buffer"
     reset_opt = reset_optimizer
 
     def one(key, src, scratch):
@@ -218,7 +242,7 @@ def adapt_init(agents: Agents, seed_keys_: jnp.ndarray, src_state, runs: list[di
         if agents.name == "td3":
             kept.update(actor_target_params=src.actor_target_params,
                         critic_target_params=src.critic_target_params)
-            source_data = {"source_buffer": getattr(src, agents.source_data)}
+            source_data = {"source_buffer": getattr(src, source_field)}
         else:
             source_data = {"source_env_state": src.env_state, "source_last_obs": src.last_obs,
                            "source_last_done": src.last_done}
@@ -228,9 +252,10 @@ def adapt_init(agents: Agents, seed_keys_: jnp.ndarray, src_state, runs: list[di
             source_data["obs_rms_state"] = src.obs_rms_state
         return state.replace(**source_data)  # scratch runs never read the source data (lam = 1 throughout)
 
-    state = jax.jit(jax.vmap(one))(keys[idx], src, scratch)
+    state = jax.jit(jax.vmap(one))(keys, src, scratch)
     hps = [algo.replace(method=r["method"], **r.get("algo_fields", {}),
-                        **({"uniform_warmup": jnp.asarray(r["init"] == "scratch")} if agents.name == "td3" else {}))
+                        **({"uniform_warmup": jnp.asarray(r["init"] == "scratch" and not switch)}
+                           if agents.name == "td3" else {}))
            for r in runs]  # ``algo_fields``: per-run vmappable fields a setting adds (e.g. the BC weight)
     return state, engine.stack_runs(hps)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lossmooth.core.config import flag, integer, method_inits, no_regularizers, parse_methods, parse_sweep
+from lossmooth.core.config import flag, integer, method_inits, no_regularizers, parse_methods, parse_sequence, parse_sweep
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 from lossmooth.rl import envs, presets
@@ -38,6 +38,9 @@ class Spec(RunSpec):
     adapt_steps: dict  # algo -> target-task env steps
     eval_every: dict  # algo -> env steps between evaluations
     eval_episodes: int
+    # a sequence of switches (config ``sequence``): the shifts of tasks 1..k, task 0 the unshifted task;
+    # switch i trains task i with task i - 1 as its source (its replay buffer or its environments)
+    sequence: tuple = ()
 
 
 def parse(cfg: dict) -> Spec:
@@ -59,6 +62,10 @@ def parse(cfg: dict) -> Spec:
                           f"{', '.join(envs.BACKENDS)}")
     episode_length = integer(task, "episode_length", 1, "task.episode_length")
     shift = envs.parse_shift(cfg.get("shift") or {}, tname)
+    sequence, _ = parse_sequence(cfg, lambda d: envs.parse_shift(d, tname), replays=("previous",))
+    if sequence and shift.name != "none":
+        raise ConfigError(f"sequence.shifts: a sequence starts from the unshifted task, but shift={shift.name}; "
+                          "set shift=none (the sequence lists every switch's shift)")
     proto = cfg.get("protocol") or {}
     if proto.get("name") not in PROTOCOLS:
         raise ConfigError(f"protocol.name: unknown protocol '{proto.get('name')}'; choose one of "
@@ -109,5 +116,5 @@ def parse(cfg: dict) -> Spec:
         episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=reset,
         methods=methods, inits=method_inits(cfg.get("method")), sweep=sweep,
         source_steps=src, adapt_steps=ad, eval_every=every,
-        eval_episodes=integer(s, "eval_episodes", 1, "setting.eval_episodes"),
+        eval_episodes=integer(s, "eval_episodes", 1, "setting.eval_episodes"), sequence=sequence,
         gap_window=integer(s, "gap_window", 1, "setting.gap_window"))

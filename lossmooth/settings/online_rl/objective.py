@@ -34,21 +34,29 @@ from lossmooth.settings.online_rl.config import Spec
 
 def build_agents(spec: Spec, name: str, eval_runs: int) -> Agents:
     """The algorithm ``name`` on the source task (plain rejax: the source phase) and, smoothed, on the
-    target task with the source task kept for ``L_S``; evaluations padded to ``eval_runs`` runs."""
+    target task with the source task kept for ``L_S``; evaluations padded to ``eval_runs`` runs. A
+    sequence of switches: tasks 0..k (task i: the unshifted task under ``spec.sequence[i - 1]``), the
+    smoothed algorithm of each switch i on task i with task i - 1 as its source, every task evaluated."""
     src_env, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
-    tgt_env, _ = envs.make_env(spec.task, spec.backend, spec.episode_length, spec.shift)
+    shifts = spec.sequence or (spec.shift,)
+    task_envs = [src_env] + [envs.make_env(spec.task, spec.backend, spec.episode_length, s)[0] for s in shifts]
     cfg = dict(spec.algos[name])
     plain, smoothed = (TD3, SmoothedTD3) if name == "td3" else (PPO, SmoothedPPO)
     try:
         with warnings.catch_warnings():  # rejax deep-copies its config; brax envs are shallow-copied
             warnings.filterwarnings("ignore", message=".*deepcopy.*", category=RuntimeWarning)
             source = plain.create(env=src_env, env_params=params, **cfg)
-            adapt = smoothed.create(env=tgt_env, env_params=params, source_env=src_env, **cfg)
+            switch_algos = tuple(smoothed.create(env=task_envs[i], env_params=params, source_env=task_envs[i - 1], **cfg)
+                                 for i in range(1, len(task_envs)))
     except TypeError as e:  # an unknown key in the preset overrides
         raise ConfigError(f"budget.{name}: {e}; use rejax {name.upper()} fields")
+    adapt, tgt_env = switch_algos[0], task_envs[1]
     spi = cfg.get("num_envs", 1) * (cfg.get("policy_delay", 2) if name == "td3" else cfg.get("num_steps", 64))
     if name == "td3" and cfg.get("batch_size", 256) > cfg.get("buffer_size", 131072):
         raise ConfigError(f"budget.{name}.batch_size: larger than buffer_size")
     agents = Agents(name, source, adapt, src_env, tgt_env, params, int(spi), spec.eval_episodes, eval_runs)
+    if spec.sequence:
+        agents.task_envs, agents.switch_algos = tuple(task_envs), switch_algos
+        agents.eval_tasks = tuple(f"task{j}" for j in range(len(task_envs)))
     agents.eval_prog = engine.make_eval(make_eval_fn(agents, agents.eval_tasks))
     return agents

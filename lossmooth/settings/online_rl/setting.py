@@ -34,6 +34,7 @@ class OnlineRL(Setting):
     curves = Curves(kind="return", target="target_return", source="source_return")
     step_unit = "env_steps"
     line_key = "algo"
+    sequences = True
 
     parse = staticmethod(parse)  # the config, validated (config.py)
 
@@ -49,6 +50,8 @@ class OnlineRL(Setting):
         info = {"stand_in": stand_in, "paper_data": not stand_in,
                 "data": f"simulated environments ({'brax' if spec.backend else 'gymnax'})",
                 "task": spec.task, "backend": spec.backend, "shift": spec.shift.name,
+                **({"sequence": [{"shift": s.name, "severity": s.severity, **s.params} for s in spec.sequence]}
+                   if spec.sequence else {}),
                 "budgets": {a: {"source_steps": spec.source_steps[a], "adapt_steps": spec.adapt_steps[a]}
                             for a in spec.algos},
                 "rejax_presets": {a: spec.algos[a] for a in spec.algos}}
@@ -77,10 +80,19 @@ class OnlineRL(Setting):
                      # compiles on the second core while the training program compiles
                      ahead=lambda s, h: A.eval_ahead(ag, s, mesh))
 
-    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult) -> Phase:
+    def switches(self, spec: Spec, loaded, line: str) -> list[dict | None]:
+        """One switch, or a sequence's: switch i (1-based) trains task i with task i - 1 as its source."""
+        if not spec.sequence:
+            return [None]
+        return [{"switch": i + 1, "shift": s.name, "severity": s.severity} for i, s in enumerate(spec.sequence)]
+
+    def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult,
+                    switch: int = 0) -> Phase:
         spec, ag, mesh = ctx.spec, ctx.loaded.agents[line], ctx.mesh
+        if switch:  # a later switch of a sequence: its own tasks; ``source`` is these runs' last switch
+            ag = A.at_switch(ag, switch)
         state, hp = A.adapt_init(ag, A.seed_keys(spec.seed, spec.num_seeds, line), source.state, runs,
-                                 spec.reset_optimizer)
+                                 spec.reset_optimizer, switch)
         spe, n_chunks = A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])
         # from the first chunk where every run is past its ramp, a program without the source branch
         first_free = A.source_free_from(ag, runs, spe, n_chunks)

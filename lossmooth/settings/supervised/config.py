@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from lossmooth.core.config import dense_eval, flag, integer, number, parse_methods, parse_sweep
+from lossmooth.core.config import dense_eval, flag, integer, number, parse_methods, parse_sequence, parse_sweep
 from lossmooth.data import domains, images, shifts
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
@@ -20,7 +20,6 @@ from lossmooth.models import classifiers
 
 SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr", "eps", "eta", "mu0", "patience", "rho", "beta")
 OPTIMIZERS = ("adam", "sgd")
-REPLAY = ("previous", "all")
 
 
 @dataclass(frozen=True)
@@ -57,25 +56,10 @@ class Spec(RunSpec):
     sequence_replay: str = "previous"  # the source objective at switch i: replay of task i-1 or of tasks 0..i-1
 
 
-def parse_sequence(cfg) -> tuple[tuple, str]:
-    """``sequence.shifts`` as ((name, severity), ...) and ``sequence.replay``, validated."""
-    seq = cfg.get("sequence") or {}
-    items = seq.get("shifts") or []
-    if not isinstance(items, (list, tuple)):
-        raise ConfigError(f"sequence.shifts: must be a list of {{name, severity}}, got {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"sequence.shifts[{i}]: must be {{name: <shift>, severity: <0..1>}}, got {item!r}")
-        try:
-            shifts.validate(item["name"], item.get("severity", 0.0))
-        except ConfigError as e:
-            raise ConfigError(f"sequence.shifts[{i}].{str(e).split('shift.', 1)[-1]}") from None
-        out.append((str(item["name"]), float(item.get("severity", 0.0))))
-    replay = seq.get("replay", "previous")
-    if replay not in REPLAY:
-        raise ConfigError(f"sequence.replay: unknown value {replay!r}; choose one of {', '.join(REPLAY)}")
-    return tuple(out), replay
+def _sequence_item(d: dict) -> tuple:
+    """One ``sequence.shifts`` entry as (name, severity)."""
+    shifts.validate(d["name"], d.get("severity", 0.0))
+    return str(d["name"]), float(d.get("severity", 0.0))
 
 
 def parse(cfg) -> Spec:
@@ -145,7 +129,7 @@ def parse(cfg) -> Spec:
             raise ConfigError(f"setting.{name}: {n} is not a multiple of setting.eval_every x "
                               f"setting.{per_chunk} = {spec.eval_every * k}; make it one")
     steps, size = dense_eval(cfg, spec.eval_every, spec.evals_per_chunk)
-    sequence, replay = parse_sequence(cfg)
+    sequence, replay = parse_sequence(cfg, _sequence_item)
     if sequence:
         if pair is not None:
             raise ConfigError("sequence.shifts: a sequence of shifts needs one dataset with generated shifts, "
