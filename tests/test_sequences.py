@@ -158,7 +158,9 @@ def test_an_rl_switch_goes_on_from_its_runs_own_agent_with_the_last_task_as_sour
     from lossmooth.core.runs import expand_runs
     from lossmooth.rl import agents as A
     from lossmooth.settings.online_rl.config import parse
+    from lossmooth.settings.contract import Context, PhaseResult
     from lossmooth.settings.online_rl.objective import build_agents
+    from lossmooth.settings.online_rl.setting import Loaded, OnlineRL
 
     spec = parse(compose(RL_SEQ + [f"algo=[{algo}]"]))
     assert [s.name for s in spec.sequence] == ["obs_permutation", "gravity", "obs_permutation"]
@@ -174,7 +176,6 @@ def test_an_rl_switch_goes_on_from_its_runs_own_agent_with_the_last_task_as_sour
     assert shift_of(two.adapt.env) == spec.sequence[1] and shift_of(two.adapt.source_env) == spec.sequence[0]
     assert (two.source_env, two.target_env, two.switch) == (ag.task_envs[1], ag.task_envs[2], 2)
     runs = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
-    keys = A.seed_keys(spec.seed, spec.num_seeds, algo)
     # the runs' states at the end of switch 1: made distinct from any fresh state
     prev = jax.vmap(ag.switch_algos[0].init_state)(jax.random.split(jax.random.PRNGKey(3), len(runs)))
     bump = lambda t: jax.tree.map(lambda x: x + 1 if jnp.issubdtype(x.dtype, jnp.floating) else x, t)  # noqa: E731
@@ -182,7 +183,10 @@ def test_an_rl_switch_goes_on_from_its_runs_own_agent_with_the_last_task_as_sour
             else {"env_state": bump(prev.env_state)})
     prev = prev.replace(actor_ts=prev.actor_ts.replace(params=bump(prev.actor_ts.params)),
                         updates=prev.updates + 7, global_step=prev.global_step + 99, **mark)
-    state, hp = A.adapt_init(two, keys, prev, runs, reset_optimizer=False, switch=2)
+    # the contract's switch index 1 is the sequence's second switch
+    ctx = Context(spec=spec, loaded=Loaded(agents={algo: ag}, info={}), runs=runs)
+    phase = OnlineRL().adapt_phase(ctx, algo, runs, PhaseResult(prev, {}, np.zeros(1), np.zeros(len(runs))), switch=1)
+    state, hp = phase.state, phase.hp
     same = lambda a, b: all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
     assert same(state.actor_ts.params, prev.actor_ts.params)  # every run, scratch too, goes on from its own agent
     assert int(state.updates.max()) == 0 and int(state.global_step.max()) == 0  # the ramp and the task start again
@@ -192,7 +196,7 @@ def test_an_rl_switch_goes_on_from_its_runs_own_agent_with_the_last_task_as_sour
         assert not bool(jnp.any(hp.uniform_warmup))  # no run explores uniformly at a later switch
     else:  # the last task's environments go on as the source environments
         assert same(state.source_env_state, prev.env_state)
-    ev = A.evaluate(two, state)
+    ev = phase.evaluate(state, hp, None)
     assert set(ev) == {"task0_return", "task1_return", "task2_return", "task3_return", "source_return", "target_return"}
     np.testing.assert_array_equal(ev["source_return"], ev["task1_return"])
     np.testing.assert_array_equal(ev["target_return"], ev["task2_return"])

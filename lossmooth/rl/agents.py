@@ -219,8 +219,8 @@ def adapt_init(agents: Agents, seed_keys_: jnp.ndarray, src_state, runs: list[di
     """Per run, the adaptation state: the source agent (or a fresh one for ``init: scratch``) on the
     target task, with fresh target-task environments and replay buffer, the source data kept.
     ``seed_keys_``: :func:`seed_keys` of every seed; ``reset_optimizer``: fresh optimizer states at
-    the switch instead of the source phase's. ``switch`` > 0, a later switch of a sequence:
-    ``src_state`` holds the runs' own states at the end of the previous switch [runs], whose
+    the switch instead of the source phase's. ``switch`` > 0 (the contract's index: switch + 1 of a
+    sequence, ``agents`` at it): ``src_state`` holds the runs' own states at the end of the previous switch [runs], whose
     target task is this switch's source (TD3: its replay buffer; PPO: its environments); every run
     goes on from its own agent, with random streams of this switch's own."""
     algo = agents.adapt

@@ -89,8 +89,8 @@ class OnlineRL(Setting):
     def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult,
                     switch: int = 0) -> Phase:
         spec, ag, mesh = ctx.spec, ctx.loaded.agents[line], ctx.mesh
-        if switch:  # a later switch of a sequence: its own tasks; ``source`` is these runs' last switch
-            ag = A.at_switch(ag, switch)
+        if switch:  # switch + 1 of a sequence: its own tasks; ``source`` is these runs' previous switch
+            ag = A.at_switch(ag, switch + 1)
         state, hp = A.adapt_init(ag, A.seed_keys(spec.seed, spec.num_seeds, line), source.state, runs,
                                  spec.reset_optimizer, switch)
         spe, n_chunks = A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])
