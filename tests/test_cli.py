@@ -39,7 +39,7 @@ def test_every_conf_file_composes_and_validates():
             o2o = (group in O2O_ONLY or (group == "method" and opt in ("batch_mix", "bc_decay"))
                    or (group == "task" and opt == "gymnasium"))
             rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
-                  or (group == "method" and opt == "scratch"))
+                  or (group == "method" and opt == "scratch") or (group == "sequence" and opt.startswith("pendulum")))
             extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
             if group in LM_ONLY:
                 extra = ["setting=lm", *LM_EXTRA.get(opt, [])]
