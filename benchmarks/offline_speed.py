@@ -32,6 +32,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from benchmarks.peak import compiled_flops, matmul_peak  # noqa: E402  (jax only: PyTorch loads later)
 # PyTorch's OpenMP threads otherwise spin after each op, taking the cores from the JAX timings
 # interleaved with them
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -203,21 +205,6 @@ def updates(args):
     return uj, algo, ts
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    x = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    jax.block_until_ready(f(x))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(x))
-        best = min(best, time.perf_counter() - t)
-    return 2 * size ** 3 / best
-
-
 def model_flops(obs: int, act: int, h: int, batch: int) -> float:
     """Analytic matmul FLOPs of one TD3+BC iteration (2 critic updates + 1 actor update), 2 per MAC.
     A backward pass for weight and input gradients costs twice its forward; through the critics in
@@ -243,9 +230,7 @@ def flops(args, measured=None, peak=None):
     else:
         ups, algo, ts = measured
     one = jax.jit(algo.offline_iteration).lower(ts).compile()
-    cost = one.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla = float(cost.get("flops", float("nan")))
+    xla = compiled_flops(one)
     analytic = model_flops(args.obs, args.act, args.hidden, args.batch)
     peak = peak or matmul_peak()
     per_s = ups / algo.policy_delay * analytic

@@ -10,7 +10,10 @@ programs are timed: ``after ramp`` (compiled with ``with_source=False``, what th
 first chunk where every run is past its ramp) and ``cond`` (the source branch still in the program,
 skipped by ``lax.cond``: the chunk in which the ramp ends). All are the same jit(vmap(scan of train
 iterations)) over seeds on the CPU budget's configuration; timings are interleaved, best of
---repeats, compile excluded.
+--repeats, compile excluded. Each algorithm's line ends with the model FLOP/s of the program after
+the ramp as a share of this machine's float32 matmul peak (``benchmarks/peak.py``), its FLOPs counted
+from the networks' layer shapes (:func:`model_flops`; XLA's cost analysis counts each of the
+iteration's loops once).
 """
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ import tempfile
 import time
 
 import jax
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.peak import matmul_peak  # noqa: E402
 from lossmooth.core.config import parse_methods  # noqa: E402
 from lossmooth.rl.agents import adapt_init, seed_keys  # noqa: E402
 from lossmooth.runner.compose import compose  # noqa: E402
@@ -62,13 +67,45 @@ def programs(algo: str, task: str, seeds: int, iters: int):
         t = time.perf_counter()
         c = f.lower(st).compile()
         out[name] = (c, st, time.perf_counter() - t)
-    return out, seeds * iters * ag.steps_per_iteration
+    return out, seeds * iters * ag.steps_per_iteration, ag, sm_state
+
+
+def macs(params) -> int:
+    """Multiply-accumulates per sample of every dense layer in ``params`` (leading axis: the seeds;
+    TD3's twin critics, stacked, count twice)."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return sum(int(np.prod(x.shape[1:])) for path, x in leaves if "kernel" in jax.tree_util.keystr(path))
+
+
+def model_flops(algo: str, ag, state, seeds: int, iters: int) -> float:
+    """Matmul FLOPs (2 per MAC) of ``iters`` iterations of every seed after the ramp (target loss only).
+    A backward pass for weight and input gradients costs twice its forward; through the critics in TD3's
+    actor update only the input gradients are needed.
+
+    TD3 (a: the actor's MACs, c: both critics'; B: batch), per iteration: ``policy_delay`` rounds of
+    ``num_envs`` acting steps (a each) and ``num_epochs`` critic updates (B (a + c + 3c): target actor,
+    target critics, critics forward and backward), then ``num_epochs`` actor updates (B (3a + 2c)).
+    PPO (a: the actor's, v: the critic's; N = num_steps x num_envs transitions), per iteration: the
+    rollout (N (a + v)) and the last value (num_envs v), then ``num_epochs`` passes over the N
+    transitions, each forward and backward through both networks (3 (a + v) per transition)."""
+    x = ag.adapt
+    a = macs(state.actor_ts.params)
+    if algo == "td3":
+        c = macs(state.critic_ts.params)
+        per = (x.policy_delay * (x.num_envs * a + x.num_epochs * x.batch_size * (a + 4 * c))
+               + x.num_epochs * x.batch_size * (3 * a + 2 * c))
+    else:
+        v = macs(state.critic_ts.params)
+        n = x.num_steps * x.num_envs
+        per = n * (a + v) + x.num_envs * v + x.num_epochs * n * 3 * (a + v)
+    return 2.0 * per * seeds * iters
 
 
 def overhead(args):
+    peak = matmul_peak(repeats=args.repeats)
     for algo in (["td3", "ppo"] if args.algo == "both" else [args.algo]):
         iters = 16 if algo == "td3" else 4
-        progs, steps = programs(algo, args.task, args.seeds, iters)
+        progs, steps, ag, state = programs(algo, args.task, args.seeds, iters)
         best = {k: float("inf") for k in progs}
         for _ in range(args.repeats):
             for k, (c, st, _) in progs.items():
@@ -82,6 +119,21 @@ def overhead(args):
               f"(ratio {sps['after ramp'] / sps['rejax']:.3f}, target >= 0.95), with the skipped cond "
               f"{sps['cond']:.0f} (ratio {sps['cond'] / sps['rejax']:.3f}); compile "
               + " / ".join(f"{k} {v[2]:.1f}s" for k, v in progs.items()))
+        flops = model_flops(algo, ag, state, args.seeds, iters)
+        got = flops / best["after ramp"]
+        print(f"[flops] {algo} after the ramp: {flops / 1e9:.3f} GFLOP of network matmuls per call (layer shapes) "
+              f"in {best['after ramp']:.3f} s = {got / 1e9:.2f} GFLOP/s; float32 matmul peak {peak / 1e9:.1f} "
+              f"GFLOP/s -> {100 * got / peak:.2f}% of peak (aim >= 30%; below it, as expected where the networks are "
+              f"{'64-64' if a_small(state) else 'small'} MLPs on batches of a few hundred samples at most and the "
+              "environment steps, replay sampling and optimizer updates between the matmuls are no matmul work; "
+              "not profiled further)")
+
+
+def a_small(state) -> bool:
+    """Whether the actor's hidden layers are 64 wide (rejax's default networks)."""
+    shapes = [x.shape[-1] for p, x in jax.tree_util.tree_leaves_with_path(state.actor_ts.params)
+              if "kernel" in jax.tree_util.keystr(p)]
+    return all(s == 64 for s in shapes[:-1])
 
 
 def compile_times(args):

@@ -24,6 +24,7 @@ import optax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.peak import compiled_flops, matmul_peak, share_line  # noqa: E402
 from lossmooth.core import engine  # noqa: E402
 from lossmooth.models import classifiers  # noqa: E402
 from lossmooth.core.runs import expand_runs  # noqa: E402
@@ -157,23 +158,9 @@ def bench_flops(args):
     _, best, _ = timed(chunk, state, hp, data, repeats=args.repeats)
     # XLA's cost analysis counts a loop body once, so ask it about one vmapped step
     one_step = jax.jit(jax.vmap(progs.adapt_step, in_axes=(0, 0, None), axis_name="runs"))
-    cost = one_step.lower(state, hp, data).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) * spec.eval_every
-    peak = 0.0  # the machine's float32 matmul peak, measured now in the same process
-    for m in (1024, 2048):
-        a = jax.random.normal(jax.random.key(0), (m, m), jnp.float32)
-        mm = jax.jit(lambda a: a @ a)
-        jax.block_until_ready(mm(a))
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            jax.block_until_ready(mm(a))
-            peak = max(peak, 2 * m**3 / (time.perf_counter() - t))
-    got = flops / best
-    print(f"[flops] {flops / 1e9:.1f} GFLOP per chunk ({n} runs x {spec.eval_every} ramp steps, XLA cost "
-          f"analysis of one step x steps) in {best:.3f}s = {got / 1e9:.1f} GFLOP/s")
-    print(f"[flops] measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s -> {100 * got / peak:.0f}% of peak "
-          "(aim >= 30%)")
+    flops = compiled_flops(one_step.lower(state, hp, data).compile()) * spec.eval_every
+    print(share_line(f"{n} runs x {spec.eval_every} ramp steps", flops, best, matmul_peak(repeats=args.repeats),
+                     "XLA cost analysis of one vmapped step x steps"))
 
 
 def bench_compile(args):
