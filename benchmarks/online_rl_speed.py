@@ -124,16 +124,17 @@ def overhead(args):
         print(f"[flops] {algo} after the ramp: {flops / 1e9:.3f} GFLOP of network matmuls per call (layer shapes) "
               f"in {best['after ramp']:.3f} s = {got / 1e9:.2f} GFLOP/s; float32 matmul peak {peak / 1e9:.1f} "
               f"GFLOP/s -> {100 * got / peak:.2f}% of peak (aim >= 30%; below it, as expected where the networks are "
-              f"{'64-64' if a_small(state) else 'small'} MLPs on batches of a few hundred samples at most and the "
+              f"MLPs of hidden width {hidden(state)} on batches of a few hundred samples at most and the "
               "environment steps, replay sampling and optimizer updates between the matmuls are no matmul work; "
               "not profiled further)")
 
 
-def a_small(state) -> bool:
-    """Whether the actor's hidden layers are 64 wide (rejax's default networks)."""
-    shapes = [x.shape[-1] for p, x in jax.tree_util.tree_leaves_with_path(state.actor_ts.params)
+def hidden(state) -> str:
+    """The actor's hidden widths (a layer's output that another layer takes in), e.g. ``64``."""
+    shapes = [x.shape[-2:] for p, x in jax.tree_util.tree_leaves_with_path(state.actor_ts.params)
               if "kernel" in jax.tree_util.keystr(p)]
-    return all(s == 64 for s in shapes[:-1])
+    ins = {s[0] for s in shapes}
+    return "/".join(str(w) for w in sorted({s[1] for s in shapes if s[1] in ins}))
 
 
 def compile_times(args):

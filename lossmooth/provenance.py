@@ -18,6 +18,7 @@ PACKAGES = ("lossmooth", "jax", "jaxlib", "flax", "optax", "numpy", "hydra-core"
             "tensorflow-datasets", "wandb", "tensorboardX", "rliable")
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 _LINE = re.compile(r"^(\s*)([A-Za-z_][\w-]*)\s*:(.*)$")
+_ITEM = re.compile(r"^(\s*)-\s+(.*)$")  # a list entry (e.g. a sequence's shifts, one per line)
 
 
 def versions() -> dict:
@@ -96,9 +97,23 @@ def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:
             if m:
                 pkg = "" if m.group(1) == "_global_" else m.group(1).replace("_group_", default_pkg)
         stack: list[tuple[int, str]] = []
+        items: dict[str, int] = {}  # entries seen so far per list
         for ln in lines:
-            m = _LINE.match(ln)
-            if not m or ln.lstrip().startswith("#"):
+            m, item = _LINE.match(ln), _ITEM.match(ln)
+            if ln.lstrip().startswith("#") or not (m or item):
+                continue
+            if item:  # entry i of the list under the last key, named ``key[i]``
+                indent, rest = len(item.group(1)), item.group(2)
+                while stack and stack[-1][0] > indent:  # a list may sit at its key's own indent
+                    stack.pop()
+                if not stack:
+                    continue
+                path = [k for _, k in stack]
+                i = items[".".join(path)] = items.get(".".join(path), -1) + 1
+                if "# assumed:" in rest:
+                    dotted = ".".join(([pkg] if pkg else []) + path[:-1] + [f"{path[-1]}[{i}]"])
+                    out[dotted] = {"value": _lookup(cfg, dotted), "why": rest.split("# assumed:", 1)[1].strip(),
+                                   "file": rel}
                 continue
             indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
             while stack and stack[-1][0] >= indent:
@@ -114,9 +129,15 @@ def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:
 def _lookup(cfg, dotted: str):
     cur = cfg
     for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
+        name, _, index = part.partition("[")
+        if not isinstance(cur, dict) or name not in cur:
             return None
-        cur = cur[part]
+        cur = cur[name]
+        if index:  # ``key[i]``: entry i of a list
+            i = int(index.rstrip("]"))
+            if not isinstance(cur, list) or i >= len(cur):
+                return None
+            cur = cur[i]
     return cur
 
 

@@ -83,6 +83,16 @@ def test_assumed_values_are_listed_in_the_metadata():
     assert "shift.severity" in a and "model.widths" in a
 
 
+def test_assumed_list_entries_are_listed_in_the_metadata_too():
+    """A list's entries marked ``# assumed:`` (a sequence's shifts) are listed as ``key[i]``."""
+    from lossmooth.provenance import assumed_fields
+
+    a = assumed_fields({"setting": "supervised", "sequence": "three"}, compose(["sequence=three"]))
+    assert a["sequence.shifts[1]"]["value"] == {"name": "label_permutation", "severity": 1.0}
+    assert a["sequence.shifts[1]"]["why"] and a["sequence.shifts[1]"]["file"] == "sequence/three.yaml"
+    assert sorted(k for k in a if k.startswith("sequence.")) == [f"sequence.shifts[{i}]" for i in range(3)]
+
+
 def test_a_run_lands_complete_and_table_and_plot_read_it(tmp_path, capsys, cache_dir):
     results = tmp_path / "results"
     rc = cli.main(["run", f"results_dir={results}", f"cache_dir={cache_dir}"] + TINY)

@@ -23,7 +23,7 @@ What a setting provides (methods of :class:`Setting`):
 | ``adapt_updates(spec, loaded, line)`` | gradient updates of the adaptation (a ramp longer than it is marked) | once per line |
 | ``source_phase(ctx, line)`` | a :class:`Phase` for every seed, or None (a pretrained model) | once per line |
 | ``switches(spec, loaded, line)`` | ``[None]`` (one switch), or for a sequence of shifts one dict per switch (``switch``, ``shift``, ``severity``) | once per line |
-| ``adapt_phase(ctx, line, runs, source, switch)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` (switch 0), or from the same runs' result at the previous switch (switch s > 0 of a sequence) | per batch and switch |
+| ``adapt_phase(ctx, line, runs, source, switch)`` | a :class:`Phase` for one batch of runs from the source phase's :class:`PhaseResult` (switch 0), or from the same runs' result at the previous switch (index s > 0: the sequence's switch s + 1, counted from 1) | per batch and switch |
 | ``context(spec, loaded, line)`` | the table's context columns: ``dataset``, ``model``, ``shift``, ``severity`` | per line |
 | ``run_fields(spec, loaded, line, run, curves)`` | extra per-run fields of ``runs.json`` | per run |
 | ``data_identity(spec, loaded, line)`` | what identifies the data beyond the config (joins the pair key; default none) | per line |
