@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lossmooth.core import sharding
 from lossmooth.core.objective import RUN_AXIS
 
 
@@ -85,7 +86,7 @@ DENSE = "dense/"  # the prefix of a dense evaluation's metrics in a chunk's outp
 
 
 def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_per_chunk: int,
-               dense: tuple[int, Callable] | None = None):
+               dense: tuple[int, Callable] | None = None, donate: bool | None = None):
     """``jit(vmap(chunk))``: per run, ``evals_per_chunk`` x (scan of ``steps_per_eval`` steps + eval).
 
     Returns ``(state, metrics)`` where each metric has shape ``[runs, evals_per_chunk]``; the train
@@ -131,14 +132,27 @@ def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_
             curves = {DENSE + k: jnp.concatenate([at_switch[k][None], v.reshape(-1)]) for k, v in seen.items()}
             return state, {**metrics, **curves}
 
-    # CPU cannot reuse donated buffers (and warns); accelerators save a copy of the state
-    donate = () if jax.default_backend() == "cpu" else (0,)
-    return jax.jit(jax.vmap(program, in_axes=(0, 0, None), axis_name=RUN_AXIS), donate_argnums=donate)
+    def held(state, hp, data):
+        # a run sharded over devices (lossmooth.core.sharding) returns its state sharded as it came
+        state, metrics = program(sharding.keep_sharded(state), hp, data)
+        return sharding.keep_sharded(state), metrics
+
+    # CPU cannot reuse donated buffers (and warns); accelerators save a copy of the state.
+    # ``donate`` overrides the choice (a memory plan compiles for an accelerator on the CPU)
+    if donate is None:
+        donate = jax.default_backend() != "cpu"
+    return jax.jit(run_vmap(held), donate_argnums=(0,) if donate else ())
+
+
+def run_vmap(fn: Callable):
+    """``vmap`` of a per-run ``fn(state, hp, data)`` over the run axis: named ``runs`` for collectives,
+    and laid on the mesh's ``runs`` axis where a program annotates placements (:mod:`.sharding`)."""
+    return jax.vmap(fn, in_axes=(0, 0, None), axis_name=RUN_AXIS, spmd_axis_name=RUN_AXIS)
 
 
 def make_eval(eval_fn: Callable):
     """``jit(vmap(eval_fn))`` for an evaluation outside the chunks (e.g. at the switch)."""
-    return jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, None), axis_name=RUN_AXIS))
+    return jax.jit(run_vmap(lambda state, hp, data: eval_fn(sharding.keep_sharded(state), hp, data)))
 
 
 def compile_ahead(fn, *args):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lossmooth.core.sharding import split_batch
 from lossmooth.lm.decoder import Decoder, DecoderConfig
 
 ROW_FIELDS = ("tokens", "loss_mask", "segment_ids", "positions")
@@ -74,7 +75,8 @@ def token_nll(params, cfg: DecoderConfig, rows: dict) -> tuple[jax.Array, jax.Ar
 
 
 def gather_rows(table: dict, idx) -> dict:
-    return {k: jnp.take(table[k], idx, axis=0) for k in ROW_FIELDS}
+    """The rows ``idx`` of a table, split over the devices of a sharded run (data-parallel)."""
+    return split_batch({k: jnp.take(table[k], idx, axis=0) for k in ROW_FIELDS})
 
 
 def init_state(params, spec: TrainSpec) -> dict:
@@ -89,7 +91,7 @@ def mean_nll(params, cfg: DecoderConfig, rows: dict, micro_batch: int) -> jax.Ar
     chunks = {f: rows[f].reshape(n // micro_batch, micro_batch, *rows[f].shape[1:]) for f in ROW_FIELDS}
 
     def body(acc, chunk):
-        s, c = token_nll(params, cfg, chunk)
+        s, c = token_nll(params, cfg, split_batch(chunk))
         return (acc[0] + s, acc[1] + c), None
 
     (total, count), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(())), chunks)

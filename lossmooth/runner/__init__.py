@@ -62,7 +62,15 @@ def check_host_keys(cfg: dict) -> None:
             raise ConfigError(f"{key}: must be a string or null, got {cfg[key]!r}")
     check_loggers(cfg.get("logger") or {})
     check_summaries(cfg)
-    device_mesh(cfg.get("devices", "all"))
+    mesh = device_mesh(cfg.get("devices", "all"))
+    check_shard(cfg.get("shard", "auto"), 1 if mesh is None else mesh.size)
+
+
+def check_shard(shard, n_devices: int) -> None:
+    """``shard``: ``auto`` or a divisor of the device count (:func:`lossmooth.core.sharding.mesh_shape`)."""
+    if shard != "auto" and (isinstance(shard, bool) or not isinstance(shard, int) or shard < 1 or n_devices % shard):
+        raise ConfigError(f"shard: must be 'auto' or a divisor of the {n_devices} device(s) in use "
+                          f"(devices=...), got {shard!r}")
 
 
 def check_summaries(cfg: dict) -> tuple[int, int]:
@@ -96,7 +104,7 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
     engine.enable_compilation_cache(cfg.get("cache_dir"))
     mesh = device_mesh(cfg.get("devices", "all"))
     try:
-        return execute(setting, cfg, choices, mesh=mesh,
+        return execute(setting, cfg, choices, mesh=mesh, shard=cfg.get("shard", "auto"),
                        progress=cfg.get("progress", True) if progress is None else progress)
     except store.NothingToDo as e:  # another sweep runs this config now, or just finished it
         print(f"lossmooth: {e}")

@@ -51,8 +51,11 @@ def lam_at_switch(runs: list[dict]) -> np.ndarray:
     return np.asarray(jax.vmap(lambda m: m.schedule(0))(methods))
 
 
-def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: bool = True) -> str:
-    """Run the experiment ``cfg`` describes with ``setting``; return its run directory."""
+def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: bool = True,
+            shard: int | str = "auto") -> str:
+    """Run the experiment ``cfg`` describes with ``setting``; return its run directory. ``shard``: devices
+    per run of a phase whose setting splits its batch, where runs are fewer than devices
+    (:func:`lossmooth.core.sharding.mesh_shape`)."""
     t0 = time.time()
     spec = setting.parse(cfg)
     peaks = PhasePeaks()
@@ -140,7 +143,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             cb = writer(ids, names, phase.eval_every)
             with peaks.phase("adapt"):
                 res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}" + (f"-switch{sw['switch']}" if si else ""),
-                                lam0=lam_at_switch(g_runs),
+                                lam0=lam_at_switch(g_runs), shard=shard,
                                 on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
                                     [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
                                      for j, x in enumerate(ids)]),
@@ -220,7 +223,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
                 cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], phase.eval_every)
                 with peaks.phase("source"):
-                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source")
+                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source", shard=shard)
                 start_rows(ids, source)
                 sources[line] = source
                 walls[f"{prefix}source"] = source.seconds

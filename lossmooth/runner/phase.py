@@ -2,7 +2,8 @@
 the engine.
 
 Per phase: pad the run axis to a multiple of the device count (repeating the last run) and shard it
-over the mesh; start compiling what the phase needs later; evaluate the state at the phase's start;
+over the mesh (a phase that splits its batch: over a ``(runs, shard)`` mesh, each run spread over the
+devices its runs leave over, :mod:`lossmooth.core.sharding`); start compiling what the phase needs later; evaluate the state at the phase's start;
 run the chunks (:func:`lossmooth.core.engine.run_loop`, resuming from the phase's checkpoint); drop the
 padding; put the start's evaluation in front of the curves as step 0 (``lam`` there is each run's
 schedule at t = 0; a training metric has no value before the first update: NaN); add the phase's
@@ -10,12 +11,14 @@ host-side metrics. Nothing here writes files: :mod:`lossmooth.runner.execute` do
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import jax
 import numpy as np
 
-from lossmooth.core import engine
+from lossmooth.core import engine, sharding
+from lossmooth.core.objective import RUN_AXIS
 from lossmooth.settings.contract import Phase, PhaseResult
 
 
@@ -40,18 +43,40 @@ def blowups(metrics: dict, names: tuple, factor: float, offset: int) -> np.ndarr
     return first
 
 
+def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto"):
+    """``(state, hp, mesh)`` as the phase's programs take them. A phase whose setting splits its batch
+    (``phase.split``) gets a ``(runs, shard)`` mesh (:func:`lossmooth.core.sharding.phase_mesh`): its
+    runs over ``runs``, each run's large state leaves and batch rows over ``shard``; its programs run
+    with that mesh set. Other phases shard their run axis over the devices as before (mesh None:
+    their programs set none)."""
+    state, hp = phase.state, phase.hp
+    if mesh is not None and phase.split:
+        pmesh = sharding.phase_mesh(mesh.devices.flat, n, shard, pad_runs=phase.shard)
+        target = engine.padded_size(n, pmesh.shape[RUN_AXIS])
+        state, hp = engine.pad_runs(state, n, target), engine.pad_runs(hp, n, target)
+        return sharding.place(state, pmesh), sharding.place(hp, pmesh, shard_leaves=False), pmesh
+    if phase.shard:
+        state, hp = engine.place_runs(state, n, mesh), engine.place_runs(hp, n, mesh)
+    return state, hp, None
+
+
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
-              lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None) -> PhaseResult:
+              lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None,
+              shard: int | str = "auto") -> PhaseResult:
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
     chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
     switch is diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
-    evaluation at the phase's start (``{metric: [runs]}``, with ``lam`` at t = 0) before the chunks run."""
+    evaluation at the phase's start (``{metric: [runs]}``, with ``lam`` at t = 0) before the chunks run.
+    ``shard``: devices per run of a phase that splits its batch (:func:`place_phase`)."""
     t0 = time.time()
     n = int(jax.tree.leaves(phase.state)[0].shape[0])
-    state, hp = phase.state, phase.hp
-    if phase.shard:
-        state, hp = engine.place_runs(state, n, mesh), engine.place_runs(hp, n, mesh)
+    state, hp, pmesh = place_phase(phase, n, mesh, shard)
+    with contextlib.nullcontext() if pmesh is None else jax.set_mesh(pmesh):
+        return _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0)
+
+
+def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0) -> PhaseResult:
     if phase.ahead is not None:
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else jax.device_get(phase.evaluate(state, hp, phase.data))

@@ -106,6 +106,10 @@ class Phase:
     to each chunk's (and to the step-0 values). ``checkpoint=False`` where part of the state lives
     outside JAX (host-stepped simulators: such a loop restarts from its start); ``shard=False`` keeps
     the run axis unpadded and on one device; ``close`` runs after the loop, however it ends.
+    ``split=True``: the setting's steps pass their batches through
+    :func:`lossmooth.core.sharding.split_batch`, so where runs are fewer than devices each run is
+    spread over several (its batch data-parallel, its state FSDP-style; with ``shard=False`` the run
+    axis stays unpadded and every device shards the one run).
     ``first``: the program for chunk 0 with dense evaluation (:func:`lossmooth.core.engine.make_chunk`'s
     ``dense``): its curves, one evaluation per update from the switch, come back as
     :attr:`PhaseResult.dense`.
@@ -126,6 +130,7 @@ class Phase:
     checkpoint: bool = True
     shard: bool = True
     close: Callable | None = None
+    split: bool = False
     first: Callable | None = None
 
 

@@ -3,7 +3,8 @@
 There is no source phase: the pretrained model is the model at the switch (step 0), the same for every
 run, so its evaluation is computed once. Runs share one compiled update (same shapes; the method, the
 learning rate and the data order are values) and run one after another, each its own batch: a model
-with AdamW moments per run is too large to batch many on a CPU. After a run's training, its greedy
+with AdamW moments per run is too large to batch many on a CPU. With several devices a run is spread
+over all of them (its rows data-parallel, its weights and AdamW moments FSDP-style: ``shard``). After a run's training, its greedy
 replies to the held-out prompts are kept beside the results; at the end a pairwise judge compares
 every run's replies with the reference run's (:mod:`.judge`).
 """
@@ -98,7 +99,7 @@ class LM(Setting):
 
         return Phase(state=engine.stack_runs([T.init_state(ld.base_params, ld.tspec)]), hp=hp, chunk=ld.chunk,
                      data=ld.arrays, n_chunks=spec.n_chunks, eval_every=spec.budget["eval_every"],
-                     evals_per_chunk=spec.budget["evals_per_chunk"], evaluate=at_switch, shard=False)
+                     evals_per_chunk=spec.budget["evals_per_chunk"], evaluate=at_switch, shard=False, split=True)
 
     def after_group(self, ctx: Context, line: str, index: list[int], runs: list[dict], result: PhaseResult) -> None:
         spec, ld = ctx.spec, ctx.loaded

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from lossmooth.core.sharding import split_batch
 from lossmooth.data import domains, images, shifts
 from lossmooth.errors import ConfigError
 from lossmooth.settings.supervised.config import Spec
@@ -26,7 +27,7 @@ def to_float(x_u8):
 def sample(key, x, y, batch):
     """``batch`` examples drawn uniformly with replacement, as floats in [0, 1]."""
     idx = jax.random.randint(key, (batch,), 0, x.shape[0])
-    return to_float(x[idx]), y[idx]
+    return split_batch((to_float(x[idx]), y[idx]))  # over the devices of a sharded run
 
 
 @struct.dataclass
@@ -192,7 +193,7 @@ class SequenceData:
 
     def target_sample(self, key, batch):
         idx = jax.random.randint(key, (batch,), 0, self.task_x.shape[1])
-        return to_float(self.task_x[self.switch, idx]), self.task_y[self.switch, idx]
+        return split_batch((to_float(self.task_x[self.switch, idx]), self.task_y[self.switch, idx]))
 
     def replay_sample(self, key, batch):
         k_task, k_idx = jax.random.split(key)
@@ -201,7 +202,7 @@ class SequenceData:
             task = jax.random.randint(k_task, (batch,), 0, self.switch + 1)
         else:
             task = jnp.full((batch,), self.switch)
-        return to_float(self.replay_x[task, idx]), self.replay_y[task, idx]
+        return split_batch((to_float(self.replay_x[task, idx]), self.replay_y[task, idx]))
 
 
 def shift_seed(split_seed: int, task: int) -> int:

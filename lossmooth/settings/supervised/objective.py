@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lossmooth.core.sharding import split_batch
 from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
 from lossmooth.core.schedules import advance, lam_of, measures_source
 from lossmooth.models import classifiers
@@ -38,7 +39,9 @@ def optimizer(name: str, lr):
 
 
 def _weighted(model, params, x, y, w):
-    """(prior-weighted accuracy, prior-weighted loss) on one evaluation set."""
+    """(prior-weighted accuracy, prior-weighted loss) on one evaluation set (its examples split over
+    the devices of a sharded run)."""
+    x, y, w = split_batch((x, y, w))
     logits = model.apply({"params": params}, to_float(x))
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     return jnp.sum(w * (jnp.argmax(logits, -1) == y)), jnp.sum(w * nll)

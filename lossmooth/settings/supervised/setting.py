@@ -150,7 +150,7 @@ class Supervised(Setting):
         state = jax.vmap(lambda k: progs.init_source(k, data.source_x))(keys)
         return Phase(state=state, hp={"key": keys}, chunk=progs.source_chunk(), data=data,
                      n_chunks=self.chunks(spec, ctx.loaded, line)[0], eval_every=spec.eval_every,
-                     evals_per_chunk=spec.source_evals_per_chunk)
+                     evals_per_chunk=spec.source_evals_per_chunk, split=True)
 
     def switches(self, spec: Spec, loaded, line: str) -> list[dict | None]:
         """One switch, or a sequence's: switch i (1-based) trains task i with task i - 1 as its source."""
@@ -183,7 +183,7 @@ class Supervised(Setting):
             first = progs.adapt_chunk(methods[0].signature, with_source=later is None or later[0] > 0, dense=True)
         return Phase(state=state, hp=hp, chunk=progs.adapt_chunk(methods[0].signature), data=data,
                      n_chunks=n_chunks, eval_every=spec.eval_every, evals_per_chunk=spec.evals_per_chunk,
-                     later=later, evaluate=progs.eval_batch(), first=first)
+                     later=later, evaluate=progs.eval_batch(), first=first, split=True)
 
     def context(self, spec: Spec, loaded, line: str) -> dict:
         return {"dataset": loaded.info["dataset"], "model": spec.model_name, "shift": spec.shift,
