@@ -22,6 +22,8 @@ RMSNorm eps) with the same weights, ``loss = model(ids, labels=ids).loss``, ``ba
 compile time and each framework's first step are reported apart from the timed steps; the timed
 steps alternate ours / theirs so a load change on the machine hits both, and each framework's
 figure is the median of its ``--steps`` per-step times. Tokens/s counts ``batch * seq`` tokens per step.
+It then prints the step's share of this machine's float32 matmul peak (:mod:`benchmarks.peak`):
+model FLOP/s as ``6 x parameters x tokens/s`` and as XLA's FLOP count of the compiled step.
 
 ``memory``: for each framework a fresh subprocess (so neither's allocations count in the other's
 figure) loads the weights, builds the training state, then resets the kernel's peak-RSS counter
@@ -61,6 +63,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lossmooth.lm.decoder import Decoder, generate  # noqa: E402
+from benchmarks.peak import compiled_flops, matmul_peak, share_line  # noqa: E402
 from lossmooth.runner.memory import proc_status, reset_peak_rss  # noqa: E402
 
 LR, B1, B2, EPS, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-5, 0.9, 0.95, 1e-8, 0.01, 1.0
@@ -232,6 +235,16 @@ def train(args):
     print(f"train: ours {tokens / ours_med:.0f} tokens/s ({ours_med:.2f} s/step); PyTorch {torch.__version__} + "
           f"transformers LlamaForCausalLM {tokens / torch_med:.0f} tokens/s ({torch_med:.2f} s/step); "
           f"ratio ours/theirs {torch_med / ours_med:.2f}", flush=True)
+    # share of the matmul peak: the usual 6 x parameters x tokens (forward 2, backward 4 FLOPs per
+    # parameter and token; attention's own matmuls not counted) and XLA's count of the compiled step
+    # (one update, no loop: the count is the whole step's)
+    peak = matmul_peak()
+    print(share_line("ours, 6 x parameters x tokens", 6 * n_params * tokens, ours_med, peak, "analytic"))
+    print(share_line("ours, XLA's count", compiled_flops(compiled), ours_med, peak, "XLA cost analysis"))
+    print(share_line("PyTorch, 6 x parameters x tokens", 6 * n_params * tokens, torch_med, peak, "analytic"))
+    print("  below 30%: the 49152-token output layer and cross-entropy, the float32 softmax over every "
+          "attention head and the AdamW update over all 135M parameters are memory-bound; a 2-core CPU's "
+          "step is short of large matmuls", flush=True)
 
 
 # ----------------------------------------------------------------------------- memory
