@@ -18,7 +18,7 @@ this machine's CPU forced to 8 (``--xla_force_host_platform_device_count``): XLA
 assigns buffers, so an accelerator's figure differs by its own fusion and scheduling (and a GPU
 allocator's reserve on top); a row marked "fits" leaves that margin to the reader.
 
-What is counted, beside the program's own buffers: the data each program reads from device memory.
+What is counted, beside the program's own buffers: the data a run keeps on the device.
 For the LM, the packed rows of one pass over the target (updates x rows per update) and as many
 replay rows, plus the held-out evaluation rows (the real sizes depend on the corpus: printed). For
 DomainNet, both domains' whole train splits live on every device as uint8 (real: 120,906 images,
@@ -32,7 +32,8 @@ import os
 import sys
 
 # XLA's CPU scheduler by default orders work for concurrency, which keeps the activations remat would
-# free (measured: a remat'ed 8-layer chain 535 MB -> 126 MB of temporaries with it off); the
+# free (measured: an 8-layer chain's temporaries with remat 757 MB, without 743 MB; in the
+# memory-minimizing order 126 and 535 MB); the
 # memory-minimizing order is the one an accelerator's memory-aware scheduler approaches
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
                            " --xla_cpu_enable_concurrency_optimized_scheduler=false")
@@ -159,9 +160,22 @@ def lm(devices: list[int], overrides: list[str] = ()) -> list[str]:
 # ----------------------------------------------------------------------------- vision
 
 
+def pretrained_shapes(name: str, k: int):
+    """The pretrained model as the setting builds it, with zeros for its weights (the plan needs
+    shapes only, and no weights file need be here): ``classifiers.Pretrained`` of the network."""
+    from lossmooth.models import classifiers
+
+    if name == "efficientnet_lite0":
+        from lossmooth.models.efficientnet import EfficientNetLite0 as Net
+    else:
+        from lossmooth.models.resnet50 import ResNet50 as Net
+    net = Net(num_classes=k)
+    shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    return classifiers.Pretrained(net, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
+
+
 def vision(devices: list[int], model_name: str) -> list[str]:
     from lossmooth.core.runs import expand_runs
-    from lossmooth.models import classifiers
     from lossmooth.settings.supervised.config import parse
     from lossmooth.settings.supervised.data import Data
     from lossmooth.settings.supervised.setting import Programs
@@ -170,7 +184,7 @@ def vision(devices: list[int], model_name: str) -> list[str]:
     spec = parse(cfg)
     d = spec.domains
     size, k = d["size"], 345
-    model = classifiers.build(spec.model_name, k, **spec.model_kwargs)
+    model = pretrained_shapes(spec.model_name, k)
     progs = Programs(spec, model, k)
     runs = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, spec.lr)
     group = [r for r in runs if r["method"].signature == runs[0]["method"].signature]

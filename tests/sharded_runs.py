@@ -12,8 +12,9 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-os.environ.setdefault("WANDB_MODE", "disabled")
+if __name__ == "__main__":  # not when pytest imports the module (--doctest-modules): its process keeps its devices
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    os.environ.setdefault("WANDB_MODE", "disabled")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -97,7 +97,9 @@ def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_
     evaluations above ``dense_eval`` after every one of the first ``d * steps_per_eval`` updates and
     before the first, returned as ``dense/<name>`` of shape ``[runs, d * steps_per_eval + 1]`` (the
     switch first). The updates do not depend on the evaluations, so the chunk's other metrics and its
-    final state are those of the program without ``dense``.
+    final state are those of the program without ``dense`` (bit for bit where each device holds whole
+    runs; a run split over devices, :mod:`.sharding`, may be partitioned differently in the two
+    programs, and agrees within float rounding).
     """
 
     def interval(state, hp, data, dense_eval=None):
