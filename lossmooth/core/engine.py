@@ -79,6 +79,20 @@ def shard_runs(tree, mesh: Mesh | None):
     return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
 
 
+def to_host(tree):
+    """Numpy copies of a tree's arrays. An array spread over several processes' devices (a run over
+    several hosts, :mod:`lossmooth.runner.distributed`) is gathered from all of them, so every
+    process must call this at the same point."""
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+
+    return jax.tree.map(one, tree)
+
+
 # ----------------------------------------------------------------------------- compiled programs
 
 
@@ -232,7 +246,7 @@ def run_loop(chunk_fn, state, hp, data, n_chunks: int, callbacks=(), start_chunk
     for c in range(start_chunk, n_chunks):
         fn = later[1] if later is not None and c >= later[0] else chunk_fn
         state, m = (first if first is not None and c == 0 else fn)(state, hp, data)
-        m = jax.device_get(m)
+        m = to_host(m)
         for k, v in m.items():
             collected.setdefault(k, []).append(np.asarray(v))
         m = {k: v for k, v in m.items() if not k.startswith(DENSE)}
@@ -355,19 +369,37 @@ class Checkpoints:
         self._last = time.time()
 
 
-def save_state(path: str, state) -> None:
-    """Save a state pytree (orbax); the directory appears whole or not at all."""
+def _checkpointer():
+    """Orbax's checkpointer; with several processes each saves and restores its own folder alone
+    (its own copy of the whole state: no process waits on another's files)."""
     import orbax.checkpoint as ocp
 
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process{me}"))
+
+
+def save_state(path: str, state) -> None:
+    """Save a state pytree (orbax); the directory appears whole or not at all. An array spread over
+    several processes is gathered first (:func:`to_host`)."""
     path = os.path.abspath(path)
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(path, jax.device_get(state), force=True)
+    with _checkpointer() as ckpt:
+        ckpt.save(path, to_host(state), force=True)
 
 
 def restore_state(path: str, like):
     """Restore a state saved by :func:`save_state` into the structure (and shardings) of ``like``."""
     import orbax.checkpoint as ocp
 
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    with ocp.StandardCheckpointer() as ckpt:
-        return ckpt.restore(os.path.abspath(path), abstract)
+    if jax.process_count() == 1:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        with _checkpointer() as ckpt:
+            return ckpt.restore(os.path.abspath(path), abstract)
+    # several processes: read the whole state on this host, then place it as ``like`` is placed
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), like)
+    with _checkpointer() as ckpt:
+        restored = ckpt.restore(os.path.abspath(path), abstract)
+    return jax.tree.map(lambda x, lk: jax.device_put(np.asarray(x), lk.sharding), restored, like)

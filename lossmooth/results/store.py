@@ -127,7 +127,7 @@ def config_hash(cfg: dict) -> str:
 
 # keys that change where and how a run is shown, never its trained numbers (``summaries`` sets the
 # windows of summaries computed from the stored curves: a complete run keeps the ones it was made with)
-HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "shard", "rerun", "run_name",
+HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "shard", "distributed", "rerun", "run_name",
              "checkpoint_every_s", "summaries", "objective")
 CHECKPOINTS = "checkpoints"
 # keys added after runs were made, at the value that leaves a run's numbers as they were: a config

@@ -17,6 +17,7 @@ from lossmooth.core.config import flag, integer, writable_folder
 from lossmooth.errors import ConfigError
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store
+from lossmooth.runner import distributed
 from lossmooth.runner.execute import execute
 from lossmooth.runner.loggers import check_loggers
 
@@ -93,10 +94,14 @@ def check_summaries(cfg: dict) -> tuple[int, int]:
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
     """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
     another process is running this config right now)."""
+    distributed.parse(cfg.get("distributed"))  # a bad section fails before joining anything
+    cfg = distributed.join(cfg)  # before any JAX work; another process than 0 writes a folder of its own
     setting = setting_of(cfg)
     validate(cfg)  # bad input is an error even where a finished run of the config exists
     done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting.name,
                                                                      store.run_key(cfg))
+    if distributed.agree(done is not None) and done is None:  # process 0 has it: every process stops
+        return None
     if done is not None:  # the same config on the same code already finished: nothing to do
         print(f"lossmooth: {setting.name} run already complete (same config, same code): {done}; "
               "rerun=true runs it again")

@@ -79,7 +79,7 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
 def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0) -> PhaseResult:
     if phase.ahead is not None:
         phase.ahead(state, hp)
-    start = None if phase.evaluate is None else jax.device_get(phase.evaluate(state, hp, phase.data))
+    start = None if phase.evaluate is None else engine.to_host(phase.evaluate(state, hp, phase.data))
     if start is not None and on_start is not None:
         first = {k: np.asarray(v)[:n] for k, v in start.items()}
         on_start(first if lam0 is None else {**first, "lam": np.asarray(lam0)})

@@ -93,7 +93,7 @@ class LM(Setting):
         def at_switch(state, hp, data):
             """The pretrained model's evaluation: the same for every run, computed once."""
             if not ld.at_switch:
-                out = jax.device_get(ld.evaluate(state, {}, data))
+                out = engine.to_host(ld.evaluate(state, {}, data))
                 ld.at_switch.update({k: float(v[0]) for k, v in out.items()})
             return {k: np.asarray([v], np.float32) for k, v in ld.at_switch.items()}
 
