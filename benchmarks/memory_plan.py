@@ -161,15 +161,16 @@ def lm(devices: list[int], overrides: list[str] = ()) -> list[str]:
 
 
 def pretrained_shapes(name: str, k: int):
-    """The pretrained model as the setting builds it, with zeros for its weights (the plan needs
-    shapes only, and no weights file need be here): ``classifiers.Pretrained`` of the network."""
+    """The pretrained model as the setting builds it on an accelerator (XLA's native convolution,
+    ``conv_impl=auto`` there), with zeros for its weights (the plan needs shapes only, and no weights
+    file need be here): ``classifiers.Pretrained`` of the network."""
     from lossmooth.models import classifiers
 
     if name == "efficientnet_lite0":
         from lossmooth.models.efficientnet import EfficientNetLite0 as Net
     else:
         from lossmooth.models.resnet50 import ResNet50 as Net
-    net = Net(num_classes=k)
+    net = Net(num_classes=k, conv_impl="native")  # an accelerator's choice (conv_impl=auto on GPU/TPU)
     shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     return classifiers.Pretrained(net, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
 

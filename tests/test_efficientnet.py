@@ -330,6 +330,10 @@ def test_resnet50_loads_torchvision_file_and_matches_torch(tmp_path):
     scale = np.abs(feats.numpy()).max()
     assert np.abs(np.asarray(ours_feats) - feats.numpy()).max() < TOL * scale
     assert np.abs(np.asarray(ours) - logits).max() < TOL * max(1.0, np.abs(logits).max())
+    # XLA's own convolution (what conv_impl=auto picks on GPU/TPU) computes the same features
+    native = R.ResNet50(conv_impl="native")
+    native_feats = jax.jit(lambda v, x: native.apply(v, x, method=native.features))(variables, x)
+    assert np.abs(np.asarray(native_feats) - feats.numpy()).max() < TOL * scale
 
     # a fine-tuned file with another class count loads into a model of that count; a mismatch is refused
     ten = R.pretrained_resnet50(R.ResNet50(num_classes=10), jax.random.key(0), path)
@@ -338,3 +342,12 @@ def test_resnet50_loads_torchvision_file_and_matches_torch(tmp_path):
     torch.save(sd, path)
     with pytest.raises(ConfigError, match=r"missing: layer4\.2\.bn3\.running_var"):
         R.pretrained_resnet50(model, jax.random.key(0), path)
+
+
+def test_conv_impl_auto_is_im2col_on_cpu_and_xla_convolution_elsewhere(monkeypatch):
+    from lossmooth.models import conv
+
+    assert jax.default_backend() == "cpu" and conv.conv_fn("auto") is conv.im2col_conv
+    assert conv.conv_fn("native") is jax.lax.conv_general_dilated and conv.conv_fn("im2col") is conv.im2col_conv
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert conv.conv_fn("auto") is jax.lax.conv_general_dilated

@@ -5,7 +5,9 @@ Inputs are float images in [0, 1], [N, H, W, C]; outputs are logits [N, K]. All 
 functions of their params (no batch statistics): the smoothed objective evaluates two independent
 batches per step, and batch statistics would mix them, so the ResNet uses GroupNorm and the
 pretrained networks keep their BatchNorm layers on the pretrained running statistics. Convolutions
-default to :func:`lossmooth.models.conv.im2col_conv` (``conv_impl: native`` for XLA's own).
+are chosen by ``conv_impl`` (:func:`lossmooth.models.conv.conv_fn`): ``auto`` (the pretrained
+networks' default) is im2col on CPU and XLA's native convolution on GPU/TPU; the CNN and ResNet-18
+configs set ``im2col``.
 """
 from __future__ import annotations
 
@@ -16,9 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from lossmooth.errors import ConfigError
-from lossmooth.models.conv import im2col_conv
-
-CONV_IMPLS = {"im2col": im2col_conv, "native": jax.lax.conv_general_dilated}
+from lossmooth.models.conv import CONV_IMPLS, conv_fn
 
 MODELS = ("cnn", "mlp", "resnet18", "efficientnet_lite0", "resnet50")
 HEAD = "head"  # the params subtree of the classifier head (LP-FT trains it alone first)
@@ -36,7 +36,7 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = 2.0 * x - 1.0
-        conv = CONV_IMPLS[self.conv_impl]
+        conv = conv_fn(self.conv_impl)
         for w in self.widths:
             x = nn.relu(nn.Conv(w, (3, 3), strides=(2, 2), padding="SAME", conv_general_dilated=conv)(x))
         x = x.reshape(x.shape[0], -1)
@@ -64,7 +64,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        conv = CONV_IMPLS[self.conv_impl]
+        conv = conv_fn(self.conv_impl)
         y = nn.Conv(self.features, (3, 3), strides=self.strides, padding="SAME", use_bias=False,
                     conv_general_dilated=conv)(x)
         y = nn.relu(nn.GroupNorm(num_groups=self.groups)(y))
@@ -89,7 +89,7 @@ class ResNet18(nn.Module):
     def __call__(self, x):
         x = (x - 0.5) / 0.25
         x = nn.Conv(self.width, (3, 3), padding="SAME", use_bias=False,
-                    conv_general_dilated=CONV_IMPLS[self.conv_impl])(x)
+                    conv_general_dilated=conv_fn(self.conv_impl))(x)
         x = nn.relu(nn.GroupNorm(num_groups=self.groups)(x))
         for i, n_blocks in enumerate((2, 2, 2, 2)):
             for b in range(n_blocks):
@@ -124,20 +124,21 @@ class Pretrained:
         return self.net.apply({"params": variables["params"], "batch_stats": self.stats}, x, train=False)
 
 
-def _pretrained(name: str, num_classes: int, weights: str | None = None, bn: str = "frozen"):
+def _pretrained(name: str, num_classes: int, weights: str | None = None, bn: str = "frozen",
+                conv_impl: str = "auto"):
     if bn != "frozen":
         raise ConfigError(f"model.bn: only 'frozen' is supported (BatchNorm on the pretrained statistics), got {bn!r}")
     if name == "efficientnet_lite0":
         from lossmooth.models import efficientnet as E
 
-        net = E.EfficientNetLite0(num_classes=num_classes)
+        net = E.EfficientNetLite0(num_classes=num_classes, conv_impl=conv_impl)
         return Pretrained(net, E.pretrained_lite0(net, jax.random.PRNGKey(0), weights))
     from lossmooth.models import resnet50 as R
 
     if not weights:
         raise ConfigError("model.weights: resnet50 needs a torchvision-format ResNet-50 state_dict file; set "
                           "model.weights=/path/to/resnet50.pth")
-    net = R.ResNet50(num_classes=num_classes)
+    net = R.ResNet50(num_classes=num_classes, conv_impl=conv_impl)
     return Pretrained(net, R.pretrained_resnet50(net, jax.random.PRNGKey(0), weights))
 
 
@@ -148,8 +149,11 @@ def min_image_size(name: str) -> int:
 
 def build(name: str, num_classes: int, **kwargs):
     """A model by name; ``kwargs`` are its fields (e.g. ``widths`` for the CNN)."""
+    if kwargs.get("conv_impl", "auto") not in CONV_IMPLS:
+        raise ConfigError(f"model.conv_impl: unknown '{kwargs['conv_impl']}'; choose one of "
+                          f"{', '.join(CONV_IMPLS)}")
     if name in HEADED:
-        extra = set(kwargs) - {"weights", "bn"}
+        extra = set(kwargs) - {"weights", "bn", "conv_impl"}
         if extra:
             raise ConfigError(f"model: unknown field(s) {sorted(extra)} for '{name}'; see conf/model/{name}.yaml")
         return _pretrained(name, num_classes, **kwargs)
@@ -159,9 +163,6 @@ def build(name: str, num_classes: int, **kwargs):
         vals = v if isinstance(v, (list, tuple)) else [v]
         if v is not None and (not vals or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in vals)):
             raise ConfigError(f"model.{k}: layer sizes must be positive integers, got {v!r}")
-    if kwargs.get("conv_impl", "im2col") not in CONV_IMPLS:
-        raise ConfigError(f"model.conv_impl: unknown '{kwargs['conv_impl']}'; choose one of "
-                          f"{', '.join(CONV_IMPLS)}")
     if name not in classes:
         raise ConfigError(f"model.name: unknown model '{name}'; choose one of {', '.join(MODELS)}")
     try:

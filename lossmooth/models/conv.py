@@ -19,8 +19,20 @@ kh x kw elementwise multiply-adds: XLA's CPU backend runs a grouped convolution'
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
+
+CONV_IMPLS = ("auto", "im2col", "native")
+
+
+def conv_fn(impl: str = "auto"):
+    """The convolution ``flax.linen.Conv`` calls: ``im2col`` (:func:`im2col_conv`), ``native``
+    (``lax.conv_general_dilated``), or ``auto``: im2col on XLA's CPU backend (see the module
+    docstring), XLA's native convolution on GPU and TPU, whose convolution kernels are their fast path."""
+    if impl == "auto":
+        impl = "im2col" if jax.default_backend() == "cpu" else "native"
+    return im2col_conv if impl == "im2col" else lax.conv_general_dilated
 
 
 def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

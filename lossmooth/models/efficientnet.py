@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossmooth.errors import ConfigError
-from lossmooth.models.conv import im2col_conv
+from lossmooth.models.conv import conv_fn
 from lossmooth.models.pretrained import check_images, pretrained_variables, torch_batch_norm
 
 # (repeats, kernel, stride of the first block, expand ratio, output channels) per stage
@@ -77,18 +77,20 @@ class MBConv(nn.Module):
     stride: int
     expand: int
     drop_rate: float
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
+        conv = conv_fn(self.conv_impl)
         hidden = self.cin * self.expand
         y = x
         if self.expand != 1:
-            y = nn.Conv(hidden, (1, 1), use_bias=False, conv_general_dilated=im2col_conv, name="expand_conv")(y)
+            y = nn.Conv(hidden, (1, 1), use_bias=False, conv_general_dilated=conv, name="expand_conv")(y)
             y = nn.relu6(_bn(train, "expand_bn")(y))
         y = nn.Conv(hidden, (self.kernel, self.kernel), strides=self.stride, padding="SAME",
-                    feature_group_count=hidden, use_bias=False, conv_general_dilated=im2col_conv, name="depthwise_conv")(y)
+                    feature_group_count=hidden, use_bias=False, conv_general_dilated=conv, name="depthwise_conv")(y)
         y = nn.relu6(_bn(train, "depthwise_bn")(y))
-        y = nn.Conv(self.cout, (1, 1), use_bias=False, conv_general_dilated=im2col_conv, name="project_conv")(y)
+        y = nn.Conv(self.cout, (1, 1), use_bias=False, conv_general_dilated=conv, name="project_conv")(y)
         y = _bn(train, "project_bn")(y)
         if self.stride == 1 and self.cin == self.cout:
             # drop-connect: drop the whole residual branch per example, rescale the kept ones
@@ -101,18 +103,20 @@ class Lite0Backbone(nn.Module):
     """[N, H, W, 3] images in [0, 1] -> [N, 1280] pooled features."""
 
     drop_connect_rate: float = 0.2
+    conv_impl: str = "auto"  # lossmooth.models.conv.conv_fn
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        conv = conv_fn(self.conv_impl)
         check_images(x, "EfficientNet-Lite0", MIN_IMAGE_SIZE)
         x = (255.0 * x - 127.0) / 128.0
-        x = nn.Conv(STEM_CHANNELS, (3, 3), strides=2, padding="SAME", use_bias=False, conv_general_dilated=im2col_conv, name="stem_conv")(x)
+        x = nn.Conv(STEM_CHANNELS, (3, 3), strides=2, padding="SAME", use_bias=False, conv_general_dilated=conv, name="stem_conv")(x)
         x = nn.relu6(_bn(train, "stem_bn")(x))
         blocks = lite0_blocks()
         for i, (cin, cout, kernel, stride, expand) in enumerate(blocks):
             x = MBConv(cin, cout, kernel, stride, expand, self.drop_connect_rate * i / len(blocks),
-                       name=f"block_{i}")(x, train)
-        x = nn.Conv(FEATURE_DIM, (1, 1), use_bias=False, conv_general_dilated=im2col_conv, name="head_conv")(x)
+                       conv_impl=self.conv_impl, name=f"block_{i}")(x, train)
+        x = nn.Conv(FEATURE_DIM, (1, 1), use_bias=False, conv_general_dilated=conv, name="head_conv")(x)
         x = nn.relu6(_bn(train, "head_bn")(x))
         return jnp.mean(x, axis=(1, 2))
 
@@ -128,9 +132,10 @@ class EfficientNetLite0(nn.Module):
     num_classes: int = IMAGENET_CLASSES
     dropout_rate: float = 0.2
     drop_connect_rate: float = 0.2
+    conv_impl: str = "auto"  # lossmooth.models.conv.conv_fn: im2col on CPU, XLA's convolution on GPU/TPU
 
     def setup(self):
-        self.backbone = Lite0Backbone(self.drop_connect_rate)
+        self.backbone = Lite0Backbone(self.drop_connect_rate, self.conv_impl)
         self.dropout = nn.Dropout(self.dropout_rate)
         self.head = nn.Dense(self.num_classes)
 

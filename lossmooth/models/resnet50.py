@@ -26,6 +26,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from lossmooth.models.conv import conv_fn
 from lossmooth.models.pretrained import check_images, pretrained_variables, torch_batch_norm
 
 LAYERS = ((3, 64), (4, 128), (6, 256), (3, 512))  # (blocks, width) per layer
@@ -41,17 +42,21 @@ class Bottleneck(nn.Module):
     width: int
     stride: int
     downsample: bool
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.relu(_bn(train, "bn1")(nn.Conv(self.width, (1, 1), use_bias=False, name="conv1")(x)))
+        conv = conv_fn(self.conv_impl)
+        y = nn.relu(_bn(train, "bn1")(nn.Conv(self.width, (1, 1), use_bias=False, conv_general_dilated=conv,
+                                              name="conv1")(x)))
         y = nn.Conv(self.width, (3, 3), strides=self.stride, padding=((1, 1), (1, 1)), use_bias=False,
-                    name="conv2")(y)
+                    conv_general_dilated=conv, name="conv2")(y)
         y = nn.relu(_bn(train, "bn2")(y))
-        y = _bn(train, "bn3")(nn.Conv(self.width * EXPANSION, (1, 1), use_bias=False, name="conv3")(y))
+        y = _bn(train, "bn3")(nn.Conv(self.width * EXPANSION, (1, 1), use_bias=False, conv_general_dilated=conv,
+                                      name="conv3")(y))
         if self.downsample:
             x = nn.Conv(self.width * EXPANSION, (1, 1), strides=self.stride, use_bias=False,
-                        name="downsample_conv")(x)
+                        conv_general_dilated=conv, name="downsample_conv")(x)
             x = _bn(train, "downsample_bn")(x)
         return nn.relu(x + y)
 
@@ -59,17 +64,21 @@ class Bottleneck(nn.Module):
 class ResNet50Backbone(nn.Module):
     """[N, H, W, 3] images in [0, 1] -> [N, 2048] pooled features."""
 
+    conv_impl: str = "auto"  # lossmooth.models.conv.conv_fn
+
     @nn.compact
     def __call__(self, x, train: bool = False):
         check_images(x, "ResNet-50", MIN_IMAGE_SIZE)
         x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
-        x = nn.Conv(64, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False, name="conv1")(x)
+        x = nn.Conv(64, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
+                    conv_general_dilated=conv_fn(self.conv_impl), name="conv1")(x)
         x = nn.relu(_bn(train, "bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for layer, (blocks, width) in enumerate(LAYERS, start=1):
             for b in range(blocks):
                 stride = 2 if (b == 0 and layer > 1) else 1
-                x = Bottleneck(width, stride, downsample=b == 0, name=f"layer{layer}_{b}")(x, train)
+                x = Bottleneck(width, stride, downsample=b == 0, conv_impl=self.conv_impl,
+                               name=f"layer{layer}_{b}")(x, train)
         return jnp.mean(x, axis=(1, 2))
 
 
@@ -81,9 +90,10 @@ class ResNet50(nn.Module):
     """
 
     num_classes: int = 1000
+    conv_impl: str = "auto"  # lossmooth.models.conv.conv_fn: im2col on CPU, XLA's convolution on GPU/TPU
 
     def setup(self):
-        self.backbone = ResNet50Backbone()
+        self.backbone = ResNet50Backbone(self.conv_impl)
         self.head = nn.Dense(self.num_classes)
 
     def features(self, x, train: bool = False):
