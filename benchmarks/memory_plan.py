@@ -160,7 +160,7 @@ def lm(devices: list[int], overrides: list[str] = ()) -> list[str]:
 # ----------------------------------------------------------------------------- vision
 
 
-def pretrained_shapes(name: str, k: int):
+def pretrained_shapes(name: str, k: int, conv: str = "native"):
     """The pretrained model as the setting builds it on an accelerator (XLA's native convolution,
     ``conv_impl=auto`` there), with zeros for its weights (the plan needs shapes only, and no weights
     file need be here): ``classifiers.Pretrained`` of the network."""
@@ -170,12 +170,12 @@ def pretrained_shapes(name: str, k: int):
         from lossmooth.models.efficientnet import EfficientNetLite0 as Net
     else:
         from lossmooth.models.resnet50 import ResNet50 as Net
-    net = Net(num_classes=k, conv_impl="native")  # an accelerator's choice (conv_impl=auto on GPU/TPU)
+    net = Net(num_classes=k, conv_impl=conv)  # native: an accelerator's choice (conv_impl=auto on GPU/TPU)
     shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     return classifiers.Pretrained(net, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
 
 
-def vision(devices: list[int], model_name: str) -> list[str]:
+def vision(devices: list[int], model_name: str, conv: str = "native") -> list[str]:
     from lossmooth.core.runs import expand_runs
     from lossmooth.settings.supervised.config import parse
     from lossmooth.settings.supervised.data import Data
@@ -185,7 +185,7 @@ def vision(devices: list[int], model_name: str) -> list[str]:
     spec = parse(cfg)
     d = spec.domains
     size, k = d["size"], 345
-    model = pretrained_shapes(spec.model_name, k)
+    model = pretrained_shapes(spec.model_name, k, conv)
     progs = Programs(spec, model, k)
     runs = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, spec.lr)
     group = [r for r in runs if r["method"].signature == runs[0]["method"].signature]
@@ -219,7 +219,7 @@ def vision(devices: list[int], model_name: str) -> list[str]:
             continue
         mesh = sharding.phase_mesh(jax.devices()[:dev], n, "auto")
         p = plan(chunk, state, hp, data, mesh, shard_state=True)
-        line = row(f"{model_name} adaptation chunk, {n} runs ({n // dev} per device)", dev, p)
+        line = row(f"{model_name} ({conv} conv) adaptation chunk, {n} runs ({n // dev} per device)", dev, p)
         print(line, flush=True)
         out.append(line)
     return out
@@ -230,6 +230,8 @@ def main():
     ap.add_argument("what", nargs="?", default="all", choices=("lm", "vision", "all"))
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet50"])
+    ap.add_argument("--conv", default="native", choices=("native", "im2col"),
+                    help="the vision models' convolution: native (XLA's, what an accelerator runs) or im2col (CPU's)")
     ap.add_argument("--lm", nargs="*", default=[], metavar="OVERRIDE",
                     help="config overrides for the LM plan, e.g. lm_budget.micro_batch=4 lm_budget.accum=32")
     args = ap.parse_args()
@@ -239,7 +241,7 @@ def main():
         lines += lm(args.devices, args.lm)
     if args.what in ("vision", "all"):
         for m in args.models:
-            lines += vision(args.devices, m)
+            lines += vision(args.devices, m, args.conv)
     print("\n" + HEADER + "\n" + "\n".join(lines))
 
 

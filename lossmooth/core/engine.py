@@ -153,8 +153,10 @@ def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_
         state, metrics = program(sharding.keep_sharded(state), hp, data)
         return sharding.keep_sharded(state), metrics
 
-    # CPU cannot reuse donated buffers (and warns); accelerators save a copy of the state.
-    # ``donate`` overrides the choice (a memory plan compiles for an accelerator on the CPU)
+    # donating the state lets the program write the new state over the old (one copy of the state
+    # less). Accelerators always do; on CPU (whose backend reuses donated buffers too, as of JAX 0.10)
+    # a setting asks for it where no state it keeps shares buffers with a chunk's input (the LM; a
+    # memory plan compiles for an accelerator on the CPU)
     if donate is None:
         donate = jax.default_backend() != "cpu"
     return jax.jit(run_vmap(held), donate_argnums=(0,) if donate else ())

@@ -38,6 +38,7 @@ class Loaded:
     chunk: object  # the compiled update chunk, shared by every run
     evaluate: object  # the compiled evaluation
     info: dict
+    init: object = None  # the compiled state at the switch: a run's own copy of the weights, fresh moments
     at_switch: dict = field(default_factory=dict)  # the pretrained model's evaluation, once computed
 
 
@@ -67,10 +68,15 @@ class LM(Setting):
         model_cfg, base_params, tokenizer = load_model(spec.model, max_len)
         data = build(spec, tokenizer, model_cfg)
         tspec = train_spec(spec)
+        # donated: a run's state is its own copy (stack_runs), so each update writes its weights and
+        # AdamW moments over the old ones instead of beside them
         chunk = engine.make_chunk(make_step(model_cfg, tspec), make_eval(model_cfg, tspec),
-                                  b["eval_every"], b["evals_per_chunk"])
+                                  b["eval_every"], b["evals_per_chunk"], donate=True)
+        # one compiled program makes a run's state with its run axis: the AdamW moments are born
+        # stacked, not made once and copied (a transient the process's allocator would keep)
+        init = jax.jit(lambda params: engine.stack_runs([T.init_state(params, tspec)]))
         return Loaded(model_cfg, base_params, tokenizer, data, as_arrays(data), tspec, chunk,
-                      engine.make_eval(make_eval(model_cfg, tspec)), data.info)
+                      engine.make_eval(make_eval(model_cfg, tspec)), data.info, init)
 
     def runs(self, spec: Spec, loaded) -> list[dict]:
         """Every (method, swept numbers, seed) run; ``lr`` is per run (the paper's grid is a sweep axis)."""
@@ -97,7 +103,7 @@ class LM(Setting):
                 ld.at_switch.update({k: float(v[0]) for k, v in out.items()})
             return {k: np.asarray([v], np.float32) for k, v in ld.at_switch.items()}
 
-        return Phase(state=engine.stack_runs([T.init_state(ld.base_params, ld.tspec)]), hp=hp, chunk=ld.chunk,
+        return Phase(state=ld.init(ld.base_params), hp=hp, chunk=ld.chunk,
                      data=ld.arrays, n_chunks=spec.n_chunks, eval_every=spec.budget["eval_every"],
                      evals_per_chunk=spec.budget["evals_per_chunk"], evaluate=at_switch, shard=False, split=True)
 
