@@ -30,7 +30,7 @@ from lossmooth.results import store
 from lossmooth.results import summaries
 from lossmooth.results.summaries import dense_summaries, summarize_curves
 from lossmooth.runner import ramps
-from lossmooth.runner.memory import PhasePeaks
+from lossmooth.runner.memory import PhasePeaks, return_freed_memory
 from lossmooth.runner.phase import run_phase
 from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
 from lossmooth.settings.contract import Context, Setting
@@ -58,6 +58,8 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     (:func:`lossmooth.core.sharding.mesh_shape`)."""
     t0 = time.time()
     spec = setting.parse(cfg)
+    if setting.returns_memory:
+        return_freed_memory()
     peaks = PhasePeaks()
     with peaks.phase("load"):
         loaded = setting.load(spec, cfg, choices)

@@ -185,6 +185,9 @@ class Setting:
     dense_eval: ClassVar[bool] = False
     # whether the setting runs a sequence of switches (config ``sequence.shifts``; :meth:`switches`)
     sequences: ClassVar[bool] = False
+    # whether the process hands freed large blocks back to the OS at once (a setting whose state is a
+    # model of hundreds of MB, built and dropped per run: :func:`lossmooth.runner.memory.return_freed_memory`)
+    returns_memory: ClassVar[bool] = False
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None

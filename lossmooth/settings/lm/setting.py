@@ -57,6 +57,7 @@ class LM(Setting):
     step_unit = "updates"
     lr_key = "lm_budget.lr"
     diverge_on = ("target_loss", "loss_target")
+    returns_memory = True  # weights, moments and generation caches of hundreds of MB, made and freed per run
 
     parse = staticmethod(parse)  # the config, validated (config.py)
 
