@@ -13,7 +13,9 @@ import os
 import sys
 
 if __name__ == "__main__":  # not when pytest imports the module (--doctest-modules): its process keeps its devices
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = " ".join([f for f in os.environ.get("XLA_FLAGS", "").split()
+                                        if not f.startswith("--xla_force_host_platform_device_count")]
+                                       + ["--xla_force_host_platform_device_count=4"])
     os.environ.setdefault("WANDB_MODE", "disabled")
 
 import jax  # noqa: E402
@@ -49,14 +51,16 @@ def flops(phase, mesh) -> float:
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
-def both(phase_fn, mesh) -> dict:
-    """The phase on one device, then spread over ``mesh``'s 4 devices (auto: one run, shard 4)."""
-    one = phase_fn(None)
-    four = phase_fn(mesh)
-    placed = place_phase(four[1], 1, mesh)[2]
-    return {"one": metrics_of(one[0]), "four": metrics_of(four[0]), "bytes": state_bytes(four[0]),
+def both(make, go, mesh) -> dict:
+    """The phase ``make()`` builds, run by ``go(phase, mesh)`` on one device, then spread over
+    ``mesh``'s 4 devices (auto: one run, shard 4). Each run gets a phase of its own (a chunk may
+    donate the state it is given), and the FLOPs are counted on phases of their own too."""
+    one = go(make(), None)
+    four = go(make(), mesh)
+    placed = place_phase(make(), 1, mesh)[2]
+    return {"one": metrics_of(one), "four": metrics_of(four), "bytes": state_bytes(four),
             "mesh": dict(zip(placed.axis_names, placed.axis_sizes)),
-            "flops": {"one": flops(one[1], None), "four": flops(four[1], mesh)}}
+            "flops": {"one": flops(make(), None), "four": flops(make(), mesh)}}
 
 
 def supervised(mesh, results: str) -> dict:
@@ -68,18 +72,16 @@ def supervised(mesh, results: str) -> dict:
     ctx = Context(spec=spec, loaded=loaded, cfg=cfg)
     runs = setting.runs(spec, loaded)
 
-    def source(m):
-        phase = setting.source_phase(ctx, "")
-        return run_phase(phase, m), phase
+    def source():
+        return setting.source_phase(ctx, "")
 
-    out = {"source": both(source, mesh)}
-    src = source(None)[0]
+    out = {"source": both(source, run_phase, mesh)}
+    src = run_phase(source(), None)
 
-    def adapt(m):
-        phase = setting.adapt_phase(ctx, "", runs, src)
-        return run_phase(phase, m, lam0=lam_at_switch(runs)), phase
+    def adapt():
+        return setting.adapt_phase(ctx, "", runs, src)
 
-    out["adapt"] = both(adapt, mesh)
+    out["adapt"] = both(adapt, lambda phase, m: run_phase(phase, m, lam0=lam_at_switch(runs)), mesh)
     return out
 
 
@@ -103,11 +105,10 @@ def lm(mesh, work: str) -> dict:
     ctx = Context(spec=spec, loaded=loaded, cfg=cfg)
     runs = setting.runs(spec, loaded)
 
-    def adapt(m):
-        phase = setting.adapt_phase(ctx, "", runs, None)
-        return run_phase(phase, m, lam0=lam_at_switch(runs)), phase
+    def adapt():
+        return setting.adapt_phase(ctx, "", runs, None)
 
-    return {"adapt": both(adapt, mesh)}
+    return {"adapt": both(adapt, lambda phase, m: run_phase(phase, m, lam0=lam_at_switch(runs)), mesh)}
 
 
 def main():
