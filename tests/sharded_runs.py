@@ -63,14 +63,18 @@ def both(make, go, mesh) -> dict:
             "flops": {"one": flops(make(), None), "four": flops(make(), mesh)}}
 
 
+def loaded(name: str, cfg: dict):
+    """``(setting, context, runs)`` of a resolved config, its data loaded."""
+    setting = get_setting(name)
+    spec = setting.parse(cfg)
+    data = setting.load(spec, cfg, {})
+    return setting, Context(spec=spec, loaded=data, cfg=cfg), setting.runs(spec, data)
+
+
 def supervised(mesh, results: str) -> dict:
     cfg = compose([*TINY, "num_seeds=1", "method=[loss_smoothing]", "model.hidden=64"])
     cfg.update(results_dir=results, cache_dir=None)
-    setting = get_setting("supervised")
-    spec = setting.parse(cfg)
-    loaded = setting.load(spec, cfg, {})
-    ctx = Context(spec=spec, loaded=loaded, cfg=cfg)
-    runs = setting.runs(spec, loaded)
+    setting, ctx, runs = loaded("supervised", cfg)
 
     def source():
         return setting.source_phase(ctx, "")
@@ -99,11 +103,7 @@ def lm(mesh, work: str) -> dict:
                    "lm_budget.lr=0.01", "setting.eval_every=2", "lm_budget.eval_rows=8",
                    "lm_budget.eval_micro_batch=4", "setting.smoothing_T=2", "setting.gap_window=2", "judge=none"])
     cfg.update(results_dir=os.path.join(work, "results"), cache_dir=None)
-    setting = get_setting("lm")
-    spec = setting.parse(cfg)
-    loaded = setting.load(spec, cfg, {})
-    ctx = Context(spec=spec, loaded=loaded, cfg=cfg)
-    runs = setting.runs(spec, loaded)
+    setting, ctx, runs = loaded("lm", cfg)
 
     def adapt():
         return setting.adapt_phase(ctx, "", runs, None)
