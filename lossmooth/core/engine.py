@@ -371,37 +371,34 @@ class Checkpoints:
         self._last = time.time()
 
 
-def _checkpointer():
-    """Orbax's checkpointer; with several processes each saves and restores its own folder alone
-    (its own copy of the whole state: no process waits on another's files)."""
+def save_state(path: str, state) -> None:
+    """Save a state pytree (orbax); the directory appears whole or not at all.
+
+    With several processes (:mod:`lossmooth.runner.distributed`) each process writes its own copy
+    of the whole state, gathered to its host (:func:`to_host`), as one ``.npz`` of the tree's leaves
+    in its own folder: orbax's multi-process machinery (shared directories, barriers) is not wanted
+    there, and its asynchronous directory creation raced in a two-process test."""
+    path = os.path.abspath(path)
+    if jax.process_count() > 1:
+        os.makedirs(path)
+        leaves = jax.tree.leaves(to_host(state))
+        np.savez(os.path.join(path, "leaves.npz"), *leaves)
+        return
     import orbax.checkpoint as ocp
 
-    if jax.process_count() == 1:
-        return ocp.StandardCheckpointer()
-    me = jax.process_index()
-    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
-        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process{me}"))
-
-
-def save_state(path: str, state) -> None:
-    """Save a state pytree (orbax); the directory appears whole or not at all. An array spread over
-    several processes is gathered first (:func:`to_host`)."""
-    path = os.path.abspath(path)
-    with _checkpointer() as ckpt:
-        ckpt.save(path, to_host(state), force=True)
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(path, jax.device_get(state), force=True)
 
 
 def restore_state(path: str, like):
     """Restore a state saved by :func:`save_state` into the structure (and shardings) of ``like``."""
+    if jax.process_count() > 1:  # this process's copy, placed as ``like`` is placed
+        with np.load(os.path.join(os.path.abspath(path), "leaves.npz")) as z:
+            leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+        template, treedef = jax.tree.flatten(like)
+        return jax.tree.unflatten(treedef, [jax.device_put(x, lk.sharding) for x, lk in zip(leaves, template)])
     import orbax.checkpoint as ocp
 
-    if jax.process_count() == 1:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        with _checkpointer() as ckpt:
-            return ckpt.restore(os.path.abspath(path), abstract)
-    # several processes: read the whole state on this host, then place it as ``like`` is placed
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), like)
-    with _checkpointer() as ckpt:
-        restored = ckpt.restore(os.path.abspath(path), abstract)
-    return jax.tree.map(lambda x, lk: jax.device_put(np.asarray(x), lk.sharding), restored, like)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore(os.path.abspath(path), abstract)
