@@ -5,6 +5,7 @@
     lossmooth table [--where k=v ...]        aggregate complete runs into markdown / CSV
     lossmooth plot --out curves.png          learning curves around the switch
     lossmooth data collect [hydra overrides] D4RL-style datasets of our own (conf/collect.yaml)
+    lossmooth lm pretrain [hydra overrides]  our own small LM at several pretraining budgets (conf/pretrain.yaml)
     lossmooth status [--setting S]           every run directory: complete, incomplete or diverged
     lossmooth reproduce NAME [--check]       run what a registry entry lacks (--launcher L: through a
                                              Hydra launcher; --dry-run: print the commands), rebuild its
@@ -249,6 +250,25 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
+def cmd_lm(argv: list[str]) -> int:
+    """``lossmooth lm pretrain [overrides]``: compose conf/pretrain.yaml and pretrain our own small LM."""
+    if not argv or argv[0] != "pretrain":
+        return _fail("lm: expected `lossmooth lm pretrain [overrides]`")
+    overrides = argv[1:]
+    from lossmooth.runner.compose import check_added, compose
+
+    try:
+        check_overrides(overrides)
+        check_added(overrides, "pretrain")
+        cfg = compose(overrides, "pretrain", where="conf/pretrain.yaml")
+        from lossmooth.lm import pretrain
+
+        pretrain.run(cfg)
+    except ConfigError as e:
+        return _fail(str(e))
+    return 0
+
+
 def cmd_status(argv: list[str]) -> int:
     p = _Parser(prog="lossmooth status", description="the state of every run directory")
     p.add_argument("--results-dir", default="results")
@@ -386,7 +406,7 @@ def cmd_serve(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "status": cmd_status,
+    commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "lm": cmd_lm, "status": cmd_status,
                 "reproduce": cmd_reproduce, "serve": cmd_serve}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)

@@ -504,6 +504,23 @@ CASES = [
     C("lm/checkpoint-mismatch", lm_tiny(), "does not match the config", setup=tiny_lm(hidden_size=48)),
     C("lm/replay-empty", lm_tiny("lm_replay=text_files", "lm_replay.paths={tmp}/empty.txt"), "empty.txt",
       setup=both(tiny_lm(), garbage("empty.txt", b""))),
+    C("lm/own-not-pretrained", lm("lm_model=own", "lm_model.root={tmp}/lmcache", "judge=none"),
+      "make it with `lossmooth lm pretrain`"),
+    C("lm/exact-replay-without-own-model", lm("lm_replay=pretraining", "judge=none"), "use lm_model=own"),
+    C("lm/exact-replay-without-manifest", lm_tiny("lm_replay=pretraining"), "lossmooth_pretraining.json not found",
+      setup=tiny_lm()),
+
+    # -- lm pretrain
+    C("pretrain/unknown-command", ("lm", "train"), "lm: expected `lossmooth lm pretrain"),
+    C("pretrain/unknown-source", ("lm", "pretrain", "root={tmp}/lm", "corpus.sources=[gutenberg]"),
+      "corpus.sources: unknown source 'gutenberg'"),
+    C("pretrain/checkpoint-fraction", ("lm", "pretrain", "root={tmp}/lm", "checkpoints=[0.3]"),
+      "checkpoints: 0.3 x train.steps=1536 is not a whole multiple"),
+    C("pretrain/text-files-missing", ("lm", "pretrain", "root={tmp}/lm", "corpus.text_files={tmp}/none"),
+      "corpus.text_files: {tmp}/none does not exist"),
+    C("pretrain/other-config", ("lm", "pretrain", "root={tmp}/lm", "name=m"), "holds a pretraining with other settings",
+      setup=garbage("lm/m/pretrain.json", b'{"config": {"seed": 7}}')),
+    C("pretrain/root-unwritable", ("lm", "pretrain", "root=/proc/lossmooth-lm"), "root: cannot write to '/proc/lossmooth-lm'"),
     C("serve/hf-not-a-folder", ("serve", "--hf", "{tmp}/nope"), "--hf: {tmp}/nope is not a folder"),
     C("serve/bad-port", ("serve", "--port", "70000"), "port=70000 must be an integer in [0, 65535]"),
 

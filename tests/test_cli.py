@@ -23,7 +23,7 @@ RL_ONLY = ("algo", "task", "protocol", "budget")
 LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
 # what an LM option needs besides itself: the files a user names, a target with a paper budget
 LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "hf": ["lm_model.path=/ckpt/OLMo-2-0425-1B"], "dolma": ["lm_replay.paths=/data/dolma"],
-            "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"]}
+            "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"], "pretraining": ["lm_model=own"]}
 O2O_ONLY = ("dataset",)
 
 
@@ -64,8 +64,12 @@ def test_every_conf_file_composes_and_validates():
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
+    from lossmooth.lm import pretrain
+
     with initialize_config_dir(CONF_DIR, version_base="1.3"):  # the data-collection config
         collect.parse(OmegaConf.to_container(hydra_compose("collect"), resolve=True))
+        seen += 1
+        pretrain.parse(OmegaConf.to_container(hydra_compose("pretrain"), resolve=True))  # lossmooth lm pretrain's
         seen += 1
     n_files = sum(len([f for f in fs if f.endswith(".yaml")]) for _, _, fs in os.walk(CONF_DIR))
     assert seen == n_files - 1  # every file but config.yaml, which every compose uses

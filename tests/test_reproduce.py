@@ -397,7 +397,15 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_
                               "aggregate": {"map": {"rows": "shift", "cols": "T", "metrics": []}}}, "x.yaml")
     e = registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
                               "aggregate": {"map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"]}}}, "x.yaml")
-    assert e.map == (("shift",), "T", ("min_acc",)) and e.outputs("r")["map"] == "r/reproduce/x_map.png"
+    assert e.map == (("shift",), "T", ("min_acc",), "heat") and e.outputs("r")["map"] == "r/reproduce/x_map.png"
+    lines = registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]], "aggregate": {
+        "map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"], "plot": "lines"}}}, "x.yaml")
+    assert lines.map[3] == "lines"
+    with pytest.raises(registry.ConfigError, match="plot: heat or lines"):
+        registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]], "aggregate": {
+            "map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"], "plot": "bars"}}}, "x.yaml")
+    report.plot_map(diffs, str(tmp_path / "lines.png"), ("shift", "severity"), "T", ("min_acc",), True, style="lines")
+    assert (tmp_path / "lines.png").stat().st_size > 1000
     # columns by method: one per method beside the hard switch
     by_method = [{"shift": "blur", "severity": 1.0, "method": m, "hparams": {"lr": 1e-3}, "min_acc_diff": v,
                   "min_acc_diff_lo": v - 0.01, "min_acc_diff_hi": v + 0.01}

@@ -3,6 +3,8 @@
 files), with an explicit opt-in to fetch a hub revision."""
 from __future__ import annotations
 
+import os
+
 from lossmooth.errors import ConfigError
 from lossmooth.lm import gguf_weights
 from lossmooth.lm.tokenizer import Tokenizer
@@ -19,6 +21,9 @@ def load_model(m: dict, max_len: int):
         cfg = gguf_weights.gguf_config(reader, **overrides)
         return cfg, gguf_weights.load_gguf(reader, cfg), Tokenizer.from_gguf(reader)
     path = m["path"]
+    if m.get("root") and not os.path.isdir(path):
+        raise ConfigError(f"lm_model.revision: {path} not found; make it with `lossmooth lm pretrain` "
+                          f"(root={m['root']} name={m['name']}; conf/pretrain.yaml)")
     if not path:  # parse() allows this only with allow_hub and a hub id
         path = _snapshot(m["hub_id"], m["revision"])
     cfg = load_hf_config(path, **overrides)

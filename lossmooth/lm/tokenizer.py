@@ -34,7 +34,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as _BackendTokenizer
 
 from lossmooth.errors import ConfigError
@@ -213,3 +213,47 @@ class Tokenizer:
         """The special tokens, in id order."""
         decoder = self._backend.get_added_tokens_decoder()
         return [decoder[index].content for index in sorted(decoder) if decoder[index].special]
+
+
+# ---- a tokenizer of our own ----------------------------------------------------------------------------
+
+# the chat template stored with a tokenizer trained here (ChatML, the ``chatml`` template of :mod:`.chat`)
+CHATML_JINJA = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+                "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                "{% endif %}")
+OWN_SPECIALS = ("<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>")  # ids 0..3: eos, pad, ChatML's two
+
+
+def train_bpe(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """A byte-level BPE tokenizer (GPT-2's pre-tokenizer and byte alphabet) trained on ``texts`` with
+    ``tokenizers``' ``BpeTrainer``: ``vocab_size`` ids in all, :data:`OWN_SPECIALS` first (eos
+    ``<|endoftext|>``, pad, and ChatML's turn markers, so the ``chatml`` template needs no new ids),
+    then the 256 bytes, then merges of pairs seen at least ``min_frequency`` times."""
+    if vocab_size < len(OWN_SPECIALS) + 256 + 1:
+        raise ConfigError(f"tokenizer.vocab_size: {vocab_size} leaves no room for merges; use at least "
+                          f"{len(OWN_SPECIALS) + 257} (the specials and the 256 bytes come first)")
+    backend = _BackendTokenizer(models.BPE(fuse_unk=False, byte_fallback=False))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  special_tokens=[AddedToken(t, special=True, normalized=False) for t in OWN_SPECIALS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(texts, trainer=trainer)
+    eos, pad = (backend.token_to_id(t) for t in OWN_SPECIALS[:2])
+    return Tokenizer(backend, bos_id=None, eos_id=eos, pad_id=pad, chat_template=CHATML_JINJA)
+
+
+def save_hf_dir(tokenizer: Tokenizer, path: str | Path, model_max_length: int) -> None:
+    """Write ``tokenizer`` as a Hugging Face folder :meth:`Tokenizer.from_hf_dir` (and transformers'
+    ``AutoTokenizer``) reads: ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.backend.save(str(directory / "tokenizer.json"))
+    name = lambda i: None if i is None else tokenizer.backend.id_to_token(i)  # noqa: E731
+    special = {"bos_token": name(tokenizer.bos_id), "eos_token": name(tokenizer.eos_id),
+               "pad_token": name(tokenizer.pad_id), "additional_special_tokens": list(OWN_SPECIALS[2:])}
+    config = {**special, "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model_max_length,
+              "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+              "chat_template": tokenizer.chat_template}
+    for file, content in (("tokenizer_config.json", config), ("special_tokens_map.json", special)):
+        (directory / file).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")

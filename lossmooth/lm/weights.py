@@ -26,7 +26,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from lossmooth.errors import ConfigError
 from lossmooth.lm.decoder import DecoderConfig
@@ -172,3 +172,29 @@ def load_hf_config(path: str | Path, **overrides) -> DecoderConfig:
     if not config_file.exists():
         raise ConfigError(f"{config_file}: not found; a Hugging Face checkpoint folder has a config.json")
     return DecoderConfig.from_hf_config(json.loads(config_file.read_text()), **overrides)
+
+
+def state_dict_from_params(params: dict, cfg: DecoderConfig) -> dict[str, np.ndarray]:
+    """The inverse of :func:`params_from_state_dict`: Hugging Face tensor names to float32 numpy arrays
+    (kernels transposed back to torch's ``[out, in]``), contiguous, for ``safetensors``."""
+    out = {}
+    for name, (our_path, shape, transpose) in hf_parameter_map(cfg).items():
+        node = params
+        for key in our_path:
+            node = node[key]
+        value = np.asarray(node, dtype=np.float32)
+        value = value.T if transpose else value
+        if tuple(value.shape) != shape:
+            raise ValueError(f"{name}: parameter shape {value.shape} but the config wants {shape}")
+        out[name] = np.ascontiguousarray(value)
+    return out
+
+
+def save_hf_checkpoint(path: str | Path, params: dict, cfg: DecoderConfig, hf_config: dict) -> None:
+    """Write ``config.json`` (``hf_config``) and ``model.safetensors`` (float32) into the folder ``path``:
+    the layout :func:`load_safetensors_dir` and transformers' ``from_pretrained`` read. The bytes are a
+    function of the values alone (sorted keys, no timestamps)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    save_file(state_dict_from_params(params, cfg), str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -92,7 +92,7 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
     results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
     md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
     if entry.map:
-        md += report.map_markdown(diffs, *entry.map, pct=report.unit_of(groups) == "acc")
+        md += report.map_markdown(diffs, *entry.map[:3], pct=report.unit_of(groups) == "acc")
     if results:
         md += "\n" + criteria.report(results)
     return Table(markdown=md, csv=text, rows=rows, criteria=results, diffs=diffs,
@@ -108,7 +108,7 @@ def write(entry: Entry, table: Table, results_dir: str) -> None:
     atomic_write(out["csv"], table.csv)
     report.plot_curves(table.rows, out["png"], entry.title)
     if entry.map:
-        report.plot_map(table.diffs, out["map"], *entry.map, pct=table.pct, title=entry.title)
+        report.plot_map(table.diffs, out["map"], *entry.map[:3], pct=table.pct, title=entry.title, style=entry.map[3])
 
 
 def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> str:

@@ -24,6 +24,7 @@ from lossmooth.settings import search_path
 
 EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
+MAP_PLOTS = ("heat", "lines")  # a map's figure: heatmaps, or lines across its rows (one per column value)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
 _FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria"}
 _AGGREGATE = {"stat", "where", "label_by", "reps", "title", "map"}
@@ -46,7 +47,7 @@ class Entry:
     data: tuple[tuple[str, str], ...] = ()
     # what makes the entry a measurement (:mod:`lossmooth.reproduce.criteria`)
     criteria: tuple = ()
-    # a map of paired differences: (row keys, column number, metrics), e.g. (("shift", "severity"), "T", (...))
+    # a map of paired differences: (row keys, column number, metrics, plot), e.g. (("shift", "severity"), "T", (...), "heat")
     map: tuple = ()
 
     def outputs(self, results_dir: str) -> dict[str, str]:
@@ -138,12 +139,14 @@ def _entry(name: str, body, path: str) -> Entry:
         raise ConfigError(f"{where}: data must map identity fields (e.g. dataset_sha256) to the committed runs' values")
     amap = agg.get("map")
     if amap is not None:
-        if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics"} or not isinstance(amap.get("rows"), list)
+        if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics", "plot"}
+                or not isinstance(amap.get("rows"), list)
                 or not isinstance(amap.get("cols"), str) or not isinstance(amap.get("metrics"), list)
-                or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])):
+                or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])
+                or amap.get("plot", "heat") not in MAP_PLOTS):
             raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name or "
-                              "method, metrics: [summary names]}")
-        amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]))
+                              f"method, metrics: [summary names], plot: {' or '.join(MAP_PLOTS)} (optional)}}")
+        amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]), amap.get("plot", "heat"))
     return Entry(name=name, map=amap or (), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,
                  where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),

@@ -507,12 +507,11 @@ def map_markdown(diffs: list[dict], rows: tuple, col: str, metrics: tuple, pct: 
 
 
 def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tuple, pct: bool,
-             title: str | None = None) -> None:
+             title: str | None = None, style: str = "heat") -> None:
     """Heatmaps of :func:`map_markdown`'s grids, one per metric, centred on 0 (blue: smoothing above the
     hard switch, red: below; for a lower-is-better metric read the sign accordingly); cells whose CI
-    excludes zero are outlined and their numbers bold."""
-    import os
-
+    excludes zero are outlined and their numbers bold. ``style="lines"``: per metric, the paired
+    difference with its 95% CI across the rows in order (e.g. pretraining budgets), a line per column."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -524,6 +523,9 @@ def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tu
     if not grids:
         return
     scale = 100.0 if pct else 1.0
+    if style == "lines":
+        _plot_map_lines(grids, out_png, col, scale, pct, title)
+        return
     fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids) + 1, 0.45 * len(grids[0][1]) + 2), squeeze=False)
     for ax, (m, labels, cols, cells) in zip(axes[0], grids):
         z = np.full((len(labels), len(cols)), np.nan)
@@ -544,8 +546,29 @@ def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tu
         ax.set_title(m.replace("_", " ") + (" (pp)" if pct else ""), fontsize=9)
     fig.suptitle((title or _map_title(col)) + " (outlined: 95% CI excludes 0)", fontsize=10)
     fig.tight_layout()
-    ext = os.path.splitext(out_png)[1] or ".png"
-    tmp = out_png + ".tmp" + ext
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_png)
+    _save(fig, out_png)
+
+
+def _plot_map_lines(grids: list, out_png: str, col: str, scale: float, pct: bool, title: str | None) -> None:
+    """The ``lines`` figure of :func:`plot_map`: x = the map's rows in order, y = the paired difference."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.6 * len(grids) + 1, 3.4), squeeze=False)
+    for ax, (m, labels, cols, cells) in zip(axes[0], grids):
+        for k, c in enumerate(cols):
+            xs = [i + (k - (len(cols) - 1) / 2) * 0.06 for i, label in enumerate(labels) if (label, c) in cells]
+            vals = [cells[(label, c)] for label in labels if (label, c) in cells]
+            y = np.asarray([v[0] for v in vals]) * scale
+            err = np.abs(np.asarray([[v[1] for v in vals], [v[2] for v in vals]]) * scale - y)
+            ax.errorbar(xs, y, yerr=err, marker="o", ms=3, lw=1, capsize=2,
+                        label=c if col == "method" else f"{col}={_col_label(c)}")
+        ax.axhline(0, color="grey", lw=0.6)
+        short = [label.split("@", 1)[-1] for label in labels]
+        ax.set_xticks(range(len(labels)), short, fontsize=6, rotation=20, ha="right")
+        ax.set_title(m.replace("_", " ") + (" (pp)" if pct else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(_map_title(col))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle((title or _map_title(col)) + " (paired mean, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out_png)

@@ -19,7 +19,7 @@ SWEEPABLE = ("T", "lam0", "value", "lr")
 MODEL_FORMATS = ("gguf", "hf")
 TEMPLATES = ("chatml", "tulu")
 TARGETS = ("sharegpt", "chitchat", "hh", "tulu_v1")
-REPLAYS = ("debian", "dolma", "text_files")
+REPLAYS = ("debian", "dolma", "text_files", "pretraining")
 LOSS_ON = ("assistant", "all")
 JUDGE_KINDS = ("serve", "openai", "none")
 REFERENCE_METHOD = "hard_switch"
@@ -50,7 +50,7 @@ def parse(cfg: dict) -> Spec:
     m, t, r, b, j = (cfg[g] for g in ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge"))
     s = cfg["setting"]
     model = {"name": str(m.get("name")), "format": choice(m, "format", MODEL_FORMATS, "lm_model.format"),
-             "path": m.get("path"), "hub_id": m.get("hub_id"), "revision": m.get("revision"),
+             "path": m.get("path") or own_checkpoint(m), "root": m.get("root"), "hub_id": m.get("hub_id"), "revision": m.get("revision"),
              "allow_hub": m.get("allow_hub", False), "template": choice(m, "template", TEMPLATES, "lm_model.template"),
              "dtype": choice(m, "dtype", ("float32", "bfloat16"), "lm_model.dtype"), "remat": m.get("remat", False)}
     for key in ("allow_hub", "remat"):
@@ -67,7 +67,10 @@ def parse(cfg: dict) -> Spec:
         raise ConfigError(f"lm_target.allow_hub: must be true or false, got {target['allow_hub']!r}")
     replay = {"name": choice(r, "name", REPLAYS, "lm_replay.name"), "paths": r.get("paths"),
               "max_documents": optional_integer(r, "max_documents", field="lm_replay.max_documents")}
-    if replay["name"] != "debian" and not replay["paths"]:
+    if replay["name"] == "pretraining" and model["format"] != "hf":
+        raise ConfigError("lm_replay: exact replay reads the pretraining manifest of a checkpoint made by "
+                          "`lossmooth lm pretrain`; use lm_model=own (or another lm_replay)")
+    if replay["name"] not in ("debian", "pretraining") and not replay["paths"]:
         raise ConfigError(f"lm_replay.paths: the {replay['name']} replay needs files; set lm_replay.paths=<file or "
                           "folder> (or lm_replay=debian for the installed Debian text)")
     f = lambda k: f"lm_budget.{k}"  # noqa: E731
@@ -104,6 +107,15 @@ def parse(cfg: dict) -> Spec:
                 cross_document_attention=s.get("cross_document_attention", False),
                 split_salt=str(s.get("split_salt", "lossmooth-heldout")),
                 gap_window=integer(s, "gap_window", 1, "setting.gap_window"), raw=cfg)
+
+
+def own_checkpoint(m: dict) -> str | None:
+    """``<root>/<name>/<revision>``: a checkpoint of ``lossmooth lm pretrain`` (``lm_model=own``), else None."""
+    if not m.get("root"):
+        return None
+    if not m.get("revision"):
+        raise ConfigError("lm_model.revision: name the pretraining budget, e.g. lm_model.revision=step001536-tokens6291456")
+    return os.path.join(os.path.expanduser(str(m["root"])), str(m["name"]), str(m["revision"]))
 
 
 def _parse_judge(j: dict) -> dict:

@@ -56,6 +56,28 @@ def _documents(spec) -> list:
     return corpora.load_documents("dolma" if r["name"] == "dolma" else "text", r["paths"])
 
 
+def pretraining_split(checkpoint: str) -> tuple[list, list]:
+    """Exact replay: ``(the documents the checkpoint was pretrained on, those pretraining held out)``,
+    made again from its manifest, and checked against the manifest's hashes of both."""
+    from lossmooth.lm import pretrain
+
+    manifest = pretrain.read_manifest(checkpoint)
+    train, held = pretrain.split(manifest["corpus"])
+    want = manifest["corpus_info"]["sha256"]
+    if pretrain.text_sha256(train) != want["train"] or pretrain.text_sha256(held) != want["heldout"]:
+        raise ConfigError(f"lm_replay: the pretraining text found here differs from what {checkpoint} was trained on "
+                          "(another version of its sources); install the same texts or run `lossmooth lm pretrain` again")
+    return train, held
+
+
+def pretrain_sha(checkpoint: str) -> str:
+    """The SHA-256 of the documents a checkpoint of ``lossmooth lm pretrain`` was trained on (the
+    exact replay's data identity: Debian's texts may differ between machines)."""
+    from lossmooth.lm import pretrain
+
+    return pretrain.read_manifest(checkpoint)["corpus_info"]["sha256"]["train"]
+
+
 def _prompt(conv: list) -> list | None:
     """The conversation up to (not including) its first assistant turn, if that has a user turn."""
     first = next((k for k, m in enumerate(conv) if m["role"] == "assistant"), None)
@@ -93,8 +115,10 @@ def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
     eval_target = _eval_rows(packing.pack(held_docs, b["seq_len"], **pack), b["eval_rows"], "target text",
                              "setting.heldout_fraction")
 
-    texts = _documents(spec)
-    train_texts, held_texts = corpora.split_heldout(texts, spec.heldout_fraction, salt=salt)
+    if spec.replay["name"] == "pretraining":
+        train_texts, held_texts = pretraining_split(spec.model["path"])
+    else:
+        train_texts, held_texts = corpora.split_heldout(_documents(spec), spec.heldout_fraction, salt=salt)
     train_texts = _subset(train_texts, spec.replay["max_documents"], salt)
     if not train_texts or not held_texts:
         raise ConfigError(f"setting.heldout_fraction: {spec.heldout_fraction} leaves {len(train_texts)} training "
@@ -128,6 +152,7 @@ def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
             "rows": {"target": target.num_rows, "replay": replay.num_rows},
             "loss_tokens": {"target": target.num_loss_tokens, "replay": replay.num_loss_tokens},
             "fill": {"target": round(target.fill_ratio, 3), "replay": round(replay.fill_ratio, 3)},
+            **({"dataset_sha256": pretrain_sha(spec.model["path"])} if spec.replay["name"] == "pretraining" else {}),
             "paper_data": spec.target["name"] in PAPER_TARGETS and spec.model["format"] == "hf"
             and spec.replay["name"] == "dolma"}
     return LMData(target, replay, eval_target, eval_replay, prompts, info)

@@ -115,8 +115,16 @@ class LM(Setting):
             J.replies(ctx.run_dir, index[0], spec, ld.model_cfg, params, ld.tokenizer, ld.data.prompts)
 
     def context(self, spec: Spec, loaded, line: str) -> dict:
-        return {"dataset": spec.target["name"], "model": spec.model["name"],
+        """The model column names the checkpoint: ``name@revision`` where a revision is set (a
+        pretraining budget, as OLMo's ``step330000-tokens1383B``)."""
+        model = spec.model["name"] + (f"@{spec.model['revision']}" if spec.model.get("revision") else "")
+        return {"dataset": spec.target["name"], "model": model,
                 "shift": f"replay:{spec.replay['name']}", "severity": 0.0}
+
+    def data_identity(self, spec: Spec, loaded, line: str) -> dict:
+        """Exact replay reads text installed on this machine: its hash names it (README: Dataset identity)."""
+        sha = loaded.info.get("dataset_sha256")
+        return {"dataset_sha256": sha} if sha else {}
 
     def finish(self, ctx: Context, rows: list[dict], sources: dict) -> dict:
         spec, ld, runs = ctx.spec, ctx.loaded, ctx.runs
