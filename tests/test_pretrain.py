@@ -178,3 +178,30 @@ def test_a_missing_checkpoint_names_the_command(tmp_path):
     with pytest.raises(ConfigError, match="make it with `lossmooth lm pretrain`"):
         load_model(m, 64)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_transformers_reads_a_checkpoint_as_we_do(pretrained):
+    """The checkpoint folder is a real Hugging Face model: transformers' ``AutoModelForCausalLM`` and
+    ``AutoTokenizer`` load it, tokenize as our tokenizer does, and give our decoder's logits."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from lossmooth.lm.decoder import Decoder
+
+    _, _, folder = pretrained
+    ckpt = folder / REVISIONS[-1]
+    text = "the king of light and water"
+    hf_tok = transformers.AutoTokenizer.from_pretrained(ckpt)
+    ours = Tokenizer.from_hf_dir(ckpt)
+    ids = ours.encode(text)
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == ids
+    assert hf_tok.eos_token_id == ours.eos_id == 0 and hf_tok.pad_token_id == ours.pad_id == 1
+    model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
+    assert type(model).__name__ == "LlamaForCausalLM"
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits.numpy()
+    cfg = load_hf_config(ckpt)
+    params = load_safetensors_dir(ckpt, cfg)
+    tokens = np.asarray([ids], np.int32)
+    logits, _ = Decoder(cfg).apply({"params": params}, tokens, positions=np.arange(len(ids))[None],
+                                   segment_ids=np.ones_like(tokens))
+    np.testing.assert_allclose(np.asarray(logits), theirs, atol=1e-4, rtol=1e-4)
