@@ -228,45 +228,41 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
-def cmd_data(argv: list[str]) -> int:
-    """``lossmooth data collect [overrides]``: compose conf/collect.yaml and collect the datasets."""
-    if not argv or argv[0] != "collect":
-        return _fail("data: expected `lossmooth data collect [overrides]`")
+def _preparation(argv: list[str], command: str, step: str, config: str, run) -> int:
+    """``lossmooth <command> <step> [overrides]``: compose ``conf/<config>.yaml`` with the overrides and
+    call ``run(cfg)`` (a preparation step with a config of its own, outside ``lossmooth run``)."""
+    if not argv or argv[0] != step:
+        return _fail(f"{command}: expected `lossmooth {command} {step} [overrides]`")
     overrides = argv[1:]
     from lossmooth.runner.compose import check_added, compose
 
     try:
         check_overrides(overrides)
-        check_added(overrides, "collect")
-        cfg = compose(overrides, "collect", where="conf/collect.yaml")
-    except ConfigError as e:
-        return _fail(str(e))
-    from lossmooth.offline import collect
-
-    try:
-        collect.run(cfg)
+        check_added(overrides, config)
+        run(compose(overrides, config, where=f"conf/{config}.yaml"))
     except ConfigError as e:
         return _fail(str(e))
     return 0
+
+
+def cmd_data(argv: list[str]) -> int:
+    """``lossmooth data collect [overrides]``: compose conf/collect.yaml and collect the datasets."""
+    def run(cfg):
+        from lossmooth.offline import collect
+
+        collect.run(cfg)
+
+    return _preparation(argv, "data", "collect", "collect", run)
 
 
 def cmd_lm(argv: list[str]) -> int:
     """``lossmooth lm pretrain [overrides]``: compose conf/pretrain.yaml and pretrain our own small LM."""
-    if not argv or argv[0] != "pretrain":
-        return _fail("lm: expected `lossmooth lm pretrain [overrides]`")
-    overrides = argv[1:]
-    from lossmooth.runner.compose import check_added, compose
-
-    try:
-        check_overrides(overrides)
-        check_added(overrides, "pretrain")
-        cfg = compose(overrides, "pretrain", where="conf/pretrain.yaml")
+    def run(cfg):
         from lossmooth.lm import pretrain
 
         pretrain.run(cfg)
-    except ConfigError as e:
-        return _fail(str(e))
-    return 0
+
+    return _preparation(argv, "lm", "pretrain", "pretrain", run)
 
 
 def cmd_status(argv: list[str]) -> int:

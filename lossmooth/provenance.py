@@ -73,10 +73,11 @@ def cpu() -> dict:
     return {"model": model, "machine": platform.machine(), "vector": [f for f in _VECTOR_FLAGS if f in flags]}
 
 
-def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:
+def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR, primary: str = "config.yaml") -> dict:
     """``{dotted.key: {"value": final value, "why": reason, "file": conf file}}`` for every
-    ``# assumed:`` line in the primary config and the chosen option of each group."""
-    files = [("config.yaml", "")]
+    ``# assumed:`` line in the primary config (``config.yaml``; a preparation step's own, e.g.
+    ``pretrain.yaml``) and the chosen option of each group."""
+    files = [(primary, "")]
     for group, opts in choices.items():
         if group.startswith("hydra") or opts is None:
             continue
@@ -110,20 +111,29 @@ def assumed_fields(choices: dict, cfg: dict, conf_dir: str = CONF_DIR) -> dict:
                     continue
                 path = [k for _, k in stack]
                 i = items[".".join(path)] = items.get(".".join(path), -1) + 1
-                if "# assumed:" in rest:
+                why = _assumed(rest)
+                if why is not None:
                     dotted = ".".join(([pkg] if pkg else []) + path[:-1] + [f"{path[-1]}[{i}]"])
-                    out[dotted] = {"value": _lookup(cfg, dotted), "why": rest.split("# assumed:", 1)[1].strip(),
-                                   "file": rel}
+                    out[dotted] = {"value": _lookup(cfg, dotted), "why": why, "file": rel}
                 continue
             indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
             while stack and stack[-1][0] >= indent:
                 stack.pop()
             stack.append((indent, key))
-            if "# assumed:" in rest:
+            why = _assumed(rest)
+            if why is not None:
                 dotted = ".".join(([pkg] if pkg else []) + [k for _, k in stack])
-                out[dotted] = {"value": _lookup(cfg, dotted), "why": rest.split("# assumed:", 1)[1].strip(),
-                               "file": rel}
+                out[dotted] = {"value": _lookup(cfg, dotted), "why": why, "file": rel}
     return out
+
+
+_ASSUMED = re.compile(r"#\s*assumed(?::(.*)|\s*$)")
+
+
+def _assumed(rest: str) -> str | None:
+    """The reason of a ``# assumed: why`` marker (``""`` for a bare ``# assumed``), else None."""
+    m = _ASSUMED.search(rest)
+    return None if m is None else (m.group(1) or "").strip()
 
 
 def _lookup(cfg, dotted: str):

@@ -249,3 +249,15 @@ def test_a_run_killed_midway_is_incomplete_and_never_tabulated(tmp_path, cache_d
     r = subprocess.run([sys.executable, "-m", "lossmooth.cli", "table", "--results-dir", str(results)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no complete runs" in r.stderr
+
+
+def test_a_bare_assumed_marker_is_recorded_too():
+    """``# assumed`` without a reason is a marker as well (its reason is empty); ``# assumed:`` gives one."""
+    from lossmooth.provenance import assumed_fields
+
+    cfg = compose(["setting=lm", "lm_budget=own"])
+    a = assumed_fields({"setting": "lm", "lm_budget": "own"}, cfg)
+    assert a["lm_budget.weight_decay"] == {"value": 0.0, "why": "", "file": "lm_budget/own.yaml"}
+    assert a["lm_budget.micro_batch"]["why"].startswith("8 target rows")
+    pre = assumed_fields({}, compose([], "pretrain"), primary="pretrain.yaml")
+    assert pre["train.lr"]["file"] == "pretrain.yaml" and "model.num_layers" in pre and "name" not in pre

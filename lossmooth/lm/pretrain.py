@@ -29,6 +29,7 @@ and a second run with another config under the same name is refused.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -49,6 +50,7 @@ from lossmooth.lm import train as T
 from lossmooth.lm.decoder import Decoder, DecoderConfig
 from lossmooth.lm.tokenizer import Tokenizer, save_hf_dir, train_bpe
 from lossmooth.lm.weights import save_hf_checkpoint
+from lossmooth.provenance import assumed_fields
 
 SOURCES = ("kjv", "wordnet", "fortunes")
 MANIFEST = "lossmooth_pretraining.json"
@@ -142,8 +144,6 @@ def split(corpus: dict) -> tuple[list[str], list[str]]:
 def text_sha256(docs: list[str]) -> str:
     """The identity of a list of documents (their canonical JSON's SHA-256), to check that a replay
     made on another machine reads the text the checkpoint was trained on."""
-    import hashlib
-
     return hashlib.sha256(json.dumps(docs, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -303,8 +303,9 @@ def run(cfg: dict) -> Path:
             "rows": {"train": train_rows.num_rows, "heldout": held_rows.num_rows},
             "loss_tokens": {"train": train_rows.num_loss_tokens, "heldout": held_rows.num_loss_tokens},
             "vocab_size": tokenizer.vocab_size}
-    (folder / "pretrain.json").write_text(json.dumps({"config": record, "corpus_info": info}, indent=2,
-                                                     sort_keys=True) + "\n")
+    (folder / "pretrain.json").write_text(json.dumps({"config": record, "corpus_info": info,
+                                                      "assumed": assumed_fields({}, cfg, primary="pretrain.yaml")},
+                                                     indent=2, sort_keys=True) + "\n")
     cfg_model = decoder_config(spec, tokenizer)
     tspec = train_spec(spec)
     heldout = {f: getattr(held_rows, f)[:t["eval_rows"]] for f in T.ROW_FIELDS}
@@ -324,7 +325,7 @@ def run(cfg: dict) -> Path:
     print(f"lm pretrain: {folder} | {n_params / 1e6:.2f}M params, {tokenizer.vocab_size} ids | "
           f"{train_rows.num_loss_tokens / 1e6:.2f}M training tokens ({len(train_docs)} documents), "
           f"{t['steps'] * t['batch'] * t['seq_len'] / 1e6:.2f}M to read | step {start} of {t['steps']}", flush=True)
-    wall = curve[-1]["wall_s"] if curve else 0.0
+    wall = wall_before = curve[-1]["wall_s"] if curve else 0.0
     step = start
     while step < stop:
         tick = time.time()
@@ -346,10 +347,12 @@ def run(cfg: dict) -> Path:
         print(f"  step {step:6d}  train loss {metrics['train_loss']:.3f}  held-out loss {metrics['heldout_loss']:.3f}"
               f"  lr {metrics['lr']:.2e}  ({wall:.0f} s)", flush=True)
     if step == t["steps"]:
-        plot_curve(curve, folder / "curve.png", spec)
-        done = {"finished": True, "wall_s": wall, "params": n_params, "host": platform.processor() or platform.machine(),
-                "devices": [str(d) for d in jax.devices()], "setup_s": round(time.time() - t0 - wall, 1)}
-        (folder / "finished.json").write_text(json.dumps(done, indent=2) + "\n")
+        if start < step:  # this call trained the last chunk (a call on a finished model changes nothing)
+            plot_curve(curve, folder / "curve.png", spec)
+            done = {"finished": True, "wall_s": wall, "params": n_params,
+                    "host": platform.processor() or platform.machine(), "devices": [str(d) for d in jax.devices()],
+                    "setup_s": round(time.time() - t0 - (wall - wall_before), 1)}  # this call's time outside training
+            (folder / "finished.json").write_text(json.dumps(done, indent=2) + "\n")
         print(f"lm pretrain: done; checkpoints {', '.join(revision(s, t) for s in spec['checkpoint_steps'])} "
               f"under {folder} (lm_model=own lm_model.root={spec['root']} lm_model.name={spec['name']})")
     else:
