@@ -28,8 +28,9 @@ model FLOP/s as ``6 x parameters x tokens/s`` and as XLA's FLOP count of the com
 ``memory``: for each framework a fresh subprocess (so neither's allocations count in the other's
 figure) loads the weights, builds the training state, then resets the kernel's peak-RSS counter
 (``/proc/self/clear_refs``, so weight loading is not counted) and reads ``VmHWM`` after our compile
-and again after two training steps. It prints, in MiB, the resident memory at rest (weights, plus
-our AdamW moments: ``torch.optim.AdamW`` creates its moments in its first step), the peak of our
+and again after two training steps (ours after handing the compiler's freed heap pages back to the
+OS, as the LM setting's runner does: :func:`lossmooth.runner.memory.trim_heap`). It prints, in MiB,
+the resident memory at rest (weights, plus our AdamW moments: ``torch.optim.AdamW`` creates its moments in its first step), the peak of our
 compile, the peak of the steps, and XLA's temporary buffers of our step (its memory analysis).
 
 ``generate``: greedy continuation of a random 64-token prompt by 64 tokens at batch 1 and 8. Ours is
@@ -64,7 +65,11 @@ import numpy as np  # noqa: E402
 
 from lossmooth.lm.decoder import Decoder, generate  # noqa: E402
 from benchmarks.peak import compiled_flops, matmul_peak, share_line  # noqa: E402
-from lossmooth.runner.memory import proc_status, reset_peak_rss  # noqa: E402
+from lossmooth.runner.memory import apply_xla_flags, proc_status, reset_peak_rss, trim_heap  # noqa: E402
+from lossmooth.settings.lm.setting import LM  # noqa: E402
+
+# the flags the LM setting's runs compile with (before anything starts JAX's backend)
+apply_xla_flags(LM.xla_flags)
 
 LR, B1, B2, EPS, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-5, 0.9, 0.95, 1e-8, 0.01, 1.0
 PROMPT_LEN, NEW_TOKENS, GEN_BATCHES = 64, 64, (1, 8)
@@ -82,15 +87,27 @@ def header():
     print(f"lm_speed {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC: jax {jax.__version__} "
           f"on {jax.default_backend()} ({', '.join(str(d) for d in jax.devices())}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, "
-          f"{os.cpu_count()} CPU cores, float32", flush=True)
+          f"{os.cpu_count()} CPU cores, float32; XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r} (the LM setting's)",
+          flush=True)
 
 
-def load_model(max_len: int):
-    """``(cfg, params)``: SmolLM2-135M's config and float32 weights (numpy), the GGUF header parsed once."""
+def default_remat() -> bool:
+    """``lm_model.remat`` of the LM setting's default model (``lm_model=smollm2``)."""
+    from lossmooth.runner.compose import compose
+
+    return bool(compose(["setting=lm"])["lm_model"]["remat"])
+
+
+def load_model(max_len: int, remat: bool | None = None):
+    """``(cfg, params)``: SmolLM2-135M's config and float32 weights (numpy), the GGUF header parsed once;
+    ``remat`` as the LM default has it unless given."""
+    import dataclasses
+
     from lossmooth.lm.gguf_weights import gguf_config, gguf_path_smollm2, load_gguf, read_gguf
 
     reader = read_gguf(gguf_path_smollm2())
     cfg = gguf_config(reader, dtype="float32", max_len=max_len)
+    cfg = dataclasses.replace(cfg, remat=default_remat() if remat is None else remat)
     return cfg, load_gguf(reader, cfg)
 
 
@@ -193,12 +210,12 @@ def train(args):
     import torch
 
     torch.set_num_threads(os.cpu_count())
-    cfg, params = load_model(max_len=max(args.seq, 2048))
+    cfg, params = load_model(max_len=max(args.seq, 2048), remat=args.remat_value)
     tokens = args.batch * args.seq
     n_params = sum(np.asarray(x).size for x in jax.tree.leaves(params))
     print(f"train: SmolLM2-135M ({n_params / 1e6:.1f}M parameters, {cfg.num_layers} layers, d {cfg.hidden_size}, "
           f"vocab {cfg.vocab_size}), batch {args.batch} x seq {args.seq} = {tokens} tokens per step, "
-          f"{args.steps} timed steps each", flush=True)
+          f"{args.steps} timed steps each; ours with remat={cfg.remat}", flush=True)
 
     t = time.perf_counter()
     lowered, state, hp, data = ours_trainer(cfg, params, args.batch, args.seq, updates=args.steps + 2)
@@ -256,7 +273,7 @@ def train(args):
 def memory_child(framework: str, args):
     """Run inside the subprocess: print ``MEM <at rest> <compile peak> <step peak> <reset worked> <XLA temp>``
     (bytes; the compile peak and XLA's temporary buffers of the step are ours only, else 0)."""
-    cfg, params = load_model(max_len=max(args.seq, 2048))
+    cfg, params = load_model(max_len=max(args.seq, 2048), remat=args.remat_value)
     compile_peak = xla_temp = 0
     if framework == "ours":
         lowered, state, hp, data = ours_trainer(cfg, params, args.batch, args.seq, updates=4)
@@ -268,6 +285,9 @@ def memory_child(framework: str, args):
         compiled = lowered.compile()
         compile_peak = proc_status("VmHWM")
         xla_temp = compiled.memory_analysis().temp_size_in_bytes
+        # the compiler's freed blocks back to the OS, as the LM setting's runner does after compiling
+        # (lossmooth.runner.memory.trim_heap): otherwise they stay resident through the steps
+        trim_heap()
         reset_peak_rss()
         for _ in range(2):
             state, metrics = compiled(state, hp, data)
@@ -290,11 +310,12 @@ def memory_child(framework: str, args):
 
 def memory(args):
     here = os.path.abspath(__file__)
+    remat = default_remat() if args.remat_value is None else args.remat_value
     print(f"memory: peak resident memory of training steps, batch {args.batch} x seq {args.seq}, one fresh "
-          f"subprocess per framework", flush=True)
+          f"subprocess per framework; ours with remat={remat}", flush=True)
     for framework, label in (("ours", "ours"), ("torch", "PyTorch")):
         r = subprocess.run([sys.executable, here, "_memory", "--framework", framework, "--seq", str(args.seq),
-                            "--batch", str(args.batch)], capture_output=True, text=True)
+                            "--batch", str(args.batch), "--remat", args.remat], capture_output=True, text=True)
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEM")]
         if r.returncode or not line:
             print(f"  {label}: FAILED (exit {r.returncode}) {r.stderr[-800:]}")
@@ -379,8 +400,11 @@ def main():
     p.add_argument("--steps", type=int, default=5,
                    help="timed training steps per framework; timed calls of our generate")
     p.add_argument("--gen-repeats", type=int, default=1, help="timed calls of the cache-free generation")
+    p.add_argument("--remat", choices=["default", "on", "off"], default="default",
+                   help="our training step's remat (default: as lm_model=smollm2 has it)")
     p.add_argument("--framework", choices=["ours", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args()
+    a.remat_value = {"default": None, "on": True, "off": False}[a.remat]
     if a.what == "_memory":  # the subprocess of `memory`
         memory_child(a.framework, a)
         return

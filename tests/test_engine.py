@@ -141,3 +141,18 @@ def test_dense_first_chunk_evaluates_after_every_update_and_changes_nothing_else
     assert np.array_equal(again.extra["dense"]["err"], curve)
     with pytest.raises(ValueError, match="dense evaluation covers"):
         engine.make_chunk(step_fn, eval_fn, 5, 2, dense=(3, eval_fn))
+
+
+def test_a_one_run_program_is_the_per_run_program_on_that_run(chunk):
+    """``one_run=True`` runs the per-run function on the single run (no batch of one): the same state
+    and metrics as the vmapped program, within float rounding, and a batch of two is refused."""
+    state, hp = init(1)
+    single = engine.make_chunk(step_fn, eval_fn, steps_per_eval=5, evals_per_chunk=2, one_run=True)
+    s1, m1 = single(state, hp, DATA)
+    s0, m0 = chunk(state, hp, DATA)
+    assert jax.tree.map(jnp.shape, s1) == jax.tree.map(jnp.shape, s0)
+    for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s0, m0))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert float(m1["err"][0, -1]) < float(m1["err"][0, 0])  # it trained
+    with pytest.raises(ValueError, match="one-run program got 2 runs"):
+        single(*init(2), DATA)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lossmooth.core.objective import Method
+from lossmooth.core.objective import Method, smoothed_loss, source_needed
 from lossmooth.core.schedules import Schedule
 from lossmooth.lm import train as T
 from lossmooth.lm.decoder import Decoder, DecoderConfig
@@ -80,6 +80,38 @@ def test_gradient_accumulation_equals_one_big_batch(tiny, method):
     # and the update moved the model (a test of equal no-ops would prove nothing)
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
                zip(jax.tree.leaves(reference), jax.tree.leaves(params))) > 1e-3
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0])
+def test_two_pass_gradient_is_the_combinators_gradient(tiny, lam):
+    """The update accumulates grad(lam L_T) and grad((1 - lam) L_S) in two passes: the same update as
+    one backward pass through the combinator's smoothed loss, micro-batch by micro-batch (up to float
+    rounding: another summation order)."""
+    params, data = tiny
+    method = Method.make("c", Schedule.make("constant", value=lam))
+    updated, metrics = _one_update(params, data, method, 2, 2)
+    spec, _ = _step(2, 2)
+    tgt, src = jnp.asarray([0, 1, 2, 3]), jnp.asarray([4, 5, 6, 7])
+    n_t = jnp.sum(data["target"]["loss_mask"][tgt][:, :-1])
+    n_s = jnp.sum(data["replay"]["loss_mask"][src][:, :-1])
+    grads, loss = None, 0.0
+    for m in range(2):
+        rows_t = {f: data["target"][f][tgt[2 * m:2 * m + 2]] for f in T.ROW_FIELDS}
+        rows_s = {f: data["replay"][f][src[2 * m:2 * m + 2]] for f in T.ROW_FIELDS}
+        (value, _), g = jax.value_and_grad(lambda p: smoothed_loss(
+            p, jnp.float32(lam), source_needed(jnp.float32(lam), None),
+            lambda q: T.token_nll(q, CFG, rows_t)[0] / n_t, lambda q: T.token_nll(q, CFG, rows_s)[0] / n_s),
+            has_aux=True)(params)
+        grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+        loss += float(value)
+    state = T.init_state(params, spec)
+    direction, _ = T.make_optimizer(spec).update(grads, state["opt"], params)
+    expected = jax.tree.map(lambda p, d: p - 1e-2 * T.lr_factor(spec, 0) * d, params, direction)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(updated)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(updated), jax.tree.leaves(params))) > 1e-4  # the update moved the model
 
 
 def test_each_objective_reads_only_its_own_rows(tiny):

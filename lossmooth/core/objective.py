@@ -27,6 +27,11 @@ Once lam = 1 the source branch is inside a ``lax.cond`` whose predicate is false
 source batch nor its forward/backward pass is computed. Under ``vmap`` a per-run predicate would
 become a ``select`` that runs both branches, so :func:`source_needed` reduces it over the named run
 axis: the source branch is skipped as soon as every run in the batch has reached lam = 1.
+
+Where one backward pass through both losses costs too much memory (the LM setting: differentiating
+through the ``lax.cond`` keeps buffers for the residuals of both forward passes), a setting may
+accumulate the gradient of the two terms apart, ``grad(lam L_T) + grad(source_term(lam, L_S))``: the
+same objective (:func:`source_term` is its source term), summed in another float order.
 """
 from __future__ import annotations
 
@@ -98,6 +103,13 @@ def source_needed(lam: jnp.ndarray, axis_name: str | None = RUN_AXIS) -> jnp.nda
     return need > 0
 
 
+def source_term(lam: jnp.ndarray, ls: jnp.ndarray) -> jnp.ndarray:
+    """``(1 - lam) * L_S``, exactly 0 once ``lam >= 1``: where(), not a plain product, so a run at
+    lam = 1 contributes 0 (and a zero cotangent) even while another run in the batch keeps the source
+    branch alive, and even if its source loss were not finite."""
+    return jnp.where(lam < 1.0, (1.0 - lam) * ls, 0.0)
+
+
 def smoothed_loss(
     params,
     lam: jnp.ndarray,
@@ -120,9 +132,7 @@ def smoothed_loss(
         ls = jnp.zeros((), lt.dtype)
     else:
         ls = jax.lax.cond(run_source, source_loss, lambda p: jnp.zeros((), lt.dtype), params)
-    # where(), not a plain product: a run already at lam = 1 contributes exactly 0 (and a zero
-    # cotangent) even while another run in the batch keeps the source branch alive
-    src_term = jnp.where(lam < 1.0, (1.0 - lam) * ls, 0.0)
+    src_term = source_term(lam, ls)
     loss = lam * lt + src_term
     reg = jnp.zeros((), lt.dtype)
     if regularizer is not None:

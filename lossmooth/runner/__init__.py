@@ -20,6 +20,7 @@ from lossmooth.results import store
 from lossmooth.runner import distributed
 from lossmooth.runner.execute import execute
 from lossmooth.runner.loggers import check_loggers
+from lossmooth.runner.memory import apply_xla_flags
 
 
 def setting_of(cfg: dict) -> settings.Setting:
@@ -97,6 +98,7 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
     distributed.parse(cfg.get("distributed"))  # a bad section fails before joining anything
     cfg = distributed.join(cfg)  # before any JAX work; another process than 0 writes a folder of its own
     setting = setting_of(cfg)
+    apply_xla_flags(setting.xla_flags)  # before any JAX work starts the backend
     validate(cfg)  # bad input is an error even where a finished run of the config exists
     done = None if cfg.get("rerun", False) else store.find_complete(cfg["results_dir"], setting.name,
                                                                      store.run_key(cfg))

@@ -30,7 +30,7 @@ from lossmooth.results import store
 from lossmooth.results import summaries
 from lossmooth.results.summaries import dense_summaries, summarize_curves
 from lossmooth.runner import ramps
-from lossmooth.runner.memory import PhasePeaks, return_freed_memory
+from lossmooth.runner.memory import PhasePeaks, return_freed_memory, trim_heap
 from lossmooth.runner.phase import run_phase
 from lossmooth.runner.records import check_finite, pair_key, progress_bar, record_run
 from lossmooth.settings.contract import Context, Setting
@@ -145,7 +145,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             cb = writer(ids, names, phase.eval_every)
             with peaks.phase("adapt"):
                 res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}" + (f"-switch{sw['switch']}" if si else ""),
-                                lam0=lam_at_switch(g_runs), shard=shard,
+                                lam0=lam_at_switch(g_runs), shard=shard, trim=setting.returns_memory,
                                 on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
                                     [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
                                      for j, x in enumerate(ids)]),
@@ -157,6 +157,8 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                           f"{step} (marked diverged)")
             start_rows(ids, res)
             dense_rows(ids, res)
+            if setting.returns_memory:
+                trim_heap()
             with peaks.phase("after_group"):  # the setting's work on a trained batch (LM: generation)
                 setting.after_group(ctx, line, index, g_runs, res)
             out = []

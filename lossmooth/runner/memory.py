@@ -42,16 +42,55 @@ def return_freed_memory(threshold: int = 1 << 20) -> bool:
     on one LM run (SmolLM2-135M, 20 updates): peak resident memory of the adaptation 7.9 -> 7.0 GiB,
     after it 4.8 -> 4.0 GiB, at the end 4.4 -> 2.6 GiB, wall time within noise. False where there is
     no glibc."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(libc.mallopt(m_trim_threshold, threshold))
+
+
+def apply_xla_flags(flags) -> bool:
+    """Add ``flags`` to ``XLA_FLAGS`` where JAX's backends are not started yet (XLA reads them once);
+    False where they could not apply (a backend is already up), True otherwise."""
+    import os
+
+    from jax._src import xla_bridge
+
+    have = os.environ.get("XLA_FLAGS", "").split()
+    missing = [f for f in flags if f not in have]
+    if not missing:
+        return True
+    if xla_bridge.backends_are_initialized():
+        return False
+    os.environ["XLA_FLAGS"] = " ".join(have + missing)
+    return True
+
+
+def trim_heap() -> bool:
+    """Hand the free pages anywhere inside glibc's heaps back to the OS (``malloc_trim(0)``, every arena).
+
+    What :func:`return_freed_memory` cannot reach: the many small blocks XLA's compiler frees after
+    compiling a program stay in the heaps, between blocks still in use, and count in the resident set
+    for the rest of the process. Measured on the LM default (SmolLM2-135M): 1.0 GB handed back after
+    the first chunk's compile, and every later chunk's peak 7.3 -> 6.2 GB. False where there is no glibc.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def _glibc():
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(libc.mallopt(m_trim_threshold, threshold))
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc only)
+        return libc
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def device_peak_bytes() -> int | None:

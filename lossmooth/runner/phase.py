@@ -19,6 +19,7 @@ import numpy as np
 
 from lossmooth.core import engine, sharding
 from lossmooth.core.objective import RUN_AXIS
+from lossmooth.runner.memory import trim_heap
 from lossmooth.settings.contract import Phase, PhaseResult
 
 
@@ -62,24 +63,33 @@ def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto"):
 
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
               lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None,
-              shard: int | str = "auto") -> PhaseResult:
+              shard: int | str = "auto", trim: bool = False) -> PhaseResult:
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
     chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
     switch is diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
     evaluation at the phase's start (``{metric: [runs]}``, with ``lam`` at t = 0) before the chunks run.
-    ``shard``: devices per run of a phase that splits its batch (:func:`place_phase`)."""
+    ``shard``: devices per run of a phase that splits its batch (:func:`place_phase`). ``trim`` (a
+    setting that :attr:`~lossmooth.settings.contract.Setting.returns_memory`): the heap's free pages go
+    back to the OS after the evaluation at the start, after compiling the first chunk's program (compiled
+    before it runs, so the compiler's leftovers are gone before its buffers are allocated) and after
+    every chunk (:func:`lossmooth.runner.memory.trim_heap`)."""
     t0 = time.time()
     n = int(jax.tree.leaves(phase.state)[0].shape[0])
     state, hp, pmesh = place_phase(phase, n, mesh, shard)
     with contextlib.nullcontext() if pmesh is None else jax.set_mesh(pmesh):
-        return _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0)
+        return _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0, trim)
 
 
-def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0) -> PhaseResult:
+def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0, trim=False) -> PhaseResult:
     if phase.ahead is not None:
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else engine.to_host(phase.evaluate(state, hp, phase.data))
+    if trim:
+        first = phase.first or (phase.later[1] if phase.later is not None and phase.later[0] == 0 else phase.chunk)
+        if hasattr(first, "lower"):  # compiled now (and kept in jit's cache), not inside the first call
+            first.lower(state, hp, phase.data).compile()
+        trim_heap()
     if start is not None and on_start is not None:
         first = {k: np.asarray(v)[:n] for k, v in start.items()}
         on_start(first if lam0 is None else {**first, "lam": np.asarray(lam0)})
@@ -90,6 +100,8 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
         m = phase.derive(m) if phase.derive is not None else m
         for cb in callbacks:
             cb(c, s, m)
+        if trim:
+            trim_heap()
 
     try:
         res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [on_chunk], later=phase.later,

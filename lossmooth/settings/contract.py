@@ -188,6 +188,10 @@ class Setting:
     # whether the process hands freed large blocks back to the OS at once (a setting whose state is a
     # model of hundreds of MB, built and dropped per run: :func:`lossmooth.runner.memory.return_freed_memory`)
     returns_memory: ClassVar[bool] = False
+    # XLA flags the setting's programs want, set for the process before JAX starts its backend
+    # (:func:`lossmooth.runner.memory.apply_xla_flags`); a process whose backend is already up (several
+    # runs in one process) compiles without them: they change buffers and schedules, not numbers
+    xla_flags: ClassVar[tuple[str, ...]] = ()
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None
