@@ -2,6 +2,7 @@
 
     python benchmarks/lm_speed.py train      # training tokens/s: our compiled step vs transformers' PyTorch Llama
     python benchmarks/lm_speed.py memory     # peak resident memory of a training step, one subprocess per framework
+    python benchmarks/lm_speed.py phases     # peak resident memory per phase of a whole LM default run (summary.json)
     python benchmarks/lm_speed.py generate   # generation tokens/s: our KV-cached generate vs a cache-free loop
     python benchmarks/lm_speed.py all        [--seq 128 --batch 4 --steps 5]
 
@@ -32,6 +33,15 @@ and again after two training steps (ours after handing the compiler's freed heap
 OS, as the LM setting's runner does: :func:`lossmooth.runner.memory.trim_heap`). It prints, in MiB,
 the resident memory at rest (weights, plus our AdamW moments: ``torch.optim.AdamW`` creates its moments in its first step), the peak of our
 compile, the peak of the steps, and XLA's temporary buffers of our step (its memory analysis).
+
+Ours runs as the LM setting runs it: with the default model's ``remat`` (``--remat on|off`` to choose)
+and the setting's XLA flags (:attr:`lossmooth.settings.lm.setting.LM.xla_flags`: the memory-minimizing
+schedule). ``train`` and ``memory`` each end with a line saying whether the target is met (tokens/s
+>= 1.15x PyTorch's; the step's peak <= PyTorch's).
+
+``phases``: the peak resident memory per phase (load, adapt: training and evaluation, after_group: the
+replies, finish: judging) of a whole ``lossmooth run setting=lm``, read from its ``summary.json``
+(``--run DIR``; by default the run ``lossmooth reproduce lm_default`` uses), against the 6 GiB target.
 
 ``generate``: greedy continuation of a random 64-token prompt by 64 tokens at batch 1 and 8. Ours is
 :func:`lossmooth.lm.decoder.generate` (prefill into a KV cache, then one token per step). The
@@ -72,6 +82,7 @@ from lossmooth.settings.lm.setting import LM  # noqa: E402
 apply_xla_flags(LM.xla_flags)
 
 LR, B1, B2, EPS, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-5, 0.9, 0.95, 1e-8, 0.01, 1.0
+SPEED_TARGET, RUN_TARGET = 1.15, 6 * 2 ** 30  # ours/PyTorch tokens/s; a whole LM default run's peak RSS
 PROMPT_LEN, NEW_TOKENS, GEN_BATCHES = 64, 64, (1, 8)
 
 
@@ -252,6 +263,8 @@ def train(args):
     print(f"train: ours {tokens / ours_med:.0f} tokens/s ({ours_med:.2f} s/step); PyTorch {torch.__version__} + "
           f"transformers LlamaForCausalLM {tokens / torch_med:.0f} tokens/s ({torch_med:.2f} s/step); "
           f"ratio ours/theirs {torch_med / ours_med:.2f}", flush=True)
+    print(f"  target: ours >= {SPEED_TARGET}x PyTorch's tokens/s: "
+          f"{'met' if torch_med / ours_med >= SPEED_TARGET else 'NOT met'}", flush=True)
     # share of the matmul peak: the usual 6 x parameters x tokens (forward 2, backward 4 FLOPs per
     # parameter and token; attention's own matmuls not counted) and XLA's count of the compiled step
     # (one update, no loop: the count is the whole step's)
@@ -313,6 +326,7 @@ def memory(args):
     remat = default_remat() if args.remat_value is None else args.remat_value
     print(f"memory: peak resident memory of training steps, batch {args.batch} x seq {args.seq}, one fresh "
           f"subprocess per framework; ours with remat={remat}", flush=True)
+    step_peaks = {}
     for framework, label in (("ours", "ours"), ("torch", "PyTorch")):
         r = subprocess.run([sys.executable, here, "_memory", "--framework", framework, "--seq", str(args.seq),
                             "--batch", str(args.batch), "--remat", args.remat], capture_output=True, text=True)
@@ -330,6 +344,40 @@ def memory(args):
             at_rest, extra = "weights (AdamW moments are created by the first step)", ""
         print(f"  {label}: at rest with {at_rest} {mib(rest)}{extra}; peak during 2 training steps "
               f"{mib(step_peak)} ({mib(step_peak - rest)} above rest)", flush=True)
+        step_peaks[framework] = step_peak
+    if len(step_peaks) == 2:
+        met = step_peaks["ours"] <= step_peaks["torch"]
+        print(f"  target: our training step's peak <= PyTorch's: {'met' if met else 'NOT met'} "
+              f"({mib(step_peaks['ours'])} vs {mib(step_peaks['torch'])})", flush=True)
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def phases(args):
+    """The peak resident memory per phase of a whole ``lossmooth run setting=lm`` (``summary.json``'s
+    ``peak_rss_bytes``): ``--run DIR``, else the run ``lossmooth reproduce lm_default`` uses."""
+    import json
+
+    run = args.run
+    if run is None:
+        from lossmooth.reproduce import existing, registry
+
+        entry = registry.load()["lm_default"]
+        (found,) = existing.find(registry.resolve(entry), args.results_dir, entry.setting)
+        if found is None:
+            print("phases: no lm_default run under " + args.results_dir + "; run `lossmooth reproduce lm_default`")
+            return
+        run = found.path
+    with open(os.path.join(run, "summary.json")) as f:
+        summary = json.load(f)
+    peaks = {k: v for k, v in summary["peak_rss_bytes"].items() if k != "reset"}
+    gib = lambda b: f"{b / 2 ** 30:.2f} GiB"  # noqa: E731
+    print(f"phases: peak resident memory of {run} (wall {summary['wall_s']['total'] / 60:.1f} min): "
+          + ", ".join(f"{k} {gib(v)}" for k, v in peaks.items()), flush=True)
+    whole = max(peaks.values())
+    print(f"  target: the whole run's peak <= {gib(RUN_TARGET)}: {'met' if whole <= RUN_TARGET else 'NOT met'} "
+          f"({gib(whole)})", flush=True)
 
 
 # ----------------------------------------------------------------------------- generate
@@ -393,8 +441,11 @@ def generation(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", default="all", choices=["train", "memory", "generate", "all", "_memory"],
-                   metavar="{train,memory,generate,all}", help="what to measure (default: all)")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["train", "memory", "phases", "generate", "all", "_memory"],
+                   metavar="{train,memory,phases,generate,all}", help="what to measure (default: all)")
+    p.add_argument("--run", help="phases: an LM run directory (default: lm_default's run under --results-dir)")
+    p.add_argument("--results-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results"))
     p.add_argument("--seq", type=int, default=128, help="training sequence length (tokens per row)")
     p.add_argument("--batch", type=int, default=4, help="training rows per step")
     p.add_argument("--steps", type=int, default=5,
@@ -414,6 +465,8 @@ def main():
         train(a)
     if a.what in ("memory", "all"):
         memory(a)
+    if a.what in ("phases", "all"):
+        phases(a)
     if a.what in ("generate", "all"):
         generation(a)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -141,7 +141,7 @@ def lm(devices: list[int], overrides: list[str] = ()) -> list[str]:
             "eval_replay": rows(b["eval_rows"])}
     data_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(data))
     chunk = engine.make_chunk(make_step(mcfg, tspec), make_eval(mcfg, tspec), b["eval_every"],
-                              b["evals_per_chunk"], donate=True)
+                              b["evals_per_chunk"], donate=True, one_run=True)  # as the LM setting compiles it
     print(f"LM: OLMo-1B ({n_params / 1e9:.3f}B parameters, float32 weights and AdamW moments, "
           f"{mcfg.dtype} compute, remat={mcfg.remat}); lm_budget=paper: {b['accum']} micro-batches x "
           f"{b['micro_batch']} rows x {L} tokens per update (target and replay), lm_target=hh's "
