@@ -10,6 +10,7 @@ recorded.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 
 def proc_status(field: str) -> int | None:
@@ -81,6 +82,7 @@ def trim_heap() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)  # loaded once: trim_heap runs after every chunk
 def _glibc():
     import ctypes
     import ctypes.util

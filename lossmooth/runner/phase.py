@@ -86,9 +86,9 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else engine.to_host(phase.evaluate(state, hp, phase.data))
     if trim:
-        first = phase.first or (phase.later[1] if phase.later is not None and phase.later[0] == 0 else phase.chunk)
-        if hasattr(first, "lower"):  # compiled now (and kept in jit's cache), not inside the first call
-            first.lower(state, hp, phase.data).compile()
+        program = phase.first or (phase.later[1] if phase.later is not None and phase.later[0] == 0 else phase.chunk)
+        if hasattr(program, "lower"):  # compiled now (and kept in jit's cache), not inside the first call
+            program.lower(state, hp, phase.data).compile()
         trim_heap()
     if start is not None and on_start is not None:
         first = {k: np.asarray(v)[:n] for k, v in start.items()}
