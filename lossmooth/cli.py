@@ -284,21 +284,27 @@ def cmd_status(argv: list[str]) -> int:
             return _fail(str(e))
         if a.setting not in known and not os.path.isdir(os.path.join(a.results_dir, a.setting)):
             return _fail(f"--setting: unknown setting '{a.setting}'; choose one of {', '.join(known)}")
-    rows = store.run_states(a.results_dir, a.setting)
-    print("| setting | run | state | runs | diverged | methods |")
-    print("|---|---|---|---|---|---|")
+    rows = store.run_states(a.results_dir, a.setting)  # a corrupt directory: one warning line on stderr
+    print("| setting | run | state | runs | diverged | on a diverged source | methods |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         runs = "" if r["runs"] is None else str(r["runs"])
         extra = ""
-        if r["state"] == "incomplete":
-            extra = f"{r.get('metric_rows', 0)} metric rows so far" + ("" if r.get("resumable") else
-                                                                      ", no checkpoint: starts anew if run again")
+        if r["state"] == "incomplete" and r.get("unsummarized"):
+            extra = "finished, but summary.json is missing: run the same config again to rebuild it"
+        elif r["state"] == "incomplete":
+            extra = f"{r.get('metric_rows', 0)} metric rows so far" + (
+                "" if r.get("resumable") else ", no checkpoint: moved aside and started anew if run again")
         elif r["state"] == "corrupt":
             extra = r["reason"]
-        print(f"| {r['setting']} | {r['run_id']} | {r['state']} | {runs} | {r['diverged']} | "
-              f"{', '.join(r.get('methods', [])) or extra} |")
+        elif r.get("pending"):
+            extra = "finish pending (the folder takes no writes; a command with write access settles it); "
+        print(f"| {r['setting']} | {r['run_id']} | {r['state']} | {runs} | {r['diverged']} | {r['source_diverged']} | "
+              f"{extra}{', '.join(r.get('methods', []))} |")
     counts = {k: sum(1 for r in rows if r["state"] == k) for k in ("complete", "diverged", "incomplete", "corrupt")}
-    print(f"\n{len(rows)} run directories: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    on_bad = sum(r["source_diverged"] for r in rows)
+    print(f"\n{len(rows)} run directories: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + f"; {on_bad} runs built on a diverged source")
     return 0
 
 

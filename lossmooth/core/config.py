@@ -24,10 +24,12 @@ SCHEDULE_FIELDS = ("T", "lam0", "value", "sharpness", "stairs", *ADAPTIVE_NUMBER
 
 
 def integer(section: dict, key: str, lo: int = 0, field: str | None = None) -> int:
-    """``section[key]`` as an integer >= ``lo`` (a float with an integer value is accepted)."""
+    """``section[key]`` as an integer >= ``lo`` (a float with an integer value is accepted; NaN and
+    infinity are not)."""
     v = section.get(key)
     field = field or key
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) or int(v) < lo:
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(float(v)) or float(v) != int(v)
+            or int(v) < lo):
         raise ConfigError(f"{field}: must be an integer >= {lo}, got {v!r}")
     return int(v)
 
@@ -154,8 +156,9 @@ def parse_sweep(cfg: dict, sweepable: tuple) -> dict:
                 Schedule.make("linear", **{k: x}, field="sweep")
             elif k in ADAPTIVE_NUMBERS:
                 Schedule.make("guard", T=1, **{k: x}, field="sweep")
-            elif isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (k == "lr" and x == 0):
-                raise ConfigError(f"sweep.{k}: bad value {x!r}; use positive numbers")
+            elif (isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x) or x < 0
+                  or (k == "lr" and x == 0)):
+                raise ConfigError(f"sweep.{k}: bad value {x!r}; use finite positive numbers")
     return {k: list(v) for k, v in sweep.items()}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lossmooth.core import sharding
+from lossmooth.errors import ConfigError
 from lossmooth.core.objective import RUN_AXIS
 
 
@@ -306,6 +307,37 @@ class Preempted(Exception):
         return self.args[1] if len(self.args) > 1 and self.args[1] else signal.SIGTERM
 
 
+class CheckpointSpace(ConfigError):
+    """The disk under a run's checkpoints has too little free space for the next save: one line naming
+    the folder and the space needed. The run directory stays (``keep_run``): the same command resumes
+    from the last whole save once space is freed."""
+
+    keep_run = True
+
+    def __init__(self, root: str, need: int, free: int):
+        super().__init__(f"checkpoints: no space left for a checkpoint in {root}: it needs about "
+                         f"{need / 2**20:.1f} MiB free, {free / 2**20:.1f} MiB are; free space, then run the same "
+                         "command to resume")
+
+
+def checkpoint_bytes(state, metrics: dict) -> int:
+    """The space a checkpoint of ``state`` and ``metrics`` takes, at least: the bytes of their arrays
+    (orbax adds its metadata on top, which the 1 MiB margin covers for small states)."""
+    leaves = jax.tree.leaves(state) + list(metrics.values())
+    return sum(int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float32)).itemsize for x in leaves) + 2**20
+
+
+def _no_space(e: BaseException) -> bool:
+    """``e`` (or an exception it was raised from, as orbax wraps them) is a full disk or quota."""
+    import errno
+
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 class Checkpoints:
     """A run's checkpoints at chunk boundaries, under ``root`` (``<run dir>/checkpoints``): per loop
     tag the state (orbax), the metrics so far and the next chunk, and ``marker()``, what the runner
@@ -376,11 +408,22 @@ class Checkpoints:
             shutil.rmtree(d, ignore_errors=True)
             os.rename(new, d)
         shutil.rmtree(new, ignore_errors=True)
-        os.makedirs(new)
-        save_state(os.path.join(new, "state"), state)
-        np.savez(os.path.join(new, "metrics.npz"), **metrics)
-        with open(os.path.join(new, "done.json"), "w") as f:  # last: marks the save whole
-            json.dump({"next_chunk": next_chunk, "marker": self.marker()}, f)
+        need = checkpoint_bytes(state, metrics)
+        os.makedirs(self.root, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free < need:  # refused before orbax starts: its threads would each print a traceback
+            raise CheckpointSpace(self.root, need, free)
+        try:
+            os.makedirs(new)
+            save_state(os.path.join(new, "state"), state)
+            np.savez(os.path.join(new, "metrics.npz"), **metrics)
+            with open(os.path.join(new, "done.json"), "w") as f:  # last: marks the save whole
+                json.dump({"next_chunk": next_chunk, "marker": self.marker()}, f)
+        except BaseException as e:  # nothing half-written stays beside the last whole save
+            shutil.rmtree(new, ignore_errors=True)
+            if _no_space(e):
+                raise CheckpointSpace(self.root, need, shutil.disk_usage(self.root).free) from None
+            raise
         if os.path.exists(d):
             shutil.rmtree(old, ignore_errors=True)
             os.rename(d, old)

@@ -16,9 +16,15 @@ Every file is strict JSON: a non-finite number is written as the string ``"NaN"`
 
 A run finishes in an order that a kill at any moment leaves recoverable, never half-done: ``runs.json``,
 then the summary under a pending name, then the checkpoints are removed, then the summary is renamed
-into place; whoever next reads the directory completes a pending finish (:func:`settle`). A directory
-whose files cannot be read (a truncated ``runs.json`` or ``summary.json``, a missing ``meta.json``, a torn
-line in ``metrics.jsonl``) is *corrupt*: the readers skip it with one warning line naming it and why.
+into place; whoever next reads the directory completes a pending finish where the folder takes writes
+(:func:`settle`); where it does not (a read-only copy), the pending summary is read as the summary and
+nothing is changed. A directory whose files cannot be read (a truncated ``runs.json`` or ``summary.json``,
+a missing ``meta.json``, a ``config.yaml`` that is not YAML, a torn last line in ``metrics.jsonl``) is
+*corrupt*: every reader (``table``, ``plot``, ``status``) skips it with one warning line naming the file.
+
+No command deletes a directory that holds results: a run directory of a config that has nothing to
+resume is moved aside into ``<results_dir>/<setting>/.quarantine/`` (:func:`quarantine`), and a finished
+run whose ``summary.json`` went missing gets it rebuilt from its ``runs.json`` (:func:`refinish`).
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from lossmooth.errors import ConfigError
 
 SUMMARY = "summary.json"
 PENDING = ".summary.json.pending"  # a summary written, its checkpoints not yet removed (see settle)
+QUARANTINE = ".quarantine"  # run directories moved aside, never deleted (see quarantine)
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -166,20 +173,92 @@ def resume_key(cfg: dict) -> str:
     return config_hash(numbers_config(cfg)) + "-dirty"
 
 
-def settle(path: str) -> None:
+def settle(path: str) -> bool:
     """Complete a finish a kill interrupted (see the module docstring): a pending summary means the
-    run is done; its checkpoints go, then the summary takes its place."""
-    pending = os.path.join(path, PENDING)
-    if os.path.exists(pending):
+    run is done; its checkpoints go, then the summary takes its place. Returns whether the summary is
+    in place afterwards. A folder that refuses the writes (read-only, a network filesystem losing the
+    rename) keeps its pending summary and False comes back: nothing raises, nothing half-done is left
+    (the checkpoints go only once the rename can follow, and a run with a pending summary never
+    resumes from them)."""
+    pending, summary = os.path.join(path, PENDING), os.path.join(path, SUMMARY)
+    if not os.path.exists(pending):
+        return os.path.exists(summary)
+    if not os.access(path, os.W_OK):
+        return False
+    try:
         shutil.rmtree(os.path.join(path, CHECKPOINTS), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):  # another reader settled it first
-            os.replace(pending, os.path.join(path, SUMMARY))
+        os.replace(pending, summary)
+    except FileNotFoundError:  # another reader settled it first
+        pass
+    except OSError:
+        return False
+    return os.path.exists(summary)
 
 
 def is_complete(path: str) -> bool:
-    """The run directory at ``path`` finished (its summary is in place, after :func:`settle`)."""
-    settle(path)
-    return os.path.exists(os.path.join(path, SUMMARY))
+    """The run directory at ``path`` finished: its summary is in place (after :func:`settle`), or it
+    is pending in a folder that could not be written (:func:`summary_path` reads it there)."""
+    return settle(path) or os.path.exists(os.path.join(path, PENDING))
+
+
+def summary_path(path: str) -> str:
+    """The file holding a complete run's summary: ``summary.json``, or the pending one where the
+    finish could not be settled (a read-only folder)."""
+    done = os.path.join(path, SUMMARY)
+    return done if os.path.exists(done) or not os.path.exists(os.path.join(path, PENDING)) else \
+        os.path.join(path, PENDING)
+
+
+def finished_without_summary(path: str) -> bool:
+    """A run that finished (its ``runs.json`` is written) and has nothing to resume (no checkpoints),
+    but whose summary is gone, neither in place nor pending: removed by hand or lost by a copy."""
+    return (os.path.exists(os.path.join(path, "runs.json")) and not os.path.isdir(os.path.join(path, CHECKPOINTS))
+            and not os.path.exists(os.path.join(path, SUMMARY)) and not os.path.exists(os.path.join(path, PENDING)))
+
+
+def rebuilt_summary(path: str) -> dict:
+    """The summary of a finished run whose ``summary.json`` went missing, from what it kept: its
+    ``runs.json`` (the runs and methods), ``meta.json`` (stand-in data or not), ``config.yaml`` (the
+    seeds) and a whole ``metrics.jsonl``. :class:`CorruptRun` naming the file where one is missing or
+    unreadable (then nothing can be rebuilt)."""
+    meta = read_json(os.path.join(path, "meta.json"))
+    runs = read_json(os.path.join(path, "runs.json"))
+    if not isinstance(meta, dict):
+        raise CorruptRun("meta.json is not a run's record")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) and "summary" in r and "method" in r
+                                                        for r in runs):
+        raise CorruptRun("runs.json does not hold one record per run")
+    cfg = read_config(path)
+    check_metrics(path)
+    settings = {r.get("setting") for r in runs}
+    return {"run_id": os.path.basename(path), "setting": settings.pop() if len(settings) == 1 else None,
+            "complete": True, "runs": len(runs), "methods": list(dict.fromkeys(str(r["method"]) for r in runs)),
+            "seeds": cfg.get("num_seeds"), "stand_in": meta.get("stand_in", True),
+            "rebuilt": "summary.json was missing; rebuilt from runs.json (wall time and memory peaks lost)"}
+
+
+def refinish(path: str) -> dict:
+    """Write the summary of a finished run whose ``summary.json`` went missing (:func:`rebuilt_summary`)
+    in the finish's order (pending, then in place); return it. :class:`CorruptRun` naming the file
+    where it cannot be rebuilt; an ``OSError`` where the folder takes no writes."""
+    summary = rebuilt_summary(path)
+    write_json(os.path.join(path, PENDING), summary)
+    if not settle(path):
+        raise OSError(f"cannot rename {PENDING} to {SUMMARY} in {path}")
+    return summary
+
+
+def quarantine(path: str) -> str:
+    """Move the run directory at ``path`` aside into ``<results_dir>/<setting>/.quarantine/`` (one
+    rename: the files are kept whole, and no reader sees the directory any more); return where it went.
+    The name gets a numbered suffix where an earlier directory of that name was moved aside."""
+    folder = os.path.join(os.path.dirname(path), QUARANTINE)
+    os.makedirs(folder, exist_ok=True)
+    dest, n = os.path.join(folder, os.path.basename(path)), 1
+    while os.path.exists(dest):
+        dest, n = os.path.join(folder, f"{os.path.basename(path)}.{n}"), n + 1
+    os.replace(path, dest)
+    return dest
 
 
 def _matching(results_dir: str, setting: str, key: str):
@@ -202,10 +281,16 @@ def find_resumable(results_dir: str, setting: str, cfg: dict) -> str | None:
 
 
 def find_orphans(results_dir: str, setting: str, cfg: dict) -> list[str]:
-    """Incomplete run directories of ``cfg`` without checkpoints: runs killed before their first
-    checkpoint, which hold nothing to resume."""
+    """Incomplete run directories of ``cfg`` without checkpoints and without a finished run's
+    ``runs.json``: runs killed before their first checkpoint, which hold nothing to resume."""
     return [p for p in _matching(results_dir, setting, resume_key(cfg))
-            if not is_complete(p) and not os.path.isdir(os.path.join(p, CHECKPOINTS))]
+            if not is_complete(p) and not os.path.isdir(os.path.join(p, CHECKPOINTS))
+            and not finished_without_summary(p)]
+
+
+def find_unsummarized(results_dir: str, setting: str, cfg: dict) -> list[str]:
+    """Run directories of ``cfg`` that finished but lost their summary (:func:`finished_without_summary`)."""
+    return [p for p in _matching(results_dir, setting, resume_key(cfg)) if finished_without_summary(p)]
 
 
 def find_complete(results_dir: str, setting: str, key: str | None) -> str | None:
@@ -240,7 +325,8 @@ def run_dirs(results_dir: str, setting: str | None = None):
 def read_run(path: str) -> tuple[dict, list[dict], dict]:
     """``(meta, runs, summary)`` of a complete run directory; :class:`CorruptRun` if any is unreadable
     or malformed."""
-    meta, runs, summary = (read_json(os.path.join(path, n)) for n in ("meta.json", "runs.json", SUMMARY))
+    meta, runs, summary = (read_json(p) for p in (os.path.join(path, "meta.json"), os.path.join(path, "runs.json"),
+                                                  summary_path(path)))
     if not isinstance(meta, dict) or not isinstance(summary, dict) or not summary.get("complete"):
         raise CorruptRun("meta.json or summary.json is not a run's record")
     if not isinstance(runs, list) or not all(isinstance(r, dict) and "summary" in r and "method" in r for r in runs):
@@ -248,24 +334,81 @@ def read_run(path: str) -> tuple[dict, list[dict], dict]:
     return meta, runs, summary
 
 
-def run_states(results_dir: str, setting: str | None = None) -> list[dict]:
-    """Every run directory: setting, id, state (complete / diverged / incomplete / corrupt) and counts;
-    a corrupt directory's ``reason`` says which file and why."""
+def read_config(path: str) -> dict:
+    """A run directory's ``config.yaml``; :class:`CorruptRun` naming it where it is missing or not a
+    YAML mapping."""
+    try:
+        with open(os.path.join(path, "config.yaml")) as f:
+            cfg = yaml.safe_load(f)
+    except OSError as e:
+        raise CorruptRun(f"config.yaml: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise CorruptRun(f"config.yaml is not YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(cfg, dict):
+        raise CorruptRun("config.yaml is not a YAML mapping of the run's config")
+    return cfg
+
+
+def check_metrics(path: str) -> None:
+    """``metrics.jsonl`` is whole: it ends with a line break and its last line is JSON (what a write cut
+    by a kill or a full disk breaks); :class:`CorruptRun` naming it otherwise. Reads the file's end only."""
+    name = os.path.join(path, "metrics.jsonl")
+    try:
+        with open(name, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - (1 << 16)))
+            tail = f.read()
+    except OSError as e:
+        raise CorruptRun(f"metrics.jsonl: {e.strerror or e}") from None
+    if not tail:
+        return
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        json.loads(last)
+        whole = tail.endswith(b"\n")
+    except ValueError:
+        whole = False
+    if not whole:
+        raise CorruptRun("metrics.jsonl's last line is cut (a torn write)")
+
+
+def check_readable(path: str) -> tuple[dict, list[dict], dict]:
+    """:func:`read_run`, and the files the readers open later checked too (``config.yaml`` is YAML,
+    ``metrics.jsonl`` has no torn last line): one rule for every reader. :class:`CorruptRun` naming
+    the file."""
+    out = read_run(path)
+    read_config(path)
+    check_metrics(path)
+    return out
+
+
+def run_states(results_dir: str, setting: str | None = None, on_corrupt=None) -> list[dict]:
+    """Every run directory: setting, id, state (complete / diverged / incomplete / corrupt) and counts
+    (``diverged``: runs that diverged; ``source_diverged``: runs built on a diverged source phase);
+    a corrupt directory's ``reason`` says which file and why, and ``on_corrupt(path, reason)`` hears
+    of it (default: the readers' one warning line). ``pending``: a finished run whose summary is
+    still pending because the folder takes no writes (reported, not settled); ``unsummarized``: a
+    finished run whose summary is gone (``lossmooth run`` with its config rebuilds it)."""
+    on_corrupt = on_corrupt or (lambda path, why: warn(f"skipping {path}: {why}"))
     out = []
     for s, rid, p in run_dirs(results_dir, setting):
-        row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0}
+        row = {"setting": s, "run_id": rid, "path": p, "state": "incomplete", "runs": None, "diverged": 0,
+               "source_diverged": 0}
         if is_complete(p):
             try:
-                _, runs, _ = read_run(p)
-                read_metrics(p)
+                _, runs, _ = check_readable(p)
             except CorruptRun as e:
                 row.update(state="corrupt", reason=str(e))
+                on_corrupt(p, str(e))
                 out.append(row)
                 continue
             div = sum(1 for r in runs if r.get("diverged_step", -1) >= 0)
-            row.update(state="diverged" if div else "complete", runs=len(runs), diverged=div,
-                       methods=sorted({str(r.get("method")) for r in runs}))
+            on_bad = sum(1 for r in runs if r.get("source_diverged"))
+            row.update(state="diverged" if div or on_bad else "complete", runs=len(runs), diverged=div,
+                       source_diverged=on_bad, methods=sorted({str(r.get("method")) for r in runs}),
+                       pending=not os.path.exists(os.path.join(p, SUMMARY)))
         else:
+            row["unsummarized"] = finished_without_summary(p)
             try:
                 with open(os.path.join(p, "metrics.jsonl")) as f:
                     row["metric_rows"] = sum(1 for line in f if line.strip())
@@ -339,14 +482,21 @@ class RunStore:
             raise NothingToDo(f"{setting}: this config is running in another process right now "
                               f"({lock.path} is locked); nothing to do here")
         try:
+            for p in find_unsummarized(cfg["results_dir"], setting, cfg):
+                try:
+                    refinish(p)
+                except CorruptRun as e:
+                    raise ConfigError(f"{p}: a finished run (runs.json written) lost its summary.json and it "
+                                      f"cannot be rebuilt: {e}; restore the file or move the directory away") from None
+                say(f"lossmooth: {p}: summary.json was missing; rebuilt it from runs.json (the run had finished)")
             done = None if cfg.get("rerun", False) else find_complete(cfg["results_dir"], setting, run_key(cfg))
             if done is not None:
                 raise NothingToDo(f"{setting} run already complete (same config, same code): {done}; "
                                   "rerun=true runs it again", complete=done)
             for orphan in find_orphans(cfg["results_dir"], setting, cfg):
-                say(f"lossmooth: removing {orphan}: a run of this config killed before its first checkpoint "
-                    "(nothing to resume); starting it anew")
-                shutil.rmtree(orphan, ignore_errors=True)
+                moved = quarantine(orphan)
+                say(f"lossmooth: moved {orphan} aside to {moved}: a run of this config killed before its first "
+                    "checkpoint (nothing to resume); starting it anew")
             found = find_resumable(cfg["results_dir"], setting, cfg)
             if found is None:
                 rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
@@ -354,6 +504,7 @@ class RunStore:
             else:
                 rs = cls(cfg["results_dir"], setting, os.path.basename(found))
                 rs.resumed = True
+                say(f"lossmooth: resuming {found} from its checkpoints")
         except BaseException:
             lock.release()
             raise
@@ -422,11 +573,18 @@ class RunStore:
         (see the module docstring)."""
         write_json(os.path.join(self.path, "runs.json"), runs)
         write_json(os.path.join(self.path, PENDING), summary)
-        settle(self.path)
+        if not settle(self.path):
+            raise OSError(f"the run finished, but {self.path} refused renaming {PENDING} to {SUMMARY}; its "
+                          "results are whole: any later command in a writable folder settles it")
 
     def discard(self) -> None:
-        """Remove this run's directory (bad input found late) and its lock file, so nothing is left."""
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove this run's directory (bad input found late) and its lock file, so nothing is left;
+        a directory that already holds metric rows is moved aside instead (:func:`quarantine`):
+        results are never deleted."""
+        if self.metric_rows():
+            warn(f"moved {self.path} aside to {quarantine(self.path)}: it holds metric rows")
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
         if self.lock is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.lock.path)
@@ -443,7 +601,7 @@ def complete_runs(results_dir: str, setting: str | None = None, on_corrupt=None)
     for s, rid, p in run_dirs(results_dir, setting):
         if is_complete(p):
             try:
-                meta, runs, _ = read_run(p)
+                meta, runs, _ = check_readable(p)
             except CorruptRun as e:
                 on_corrupt(p, str(e))
                 continue

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import jax
 
 from lossmooth import settings
@@ -18,6 +20,7 @@ from lossmooth.errors import ConfigError
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store
 from lossmooth.runner import distributed
+from lossmooth.runner.bounds import check_sizes
 from lossmooth.runner.execute import execute
 from lossmooth.runner.loggers import check_loggers
 from lossmooth.runner.memory import apply_xla_flags
@@ -36,8 +39,9 @@ def validate(cfg: dict) -> None:
     host-only keys, then the setting's own."""
     setting = setting_of(cfg)
     check_host_keys(cfg)
+    check_sizes(cfg)
     factor = cfg.get("diverge_factor", 100.0)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or not factor > 1:
         raise ConfigError(f"diverge_factor: must be a number > 1 (a loss this many times its value at the switch "
                           f"marks a run diverged), got {factor!r}")
     dense = cfg.get("dense_eval")
@@ -55,7 +59,7 @@ def validate(cfg: dict) -> None:
 def check_host_keys(cfg: dict) -> None:
     """The keys that change where and how a run executes, never its numbers."""
     every = cfg.get("checkpoint_every_s", 60.0)
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not math.isfinite(every) or every < 0:
         raise ConfigError(f"checkpoint_every_s: must be a number >= 0 (0: after every chunk), got {every!r}")
     flag(cfg, "rerun", "rerun", default=False)
     flag(cfg, "progress", "progress", default=True)
@@ -93,8 +97,10 @@ def check_summaries(cfg: dict) -> tuple[int, int]:
 
 
 def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | None:
-    """Run a resolved config (a plain dict without ``hydra``); return the run directory (None where
-    another process is running this config right now)."""
+    """Run a resolved config (a plain dict without ``hydra``); return the run directory (None on a
+    process other than 0 of a distributed run whose config process 0 found complete). Raises
+    :class:`lossmooth.results.store.NothingToDo` where another process is running this config right
+    now (nothing was produced here)."""
     distributed.parse(cfg.get("distributed"))  # a bad section fails before joining anything
     cfg = distributed.join(cfg)  # before any JAX work; another process than 0 writes a folder of its own
     setting = setting_of(cfg)
@@ -114,6 +120,8 @@ def run_config(cfg: dict, choices: dict, progress: bool | None = None) -> str | 
         return execute(setting, cfg, choices, mesh=mesh, shard=cfg.get("shard", "auto"),
                        progress=cfg.get("progress", True) if progress is None else progress)
     except store.NothingToDo as e:  # another sweep runs this config now, or just finished it
+        if e.complete is None:  # running elsewhere: the caller says whether that is an error
+            raise
         print(f"lossmooth: {e}")
         return e.complete
 

@@ -59,5 +59,25 @@ def compose(overrides: list[str], name: str = "config", where: str | None = "con
             cfg = hydra_compose(name, overrides=with_search_path(overrides))
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as e:
+        unreadable = unparsable(overrides)
+        if unreadable is not None:
+            key, _, value = unreadable.partition("=")
+            raise ConfigError(f"{key}: the override '{unreadable}' cannot be parsed (Hydra reads spaces, non-ASCII "
+                              "letters and =,[]{}() and quotes specially); quote the value inside the argument, e.g. "
+                              f"'{key}=\"{value}\"'") from None
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         raise ConfigError(" ".join(lines[:2]) + (f" (see {where} for the valid keys)" if where else "")) from None
+
+
+def unparsable(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read (a value with a space or a non-ASCII letter left
+    unquoted), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except Exception:  # the grammar's own errors (lexer, parser) share no base class
+            return o
+    return None

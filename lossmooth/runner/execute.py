@@ -45,6 +45,15 @@ def row_key(row: dict, line_key: str | None) -> tuple:
             row.get("step"))
 
 
+def diverged_sources(source, seeds: list[int]) -> dict:
+    """``{seed: step}`` of the seeds whose source phase diverged (a non-finite metric, or a loss over
+    the divergence factor times its start: :func:`lossmooth.runner.phase.run_phase`), at the step of
+    the first diverged evaluation. Every adaptation run from such a source is marked
+    ``source_diverged`` in ``runs.json``."""
+    first = 1 if source.steps[0] == 0 else 0
+    return {s: int(source.steps[int(d) + first]) for s, d in zip(seeds, source.diverged_at) if d >= 0}
+
+
 def lam_at_switch(runs: list[dict]) -> np.ndarray:
     """Each run's lam at t = 0 (its schedule at the switch), as the engine computes it."""
     methods = engine.stack_runs([r["method"] for r in runs])
@@ -78,6 +87,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
         bar = progress_bar(sum(s + len(groups) * len(setting.switches(spec, loaded, line)) * a
                                for line, (s, a) in counts.items()), progress)
         rows, sources, walls = [], {}, {}
+        bad_sources = {}  # line -> {seed: step its source phase diverged at}
         n_source = 0
 
         def writer(ids, names, eval_every):
@@ -176,8 +186,10 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                                 **({} if res.dense is None else dense_summaries(
                                     setting.curves, {k: v[j] for k, v in res.dense.items()}, window))},
                     "summary_params": {"window": window, "lca_beta": lca_beta},
-                    "curves": {"target": setting.curves.target, "source": setting.curves.source},
+                    "curves": {"target": setting.curves.target, "source": setting.curves.source,
+                               **({"source_perplexity": True} if setting.curves.source_perplexity else {})},
                     **({"ramp_unfinished": True} if ramps.unfinished(r["method"], updates[line]) else {}),
+                    **({"source_diverged": True} if r["seed"] in bad_sources.get(line, {}) else {}),
                     **setting.run_fields(spec, loaded, line, r, curves),
                 })
             return res, out
@@ -211,6 +223,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                                  "tasks": [{"shift": "none", "severity": 0.0}] +
                                           [{"shift": sw["shift"], "severity": sw["severity"]} for sw in switches]},
                     "pair_key": pkey, "diverged_step": diverged,
+                    **({"source_diverged": True} if r["seed"] in bad_sources.get(line, {}) else {}),
                     "summary": summaries.sequence_summaries(tasks, ends),
                 })
             return out
@@ -227,7 +240,13 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
                 cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], phase.eval_every)
                 with peaks.phase("source"):
-                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source", shard=shard)
+                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source", shard=shard,
+                                       diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
+                bad_sources[line] = diverged_sources(source, seeds)
+                for s, step in bad_sources[line].items():
+                    bar.write(f"lossmooth: warning: {prefix}source/seed{s} diverged at step {step} (a non-finite "
+                              f"metric or a loss over {cfg.get('diverge_factor', DIVERGE_FACTOR):g}x its start); "
+                              "its adaptation runs are marked source_diverged")
                 start_rows(ids, source)
                 sources[line] = source
                 walls[f"{prefix}source"] = source.seconds
@@ -260,6 +279,9 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                    "step_unit": setting.step_unit,
                    "compiled_batches": {"source": n_source, "adapt": len(lines) * len(groups)}}
         summary.update({k: v for k, v in extra.items() if k != "wall_s"})
+        if any(bad_sources.values()):  # absent where none did, so a sound run's summary is as before
+            summary["source_diverged"] = {line: {str(s): step for s, step in bad.items()}
+                                          for line, bad in bad_sources.items() if bad}
         summary.update(peaks.record())  # this process's peaks (a resumed run: since it resumed)
         loggers.finish(rows)
         publish(loggers, rows, rs.path, meta)

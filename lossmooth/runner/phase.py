@@ -23,21 +23,25 @@ from lossmooth.runner.memory import trim_heap
 from lossmooth.settings.contract import Phase, PhaseResult
 
 
-def blowups(metrics: dict, names: tuple, factor: float, offset: int) -> np.ndarray:
+def blowups(metrics: dict, names: tuple, factor: float, offset: int, reference: dict | None = None) -> np.ndarray:
     """Per run, the first evaluation (an index into the chunks' evaluations: column ``offset`` of the
-    curves is the first) where a loss in ``names`` exceeds ``factor`` times its first finite value
-    (its value at the switch where the phase evaluated it): a finite blow-up; -1 where none."""
+    curves is the first) where a loss in ``names`` exceeds ``factor`` times its value at the phase's
+    start: ``reference[name][run]`` where given (a phase that records no start evaluation), else the
+    loss's first finite value (its value at the switch where the phase evaluated it): a finite
+    blow-up; -1 where none."""
     n = len(next(iter(metrics.values())))
     first = np.full((n,), -1, np.int64)
     for name in names:
         if name not in metrics:
             continue
         v = np.asarray(metrics[name], np.float64)
+        ref = None if reference is None or name not in reference else np.asarray(reference[name], np.float64)
         for i in range(n):
             finite = np.flatnonzero(np.isfinite(v[i]))
-            if not len(finite) or v[i, finite[0]] <= 0:
+            start = ref[i] if ref is not None and np.isfinite(ref[i]) else (v[i, finite[0]] if len(finite) else np.nan)
+            if not np.isfinite(start) or start <= 0:
                 continue
-            over = np.flatnonzero(np.isfinite(v[i]) & (v[i] > factor * v[i, finite[0]]))
+            over = np.flatnonzero(np.isfinite(v[i]) & (v[i] > factor * start))
             over = over[over >= offset] - offset
             if len(over) and (first[i] < 0 or over[0] < first[i]):
                 first[i] = over[0]
@@ -67,7 +71,8 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
     chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
-    switch is diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
+    phase's start (the switch; a source phase: ``phase.reference``'s evaluation of its start) is
+    diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
     evaluation at the phase's start (``{metric: [runs]}``, with ``lam`` at t = 0) before the chunks run.
     ``shard``: devices per run of a phase that splits its batch (:func:`place_phase`). ``trim`` (a
     setting that :attr:`~lossmooth.settings.contract.Setting.returns_memory`): the heap's free pages go
@@ -85,6 +90,10 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
     if phase.ahead is not None:
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else engine.to_host(phase.evaluate(state, hp, phase.data))
+    reference = None
+    if diverge is not None and phase.reference is not None:  # the start's losses, compared with, never recorded
+        reference = {k: np.asarray(v)[:n] for k, v in engine.to_host(phase.reference(state, hp, phase.data)).items()
+                     if k in diverge[0]}
     if trim:
         program = phase.first or (phase.later[1] if phase.later is not None and phase.later[0] == 0 else phase.chunk)
         if hasattr(program, "lower"):  # compiled now (and kept in jit's cache), not inside the first call
@@ -130,7 +139,7 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
     nonfinite = np.asarray(res.diverged_at)[:n]
     diverged, blown = nonfinite, np.full((n,), -1, np.int64)
     if diverge is not None and metrics:
-        blown = blowups(metrics, diverge[0], diverge[1], 1 if start is not None else 0)
+        blown = blowups(metrics, diverge[0], diverge[1], 1 if start is not None else 0, reference)
         diverged = np.where((nonfinite < 0) | ((blown >= 0) & (blown < nonfinite)), blown, nonfinite)
     return PhaseResult(state=jax.tree.map(lambda x: x[:n], res.state), metrics=metrics, steps=steps,
                        diverged_at=diverged, seconds=time.time() - t0,

@@ -110,6 +110,9 @@ class Phase:
     :func:`lossmooth.core.sharding.split_batch`, so where runs are fewer than devices each run is
     spread over several (its batch data-parallel, its state FSDP-style; with ``shard=False`` the run
     axis stays unpadded and every device shards the one run).
+    ``reference``: an evaluation of the phase's start (same signature as ``evaluate``) for a phase that
+    records none (a source phase): used only as the value a loss is compared with to mark a run
+    diverged, never recorded.
     ``first``: the program for chunk 0 with dense evaluation (:func:`lossmooth.core.engine.make_chunk`'s
     ``dense``): its curves, one evaluation per update from the switch, come back as
     :attr:`PhaseResult.dense`.
@@ -132,6 +135,7 @@ class Phase:
     close: Callable | None = None
     split: bool = False
     first: Callable | None = None
+    reference: Callable | None = None
 
 
 @dataclass

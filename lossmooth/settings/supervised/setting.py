@@ -150,7 +150,7 @@ class Supervised(Setting):
         state = jax.vmap(lambda k: progs.init_source(k, data.source_x))(keys)
         return Phase(state=state, hp={"key": keys}, chunk=progs.source_chunk(), data=data,
                      n_chunks=self.chunks(spec, ctx.loaded, line)[0], eval_every=spec.eval_every,
-                     evals_per_chunk=spec.source_evals_per_chunk, split=True)
+                     evals_per_chunk=spec.source_evals_per_chunk, split=True, reference=progs.eval_batch())
 
     def switches(self, spec: Spec, loaded, line: str) -> list[dict | None]:
         """One switch, or a sequence's: switch i (1-based) trains task i with task i - 1 as its source."""
