@@ -3,7 +3,7 @@
 For each named entry, its table is rebuilt from its runs (exactly as ``lossmooth reproduce --check``
 does) and each of the entry's targeted cells (the ``row`` and ``metric`` already listed for it in the
 targets file) gets the regenerated value as its target and, as its tolerance, the half-width of the
-cell's 95% bootstrap CI (at least 0.001). Other entries' lines stay as they are. With ``--add KIND
+cell's 95% CI (Student-t for means and paired differences; at least 0.001). Other entries' lines stay as they are. With ``--add KIND
 --metrics M1,M2`` an entry without lines gets one per row of that kind (``aggregate`` or
 ``paired_diff``) and metric, each row selected by its method, context columns and numbers.
 
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lossmooth.reproduce import build, existing, registry, targets  # noqa: E402
 
 NOTE = ("our committed reference run {run} (commit {commit}) on stand-in data, not a paper number; "
-        "tolerance = half-width of its 95% bootstrap CI, at least 0.001")
+        "tolerance = half-width of its 95% CI, at least 0.001")
 
 
 def half_width(row: dict, metric: str) -> float:

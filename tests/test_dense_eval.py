@@ -51,7 +51,8 @@ def test_dense_rows_cover_every_update_and_make_the_dense_summaries(runs):
         assert s["dense_min_acc"] == pytest.approx(b[1:].min())
         assert s["dense_source_drop"] == pytest.approx(b[0] - b[1:].min())
         assert s["dense_min_step"] == 1 + int(np.argmin(b[1:]))
-        assert s["dense_stability_gap"] == pytest.approx(max(0.0, a[0] - a[1:].min()))
+        assert s["dense_stability_gap"] == pytest.approx(max(0.0, b[0] - b[1:].min()))  # the source curve's
+        assert s["dense_target_dip"] == pytest.approx(max(0.0, a[0] - a[1:].min()))
     table = report.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[1]))), reps=100)[:2])
     assert "min-ACC, every update (dense)" in table and "Dense: from the evaluations" in table
     plain_table = report.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[0]))), reps=100)[:2])
@@ -71,14 +72,16 @@ def test_dense_summaries_by_their_definitions():
         kind, target, source = "acc", "t", "s"
     s = S.dense_summaries(C, {"t": [0.5, 0.4, 0.45, 0.6], "s": [0.9, 0.7, 0.6, 0.8]}, window=2)
     assert s["dense_min_acc"] == 0.6 and s["dense_min_step"] == 2
-    assert s["dense_source_drop"] == pytest.approx(0.3) and s["dense_stability_gap"] == pytest.approx(0.1)
+    assert s["dense_source_drop"] == pytest.approx(0.3) and s["dense_stability_gap"] == pytest.approx(0.3)
+    assert s["dense_target_dip"] == pytest.approx(0.1)
     assert s["dense_windowed_forgetting"] == pytest.approx(0.2)  # w = 2: adjacent evaluations only
 
     class L:
         kind, target, source = "loss", "t", "s"
     s = S.dense_summaries(L, {"t": [2.0, 2.5, 1.5], "s": [10.0, 14.0, 12.0]}, window=3)
     assert s["dense_min_acc"] == 14.0 and s["dense_min_step"] == 1  # the worst (highest) perplexity
-    assert s["dense_source_drop"] == pytest.approx(4.0) and s["dense_stability_gap"] == pytest.approx(0.5)
+    assert s["dense_source_drop"] == pytest.approx(4.0) and s["dense_stability_gap"] == pytest.approx(4.0)
+    assert s["dense_target_dip"] == pytest.approx(0.5)  # the target loss's rise
 
 
 def test_the_dense_sets_keep_each_class_at_its_prior():

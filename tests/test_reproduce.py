@@ -377,19 +377,25 @@ def test_criteria_bound_cells_and_a_stated_miss_must_still_be_a_miss():
             C.parse(bad, "x.yaml")
 
 
-def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_excludes_zero(tmp_path):
+def test_a_map_puts_each_paired_difference_in_its_cell_and_stars_those_resolved_after_benjamini_hochberg(tmp_path):
+    from lossmooth.results import aggregate as agg
     from lossmooth.results import report
 
     diffs = []
     for shift, sev in (("blur", 0.5), ("blur", 1.0), ("label_permutation", 0.5)):
         for T in (25, 100):
-            lo = 0.01 if (shift, T) == ("blur", 100) else -0.02
+            p = 0.004 if (shift, T) == ("blur", 100) else 0.3  # a CI end alone stars nothing
             diffs.append({"shift": shift, "severity": sev, "hparams": {"T": T, "lr": 1e-3},
-                          "min_acc_diff": 0.03 * T / 100, "min_acc_diff_lo": lo, "min_acc_diff_hi": 0.05})
+                          "min_acc_diff": 0.03 * T / 100, "min_acc_diff_lo": 0.01, "min_acc_diff_hi": 0.05,
+                          "min_acc_diff_p": p})
+    assert agg.adjust_map(diffs, "T", ("min_acc", "wc_acc")) == 6
+    # BH over 6 cells: the two p = 0.004 get q = 0.004 * 6 / 2 = 0.012; the others 0.3
+    assert [round(d["min_acc_diff_q"], 4) for d in diffs] == [0.3, 0.012, 0.3, 0.012, 0.3, 0.3]
     md = report.map_markdown(diffs, ("shift", "severity"), "T", ("min_acc", "wc_acc"), pct=True)
     assert "| shift / severity | T=25 | T=100 |" in md and "wc acc" not in md  # a metric no cell has: no grid
     assert "| blur, 0.5 | +0.8 | +3.0* |" in md and "| blur, 1 | +0.8 | +3.0* |" in md
     assert "| label_permutation, 0.5 | +0.8 | +3.0 |" in md
+    assert "over the map's 6 comparisons" in md and "Resolved (q < 0.05): 2 of 6 cells above 0, 0 below 0." in md
     report.plot_map(diffs, str(tmp_path / "m.png"), ("shift", "severity"), "T", ("min_acc",), True)
     assert (tmp_path / "m.png").stat().st_size > 1000
     with pytest.raises(registry.ConfigError, match="aggregate.map must be"):
@@ -408,8 +414,9 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_marks_those_whose_ci_
     assert (tmp_path / "lines.png").stat().st_size > 1000
     # columns by method: one per method beside the hard switch
     by_method = [{"shift": "blur", "severity": 1.0, "method": m, "hparams": {"lr": 1e-3}, "min_acc_diff": v,
-                  "min_acc_diff_lo": v - 0.01, "min_acc_diff_hi": v + 0.01}
-                 for m, v in (("source_guard", 0.05), ("progress_ramp", 0.0))]
+                  "min_acc_diff_lo": v - 0.01, "min_acc_diff_hi": v + 0.01, "min_acc_diff_p": p}
+                 for m, v, p in (("source_guard", 0.05, 0.01), ("progress_ramp", 0.0, 0.9))]
+    assert agg.adjust_map(by_method, "method", ("min_acc",)) == 2
     md = report.map_markdown(by_method, ("shift", "severity"), "method", ("min_acc",), pct=True)
     assert "each method minus hard switch" in md and "| shift / severity | progress_ramp | source_guard |" in md
     assert "| blur, 1 | +0.0 | +5.0* |" in md

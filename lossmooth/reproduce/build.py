@@ -88,15 +88,35 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
     """The entry's table built from ``runs`` (one per point, in order); nothing is written."""
     rows = rows_of(entry, runs, results_dir)
     groups, diffs, normalized = agg.tables(rows, reps=entry.reps)
+    family = analysis(entry, diffs)
+    if entry.map:
+        agg.adjust_map(diffs, entry.map[1], entry.map[2])
     text = report.csv_text(groups, diffs, normalized)
     results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
-    md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized)
+    md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized, family)
     if entry.map:
         md += report.map_markdown(diffs, *entry.map[:3], pct=report.unit_of(groups) == "acc")
     if results:
         md += "\n" + criteria.report(results)
     return Table(markdown=md, csv=text, rows=rows, criteria=results, diffs=diffs,
                  pct=report.unit_of(groups) == "acc")
+
+
+def analysis(entry: Entry, diffs: list[dict]) -> dict | None:
+    """Holm-adjust the entry's primary family (:func:`lossmooth.results.aggregate.adjust_family`); a
+    primary metric that no paired row of its family has is bad input (one line)."""
+    if not entry.primary:
+        return None
+    where = dict(entry.family)
+    rows = [d for d in diffs if agg.matches(d, where)]
+    if diffs and not rows:
+        raise ConfigError(f"entry '{entry.name}': analysis.family {where} selects none of its paired rows")
+    absent = [m for m in entry.primary if rows and not any(f"{m}_diff" in d for d in rows)]
+    if absent:
+        have = sorted({k[:-len("_diff")] for d in rows for k in d if k.endswith("_diff")})
+        raise ConfigError(f"entry '{entry.name}': analysis.primary {', '.join(absent)} is not a summary of its "
+                          f"runs (they have {', '.join(have)})")
+    return agg.adjust_family(diffs, entry.primary, where)
 
 
 def write(entry: Entry, table: Table, results_dir: str) -> None:

@@ -18,7 +18,7 @@ import yaml
 from lossmooth.errors import ConfigError
 from lossmooth.reproduce import criteria
 from lossmooth.provenance import CONF_DIR
-from lossmooth.results import store
+from lossmooth.results import store, summaries
 from lossmooth.runner.compose import compose
 from lossmooth.settings import search_path
 
@@ -26,7 +26,7 @@ EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
 MAP_PLOTS = ("heat", "lines")  # a map's figure: heatmaps, or lines across its rows (one per column value)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
-_FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria"}
+_FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria", "analysis"}
 _AGGREGATE = {"stat", "where", "label_by", "reps", "title", "map"}
 
 
@@ -49,6 +49,10 @@ class Entry:
     criteria: tuple = ()
     # a map of paired differences: (row keys, column number, metrics, plot), e.g. (("shift", "severity"), "T", (...), "heat")
     map: tuple = ()
+    # the analysis plan: the primary metrics the entry's claim rests on and the paired rows of its family
+    # (``key=value`` filters); their sign-flip p-values are Holm-adjusted, every other column is exploratory
+    primary: tuple[str, ...] = ()
+    family: tuple[tuple[str, str], ...] = ()
 
     def outputs(self, results_dir: str) -> dict[str, str]:
         """The files the entry's table and plot are written to, by kind (md, csv, png; map: the heatmaps)."""
@@ -147,10 +151,32 @@ def _entry(name: str, body, path: str) -> Entry:
             raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name or "
                               f"method, metrics: [summary names], plot: {' or '.join(MAP_PLOTS)} (optional)}}")
         amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]), amap.get("plot", "heat"))
-    return Entry(name=name, map=amap or (), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
+    primary, family = _analysis(body.get("analysis"), where)
+    return Entry(name=name, map=amap or (), primary=primary, family=family, criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,
                  where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
                  reps=reps, title=str(agg.get("title") or name))
+
+
+def _analysis(raw, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """An entry's ``analysis: {primary: [summary names], family: {row field: value}}``, validated."""
+    if raw is None:
+        return (), ()
+    if not isinstance(raw, dict) or set(raw) - {"primary", "family"} or "primary" not in raw:
+        raise ConfigError(f"{where}: analysis must be {{primary: [summary names], family: {{row field: value}} "
+                          "(optional)}")
+    primary, family = raw["primary"], raw.get("family") or {}
+    if not isinstance(primary, list) or not primary or not all(isinstance(m, str) for m in primary):
+        raise ConfigError(f"{where}: analysis.primary must be a non-empty list of summary names "
+                          "(e.g. [final_target_acc, min_acc])")
+    unknown = [m for m in primary if not summaries.is_summary_name(m)]
+    if unknown:
+        raise ConfigError(f"{where}: analysis.primary names unknown metric(s) {', '.join(unknown)}; use a "
+                          "summary name as the table's CSV has it without _diff (e.g. min_acc, final_target_acc)")
+    if not isinstance(family, dict) or not all(isinstance(k, str) for k in family):
+        raise ConfigError(f"{where}: analysis.family must map paired-row fields to values (e.g. {{method: "
+                          "loss_smoothing}})")
+    return tuple(primary), tuple((k, str(v)) for k, v in family.items())
 
 
 def options(group: str) -> list[str]:

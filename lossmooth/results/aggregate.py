@@ -1,5 +1,7 @@
-"""Aggregate complete runs into tables: mean and IQM over seeds with 95% bootstrap CIs (rliable),
-and paired differences (method minus hard switch, paired by seed on the same source model).
+"""Aggregate complete runs into tables: mean over seeds with its 95% Student-t CI and IQM with a 95%
+percentile bootstrap CI (descriptive), and paired differences (method minus hard switch, paired by seed
+on the same source model) with a 95% Student-t CI and an exact sign-flip p-value
+(:mod:`lossmooth.results.inference`, whose calibration ``benchmarks/calibration.py`` measures).
 
 A *row* is one run (method, numbers, seed) read from a run directory's ``runs.json`` together with
 its context (setting, data, model, shift, stand-in flag). Rows group by the whole experiment: the
@@ -12,15 +14,13 @@ the statistics and counted.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
 import numpy as np
 import yaml
 
-from lossmooth.results import store, summaries
+from lossmooth.results import inference, store, summaries
 
 GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
 BASELINE = "hard_switch"
@@ -66,15 +66,29 @@ def summary_params(cfg: dict) -> tuple[int, int]:
     return int(sp.get("window", summaries.WINDOW)), int(sp.get("lca_beta", summaries.LCA_BETA))
 
 
+def _source_perplexity(row: dict) -> bool:
+    """Whether the row's source curve is a perplexity (runs made before the flag: the LM's replay curve)."""
+    names = row.get("curves") or {}
+    return bool(names.get("source_perplexity", row.get("setting") == "lm" and names.get("source") == "replay_ppl"))
+
+
 def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> None:
     """Add the field's metrics (min-ACC, WC-ACC, WF^w, WP^w, LCA^beta) to the summaries of rows of a run
     made before they existed, from the run's stored curves and its config's ``summaries`` (the same
-    function the runner uses; a run that has them keeps its own)."""
-    missing = [r for r in rows if not r.get("sequence")  # a sequence's whole-run row has its own metrics
-               and not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)]
+    function the runner uses; a run that has them keeps its own); and, for rows made before the
+    stability gap was the source curve's (:func:`lossmooth.results.summaries.stability_gap`), rename
+    their target-curve dip ``target_dip`` and add the source curve's ``stability_gap`` from the stored
+    curves and the config's ``setting.gap_window`` (dense: from ``dense_source_drop``)."""
+    for r in rows:
+        renamed(r)
+    missing = [r for r in rows if not (r.get("sequence") and r.get("switch") == "all")  # its own metrics
+               and (not all(m in r.get("summary", {}) for m in summaries.FIELD_METRICS)
+                    or "stability_gap" not in r.get("summary", {}))]
     if not missing or not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         return
-    window, beta = summary_params(_config(run_dir) if cfg is None else cfg)
+    cfg = _config(run_dir) if cfg is None else cfg
+    window, beta = summary_params(cfg)
+    gap_window = ((cfg or {}).get("setting") or {}).get("gap_window")
     curves: dict[int, list[dict]] = {}
     for m in store.read_metrics(run_dir):
         if m.get("phase") == "adapt" and "run_index" in m:
@@ -88,8 +102,30 @@ def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> No
             continue  # nothing to compute from (a run without stored curves keeps its summaries)
         a = np.array([m[target] for m in evals], np.float64)
         b = np.array([m[source] for m in evals], np.float64) if source else None
-        r["summary"] = {**r["summary"], **summaries.field_metrics(kind, a, b, window, beta)}
-        r["summary_params"] = {"window": window, "lca_beta": beta}
+        added = {}
+        if not all(m in r["summary"] for m in summaries.FIELD_METRICS):
+            added.update(summaries.field_metrics(kind, a, b, window, beta, _source_perplexity(r)))
+            r["summary_params"] = {"window": window, "lca_beta": beta}
+        if "stability_gap" not in r["summary"] and gap_window is not None:
+            steps = np.array([m["step"] for m in evals], np.float64)
+            added["stability_gap"] = summaries.stability_gap(steps, a if b is None else b, int(gap_window),
+                                                             kind != "loss")
+        r["summary"] = {**r["summary"], **added}
+
+
+def renamed(row: dict) -> None:
+    """A row made before ``target_dip`` existed: its ``stability_gap`` (then the target curve's dip) is
+    renamed ``target_dip`` (dense: ``dense_target_dip``, and ``dense_stability_gap`` = max(0, dense
+    source drop)); the source curve's stability gap is added by :func:`field_metrics` from the curves."""
+    s = row.get("summary", {})
+    if "stability_gap" not in s or "target_dip" in s:
+        return
+    s = dict(s)
+    s["target_dip"] = s.pop("stability_gap")
+    if "dense_stability_gap" in s:
+        s["dense_target_dip"] = s.pop("dense_stability_gap")
+        s["dense_stability_gap"] = max(0.0, float(s["dense_source_drop"]))
+    row["summary"] = s
 
 
 def run_identity(row: dict) -> tuple:
@@ -163,31 +199,27 @@ def contexts(entries: list[dict], rows: list[dict]) -> None:
 
 
 def interval(values: np.ndarray, stat: str, reps: int, seed: int = 0) -> tuple[float, float, float]:
-    """(point, lo, hi) for the mean or IQM over runs with a 95% stratified bootstrap CI (rliable)."""
-    from rliable import library as rly
-    from rliable import metrics as rmetrics
-
-    values = np.asarray(values, np.float64).reshape(-1, 1)
-    if len(values) == 1:
-        v = float(values[0, 0])
-        return v, float("nan"), float("nan")
-    func = rmetrics.aggregate_iqm if stat == "iqm" else rmetrics.aggregate_mean
-    np.random.seed(seed)  # rliable draws from numpy's global generator; fixed for reproducible tables
-    with contextlib.redirect_stdout(io.StringIO()):  # rliable prints a line per estimate
-        point, ci = rly.get_interval_estimates({"x": values}, lambda s: np.array([func(s)]), reps=reps)
-    return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
+    """(point, lo, hi): the mean over runs with its 95% Student-t CI, or the IQM with a 95% percentile
+    bootstrap CI (``reps`` resamples; descriptive at small n) (:mod:`lossmooth.results.inference`)."""
+    point, lo, hi = intervals(np.asarray(values, np.float64).reshape(-1, 1), stat, reps, seed)
+    return float(point[0]), float(lo[0]), float(hi[0])
 
 
-def paired_interval(diffs: np.ndarray, reps: int, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lo, hi) of paired differences with a 95% percentile bootstrap CI (arch)."""
-    from arch.bootstrap import IIDBootstrap
+def intervals(values: np.ndarray, stat: str, reps: int, seed: int = 0):
+    """:func:`interval` for every column of ``values`` (``(runs, cells)``, NaN = missing) at once."""
+    if stat == "iqm":
+        return inference.bootstrap_interval(values, "iqm", reps, seed)
+    return inference.t_interval(values)
 
+
+def paired_interval(diffs: np.ndarray, reps: int = 0, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi) of paired differences with a 95% Student-t CI (``reps``, ``seed``: unused, kept
+    for callers of the bootstrap it replaces); NaN ends below :data:`inference.MIN_PAIRS` pairs."""
     diffs = np.asarray(diffs, np.float64)
-    if len(diffs) < 2:
+    if len(diffs) < inference.MIN_PAIRS:
         return (float(diffs.mean()) if len(diffs) else float("nan")), float("nan"), float("nan")
-    bs = IIDBootstrap(diffs, seed=np.random.default_rng(seed))
-    lo, hi = bs.conf_int(np.mean, reps=reps, method="percentile", size=0.95)
-    return float(diffs.mean()), float(lo[0]), float(hi[0])
+    m, lo, hi = inference.t_interval(diffs)
+    return float(m[0]), float(lo[0]), float(hi[0])
 
 
 def metrics_of(rows: list[dict]) -> list[str]:
@@ -219,11 +251,12 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
         if len(params) == 1:  # the windows of the field's metrics (mixed windows are not shown as one)
             entry.update(json.loads(params.pop()))
         entry["hparams"] = json.loads(entry["hparams"])
-        for m in metrics:
-            vals = np.array([r["summary"][m] for r in ok if m in r["summary"]], np.float64)
-            for stat in ("mean", "iqm"):
-                p, lo, hi = interval(vals, stat, reps) if len(vals) else (np.nan,) * 3
-                entry[f"{m}_{stat}"], entry[f"{m}_{stat}_lo"], entry[f"{m}_{stat}_hi"] = p, lo, hi
+        vals = np.array([[r["summary"].get(m, np.nan) for m in metrics] for r in ok], np.float64).reshape(len(ok), -1)
+        for stat in ("mean", "iqm"):  # every metric of the group in one call
+            p, lo, hi = intervals(vals, stat, reps)
+            for k, m in enumerate(metrics):
+                entry[f"{m}_{stat}"], entry[f"{m}_{stat}_lo"], entry[f"{m}_{stat}_hi"] = \
+                    float(p[k]), float(lo[k]), float(hi[k])
         out.append(entry)
     return out
 
@@ -232,21 +265,9 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
                        reps: int = 2000) -> list[dict]:
     """For every non-baseline group: mean of (method - baseline) over seeds paired on ``pair_key``."""
     metrics = metrics_of(rows) if metrics is None else metrics
-    base = {}
-    for r in rows:
-        if r["method"] == baseline and r.get("diverged_step", -1) < 0:
-            base[(r["pair_key"], r["seed"], r["hparams"].get("lr"))] = r
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["method"] != baseline:
-            groups.setdefault(group_label(r), []).append(r)
     out = []
-    for label, rs in groups.items():
-        pairs = [(r, base.get((r["pair_key"], r["seed"], r["hparams"].get("lr")))) for r in rs
-                 if r.get("diverged_step", -1) < 0]
-        pairs = [(r, b) for r, b in pairs if b is not None]
-        if not pairs:
-            continue
+    for g in paired_values(rows, baseline):
+        label, rs, pairs = g["label"], g["rows"], g["pairs"]
         entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n_pairs=len(pairs), baseline=baseline)
         if rs[0].get("switch") is not None:
             entry["switch"] = rs[0]["switch"]
@@ -255,13 +276,50 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
             entry["judge_pipeline_check"] = True
         entry["hparams"] = json.loads(entry["hparams"])
-        for m in metrics:  # a metric the pairs do not all have (another setting's) is left out
-            if not all(m in r["summary"] and m in b["summary"] for r, b in pairs):
-                continue
-            d = np.array([r["summary"][m] - b["summary"][m] for r, b in pairs])
-            entry[f"{m}_diff"], entry[f"{m}_diff_lo"], entry[f"{m}_diff_hi"] = paired_interval(d, reps)
+        # a metric the pairs do not all have (another setting's) is left out
+        have = [m for m in metrics if all(m in r["summary"] and m in b["summary"] for r, b in pairs)]
+        d = np.array([[r["summary"][m] - b["summary"][m] for m in have] for r, b in pairs],
+                     np.float64).reshape(len(pairs), -1)
+        mean, lo, hi = inference.t_interval(d)
+        p = inference.sign_flip_p(d)
+        few = len(pairs) < inference.MIN_PAIRS  # nothing resolved: no interval, no p-value
+        for k, m in enumerate(have):
+            entry[f"{m}_diff"] = float(mean[k])
+            entry[f"{m}_diff_lo"], entry[f"{m}_diff_hi"] = (np.nan, np.nan) if few else (float(lo[k]), float(hi[k]))
+            entry[f"{m}_diff_p"] = float(p[k])
         out.append(entry)
     return out
+
+
+def paired_samples(rows: list[dict], baseline: str = BASELINE) -> list[dict]:
+    """Per paired-difference group (:func:`paired_differences`): metric -> the per-seed differences."""
+    out = []
+    for e in paired_values(rows, baseline):
+        out.append({m: np.array([r["summary"][m] - b["summary"][m] for r, b in e["pairs"]], np.float64)
+                    for m in e["metrics"]})
+    return out
+
+
+def paired_values(rows: list[dict], baseline: str = BASELINE):
+    """Yield, per non-baseline group with pairs, ``{"label", "rows", "pairs", "metrics"}``: its runs,
+    (run, baseline run of the same seed, source model and learning rate) pairs of non-diverged runs, and
+    the summaries every pair has."""
+    base = {}
+    for r in rows:
+        if r["method"] == baseline and r.get("diverged_step", -1) < 0:
+            base[(r["pair_key"], r["seed"], r["hparams"].get("lr"))] = r
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] != baseline:
+            groups.setdefault(group_label(r), []).append(r)
+    for label, rs in groups.items():
+        pairs = [(r, base.get((r["pair_key"], r["seed"], r["hparams"].get("lr")))) for r in rs
+                 if r.get("diverged_step", -1) < 0]
+        pairs = [(r, b) for r, b in pairs if b is not None]
+        if pairs:
+            yield {"label": label, "rows": rs, "pairs": pairs,
+                   "metrics": [m for m in metrics_of(rs) if all(m in r["summary"] and m in b["summary"]
+                                                                for r, b in pairs)]}
 
 
 def normalized_by_baseline(rows: list[dict], metric: str = "final_target_return",
@@ -307,3 +365,38 @@ def tables(rows: list[dict], reps: int = 2000) -> tuple[list[dict], list[dict], 
     groups, diffs = aggregate(rows, reps=reps), paired_differences(rows, reps=reps)
     contexts(groups + diffs, rows)
     return groups, diffs, normalized
+
+
+def matches(entry: dict, where: dict) -> bool:
+    """``entry`` has every ``key=value`` of ``where`` (``hparams.T=50`` reads a number)."""
+    for k, v in (where or {}).items():
+        got = entry.get("hparams", {}).get(k.split(".", 1)[1]) if k.startswith("hparams.") else entry.get(k)
+        if str(got) != str(v):
+            return False
+    return True
+
+
+def adjust_family(diffs: list[dict], primary, where: dict | None = None) -> dict:
+    """Holm-adjust the sign-flip p-values of the primary family: every primary metric of every paired
+    row matching ``where`` (all rows without it); each gets ``<metric>_diff_p_holm``. Returns what was
+    adjusted over (``primary``, ``rows``, ``size``, ``where``) for the table's note."""
+    rows = [d for d in diffs if matches(d, where)]
+    cells = [(d, m) for d in rows for m in primary if f"{m}_diff_p" in d]
+    adjusted = inference.holm([d[f"{m}_diff_p"] for d, m in cells])
+    for (d, m), p in zip(cells, adjusted):
+        d[f"{m}_diff_p_holm"] = float(p)
+    size = int(np.sum(~np.isnan(adjusted))) if cells else 0
+    shown = "; rows " + ", ".join(f"{k}={v}" for k, v in where.items()) if where else ""
+    return {"primary": list(primary), "rows": len(rows), "size": size, "where": shown}
+
+
+def adjust_map(diffs: list[dict], col: str, metrics) -> int:
+    """Benjamini-Hochberg q-values over every cell of a map (each of ``metrics`` on each paired row
+    with the swept number ``col``, or every method with ``col='method'``): ``<metric>_diff_q``.
+    Returns the number of comparisons."""
+    cells = [(d, m) for m in metrics for d in diffs
+             if f"{m}_diff_p" in d and (col == "method" or col in d["hparams"])]
+    q = inference.benjamini_hochberg([d[f"{m}_diff_p"] for d, m in cells])
+    for (d, m), v in zip(cells, q):
+        d[f"{m}_diff_q"] = float(v)
+    return int(np.sum(~np.isnan(q))) if cells else 0

@@ -14,7 +14,8 @@ TABLE_METRICS = {
     "acc": (("final_target_acc", "final target acc"),
             ("source_acc_after", "source acc after (forgetting)"),
             ("worst_target_acc", "worst target acc after switch"),
-            ("stability_gap", "stability gap"),
+            ("stability_gap", "stability gap (source drop after switch)"),
+            ("target_dip", "target dip after switch"),
             ("min_acc", "min-ACC (worst source acc)"),
             ("wc_acc", "WC-ACC"),
             ("windowed_forgetting", "WF^w (source drop)"),
@@ -22,11 +23,13 @@ TABLE_METRICS = {
             ("lca", "LCA^beta (target)"),
             ("dense_min_acc", "min-ACC, every update (dense)"),
             ("dense_source_drop", "source drop, every update (dense)"),
-            ("dense_stability_gap", "stability gap, every update (dense)")),
+            ("dense_stability_gap", "stability gap, every update (dense)"),
+            ("dense_target_dip", "target dip, every update (dense)")),
     "return": (("final_target_return", "final target return"),
                ("source_return_after", "source return after (forgetting)"),
                ("worst_target_return", "worst target return after switch"),
-               ("stability_gap", "stability gap"),
+               ("stability_gap", "stability gap (source return drop after switch)"),
+               ("target_dip", "target dip after switch"),
                ("auc_target", "area under target curve (mean return)"),
                ("min_acc", "min-ACC (worst source return)"),
                ("wc_acc", "WC-ACC (returns)"),
@@ -36,7 +39,8 @@ TABLE_METRICS = {
     "loss": (("final_target_loss", "final target loss"),
              ("replay_ppl_after", "replay perplexity after (forgetting)"),
              ("worst_target_loss", "worst target loss after switch"),
-             ("stability_gap", "stability gap"),
+             ("stability_gap", "stability gap (replay ppl rise after switch)"),
+             ("target_dip", "target dip (target loss rise after switch)"),
              ("min_acc", "min-ACC analogue (worst replay ppl)"),
              ("wc_acc", "WC-ACC analogue (nats)"),
              ("windowed_forgetting", "WF^w (replay ppl rise)"),
@@ -46,7 +50,7 @@ TABLE_METRICS = {
     "score": (("final_target_score", "final score"),
               ("best_target_score", "best score"),
               ("worst_target_score", "worst score after switch"),
-              ("stability_gap", "stability gap"),
+              ("stability_gap", "stability gap (score drop after switch)"),
               ("auc_target", "area under score curve (mean score)"),
               ("min_acc", "min-ACC (worst score after switch)"),
               ("wc_acc", "WC-ACC (scores)"),
@@ -74,24 +78,33 @@ FIELD_NOTE = {
             "first beta evaluations after the switch; WP^w = the largest fall of the target loss within w "
             "evaluations (higher is better).",
 }
-FIELD = {m for m, _ in TABLE_METRICS["acc"][4:]}  # shown where the runs have them (runs made before did not)
+FIELD = {m for m, _ in TABLE_METRICS["acc"][6:]}  # shown where the runs have them (runs made before did not)
 DENSE_NOTE = ("Dense: from the evaluations after every update of the first W after the switch (config dense_eval): "
-              "min-ACC over them, the source drop (value at the switch - that min-ACC; lower is better) and the "
-              "stability gap (drop of the target below its value at the switch), on the dense evaluation's sets.")
+              "min-ACC over them, the source drop (value at the switch - that min-ACC; lower is better), the "
+              "stability gap (that drop where it is positive) and the target dip (drop of the target below "
+              "its value at the switch), on the dense evaluation's sets.")
+# how each statistic's interval is made (lossmooth.results.inference; benchmarks/calibration.py)
+CI_NOTE = {"mean": "95% Student-t CIs", "iqm": "95% percentile bootstrap CIs (descriptive: anti-conservative "
+                                                 "at small n)"}
+_GAP = ("Stability gap (De Lange et al., ICLR 2023): the transient drop of the source (earlier-task) {q} below "
+        "its value at the switch within the gap window just after it (setting.gap_window); target dip: the "
+        "target {q}'s drop below its value at the switch in that window (a different quantity).")
 NOTES = {
     "loss": "Held-out target SFT loss (nats per trained token) and held-out replay-text perplexity, lower "
-            "is better; {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: rise of "
-            "the target loss just after the switch above its value at the switch.",
-    "acc": "Accuracies in %, {stat} over seeds with 95% stratified bootstrap CIs (rliable). Stability gap: "
-           "drop of target accuracy just after the switch below its value at the switch.",
-    "return": "Deterministic-policy episode returns, {stat} over seeds with 95% stratified bootstrap CIs "
-              "(rliable). Stability gap: drop of target return just after the switch below its value at "
-              "the switch.",
+            "is better; {stat} over seeds with {ci}. Stability gap: the replay perplexity's transient rise "
+            "above its value at the switch within the gap window; target dip: the target loss's rise above "
+            "its value at the switch in that window.",
+    "acc": "Accuracies in %, {stat} over seeds with {ci}. " + _GAP.format(q="accuracy"),
+    "return": "Deterministic-policy episode returns, {stat} over seeds with {ci}. " + _GAP.format(q="return"),
     "score": "Normalized scores (100 = the dataset's expert reference, 0 = random; D4RL's constants only "
-             "for D4RL's own datasets) of the deterministic policy, {stat} over seeds with 95% stratified "
-             "bootstrap CIs (rliable); each from the evaluation episodes recorded with the run. Stability "
-             "gap: drop below the offline agent's score after the switch.",
+             "for D4RL's own datasets) of the deterministic policy, {stat} over seeds with {ci}; each from "
+             "the evaluation episodes recorded with the run. Stability gap: drop below the offline agent's "
+             "score (the earlier task: there is one task) within the gap window after the switch.",
 }
+PAIRED_NOTE = ("Paired: mean of the per-seed differences with a 95% Student-t CI; p = two-sided exact sign-flip "
+               "permutation test (all 2^n sign patterns; 20,000 random ones beyond 16 pairs), unadjusted "
+               "(exploratory); {adjusted} Fewer than 3 pairs resolve nothing (no CI, no p). Calibration: "
+               "benchmarks/calibration.py.")
 CURVES = {"loss": ("target_loss", "replay_ppl"), "acc": ("target_acc", "source_acc"), "return": ("target_return", "source_return"),
           "score": ("target_score", "target_return")}
 
@@ -196,13 +209,43 @@ def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in sorted(diffs, key=key):
             cells = ([str(d.get("model"))] if by_line else []) + [d["method"], _numbers(d), str(d["n_pairs"])] + [
-                _ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct) for m, _ in SEQUENCE_COLUMNS]
+                diff_cell(d, m, pct) for m, _ in SEQUENCE_COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def p_text(p) -> str:
+    """A p-value as the tables show it."""
+    if p is None or p != p:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
+def diff_cell(d: dict, m: str, pct: bool) -> str:
+    """A paired difference: mean [95% t CI], its sign-flip p and, in the primary family, Holm's p
+    (``p_Holm``); fewer than 3 pairs: the mean alone, said to resolve nothing."""
+    v = d.get(f"{m}_diff")
+    if v is None or v != v:
+        return "n/a"
+    if d.get("n_pairs", 0) < 3:
+        return _ci(v, None, None, pct) + " (n < 3: unresolved)"
+    out = _ci(v, d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct) + f", p {p_text(d.get(f'{m}_diff_p'))}"
+    if f"{m}_diff_p_holm" in d:
+        out += f", p_Holm {p_text(d[f'{m}_diff_p_holm'])}"
+    return out
+
+
+def family_note(family: dict | None) -> str:
+    """What the table's p-values were adjusted over (the registry entry's primary family)."""
+    if not family or not family.get("size"):
+        return "no primary family is declared for this table: every p is exploratory."
+    return (f"p_Holm = Holm-adjusted over the primary family: {family['size']} comparisons "
+            f"({', '.join(family['primary'])} x {family['rows']} paired row(s){family.get('where', '')}); "
+            "every other column is exploratory.")
+
+
 def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
-             normalized: list[dict] | None = None) -> str:
+             normalized: list[dict] | None = None, family: dict | None = None) -> str:
     """A markdown table: per group, each metric as {stat} [95% CI] (accuracies in %), then paired
     differences, then (RL) scores normalized by the hard switch; a sequence's whole-sequence rows
     in a table of their own (:func:`sequence_markdown`)."""
@@ -213,7 +256,7 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
                                  unit_of([e for e in groups + diffs if e.get("switch") != "all"]))
         groups = [g for g in groups if g.get("switch") != "all"]
         diffs = [d for d in diffs if d.get("switch") != "all"]
-        return markdown(groups, diffs, stat, normalized) + tail
+        return markdown(groups, diffs, stat, normalized, family) + tail
     lines = []
     unit = unit_of(groups + diffs)
     metrics = table_metrics(unit, groups + diffs)
@@ -238,7 +281,7 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
                   for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("\n" + NOTES[unit].format(stat=stat))
+    lines.append("\n" + NOTES[unit].format(stat=stat, ci=CI_NOTE[stat]))
     if any(m == "judge_win_rate" for m, _ in metrics):
         lines.append("Judge win rate: share of pairwise wins (ties count half) against the reference run's replies "
                      "(hard switch, first seed), both presentation orders.")
@@ -254,23 +297,24 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     if any(m.startswith("dense_") for m, _ in metrics):
         lines.append(DENSE_NOTE)
     if diffs:
+        primary = tuple((family or {}).get("primary", ()))
         lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
-                     f"mean [95% bootstrap CI]{', percentage points' if pct else ''}):\n")
+                     f"mean [95% t CI], sign-flip p{', percentage points' if pct else ''}):\n")
         head = ["data" if named else "task", "model" if named else "algo", "shift", "method", "numbers"] + \
-            (["context"] if ctx else []) + ["pairs"] + [t for _, t in metrics]
+            (["context"] if ctx else []) + ["pairs"] + [t + (" (primary)" if m in primary else "") for m, t in metrics]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), str(d.get("switch")), d["shift"],
                                               d["method"])):
             cells = [d["dataset"], str(d["model"]), shift_label(d), d["method"],
                      _numbers(d)] + ([d.get("context", "")] if ctx else []) + [str(d["n_pairs"])]
-            cells += [_ci(d.get(f"{m}_diff"), d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct)
-                      for m, _ in metrics]
+            cells += [diff_cell(d, m, pct) for m, _ in metrics]
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("\n" + PAIRED_NOTE.format(adjusted=family_note(family)))
     if normalized:
         lines.append("\n**Final target return normalized by the hard switch** (score = return / mean "
                      "hard-switch return of the same task, algorithm and shift; pooled over all of them; "
-                     "IQM and mean with 95% stratified bootstrap CIs, rliable):\n")
+                     "IQM with a 95% percentile bootstrap CI, descriptive; mean with a 95% Student-t CI):\n")
         lines.append("| method | numbers | scores | contexts | IQM | mean |")
         lines.append("|---|---|---|---|---|---|")
         for e in sorted(normalized, key=lambda e: (e["method"] != "hard_switch", e["method"])):
@@ -444,16 +488,22 @@ def plot_curves(rows: list[dict], out_png: str, title: str | None = None) -> Non
     _finish(fig, axes, rows, title or "learning curves around the switch", out_png)
 
 
+def map_entries(diffs: list[dict], col: str, metric: str) -> list[dict]:
+    """The paired-difference rows that are cells of a map's ``metric`` grid (``col``: a swept number,
+    or ``method``)."""
+    return [d for d in diffs if f"{metric}_diff" in d and (col == "method" or col in d["hparams"])]
+
+
 def _map_cells(diffs: list[dict], rows: tuple, col: str, metric: str):
-    """(row labels, column values, {(row, col): (diff, lo, hi)}) of the paired differences; ``col`` is a
+    """(row labels, column values, {(row, col): (diff, lo, hi, q)}) of the paired differences (``q``:
+    the cell's Benjamini-Hochberg q-value over the map, NaN where none was computed); ``col`` is a
     swept number (e.g. T) or ``method`` (a column per method beside the hard switch)."""
     cells, row_labels, cols = {}, [], []
-    for d in diffs:
-        if f"{metric}_diff" not in d or (col != "method" and col not in d["hparams"]):
-            continue
+    for d in map_entries(diffs, col, metric):
         label = ", ".join(f"{d[k]:g}" if isinstance(d.get(k), float) else str(d.get(k)) for k in rows)
         c = d["method"] if col == "method" else d["hparams"][col]
-        cells[(label, c)] = (d[f"{metric}_diff"], d[f"{metric}_diff_lo"], d[f"{metric}_diff_hi"])
+        cells[(label, c)] = (d[f"{metric}_diff"], d[f"{metric}_diff_lo"], d[f"{metric}_diff_hi"],
+                             d.get(f"{metric}_diff_q", float("nan")))
         if label not in row_labels:
             row_labels.append(label)
         if c not in cols:
@@ -478,22 +528,29 @@ def _map_title(col: str) -> str:
     return "each method minus hard switch" if col == "method" else "smoothing minus hard switch"
 
 
-def _excludes_zero(lo, hi) -> bool:
-    return lo == lo and hi == hi and (lo > 0 or hi < 0)
+Q_LEVEL = 0.05  # a map cell is resolved where its Benjamini-Hochberg q-value is below this
+
+
+def _resolved(v) -> bool:
+    """A map cell (diff, lo, hi, q) is resolved where its BH q-value is < :data:`Q_LEVEL`."""
+    return v[3] == v[3] and v[3] < Q_LEVEL
 
 
 def map_markdown(diffs: list[dict], rows: tuple, col: str, metrics: tuple, pct: bool) -> str:
     """Per metric, a grid of paired differences vs the hard switch: one row per ``rows`` value (e.g.
     shift, severity), one column per value of the number ``col`` (e.g. T); ``*`` marks a cell whose
-    95% CI excludes zero (in whichever direction)."""
+    Benjamini-Hochberg q-value (over every cell of every grid of the map) is below 0.05, in whichever
+    direction; a count of resolved cells per direction follows each grid."""
     out = []
+    size = sum(1 for m in metrics for d in map_entries(diffs, col, m) if d.get(f"{m}_diff_q") == d.get(f"{m}_diff_q"))
     for m in metrics:
         labels, cols, cells = _map_cells(diffs, rows, col, m)
         if not cells:
             continue
         f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3g}")
         out.append(f"\n**Map: {m.replace('_', ' ')}, {_map_title(col)}** (paired mean"
-                   f"{', percentage points' if pct else ''}; * = 95% CI excludes 0):\n")
+                   f"{', percentage points' if pct else ''}; * = Benjamini-Hochberg q < {Q_LEVEL:g} over the "
+                   f"map's {size} comparisons, from exact sign-flip p-values):\n")
         heads = cols if col == "method" else [f"{col}={_col_label(c)}" for c in cols]
         out.append("| " + " / ".join(rows) + " | " + " | ".join(heads) + " |")
         out.append("|---|" + "---|" * len(cols))
@@ -501,16 +558,19 @@ def map_markdown(diffs: list[dict], rows: tuple, col: str, metrics: tuple, pct: 
             row = []
             for c in cols:
                 v = cells.get((label, c))
-                row.append("" if v is None else f(v[0]) + ("*" if _excludes_zero(v[1], v[2]) else ""))
+                row.append("" if v is None else f(v[0]) + ("*" if _resolved(v) else ""))
             out.append(f"| {label} | " + " | ".join(row) + " |")
+        up = sum(1 for v in cells.values() if _resolved(v) and v[0] > 0)
+        down = sum(1 for v in cells.values() if _resolved(v) and v[0] < 0)
+        out.append(f"\nResolved (q < {Q_LEVEL:g}): {up} of {len(cells)} cells above 0, {down} below 0.")
     return "\n".join(out) + ("\n" if out else "")
 
 
 def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tuple, pct: bool,
              title: str | None = None, style: str = "heat") -> None:
     """Heatmaps of :func:`map_markdown`'s grids, one per metric, centred on 0 (blue: smoothing above the
-    hard switch, red: below; for a lower-is-better metric read the sign accordingly); cells whose CI
-    excludes zero are outlined and their numbers bold. ``style="lines"``: per metric, the paired
+    hard switch, red: below; for a lower-is-better metric read the sign accordingly); cells whose
+    Benjamini-Hochberg q-value is below 0.05 are outlined and their numbers bold. ``style="lines"``: per metric, the paired
     difference with its 95% CI across the rows in order (e.g. pretraining budgets), a line per column."""
     import matplotlib
 
@@ -535,7 +595,7 @@ def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tu
         ax.imshow(z, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         for (label, c), v in cells.items():
             i, j = labels.index(label), cols.index(c)
-            sig = _excludes_zero(v[1], v[2])
+            sig = _resolved(v)
             ax.text(j, i, f"{v[0] * scale:+.1f}" if pct else f"{v[0]:+.2g}", ha="center", va="center", fontsize=7,
                     fontweight="bold" if sig else "normal")
             if sig:
@@ -544,7 +604,7 @@ def plot_map(diffs: list[dict], out_png: str, rows: tuple, col: str, metrics: tu
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel(col)
         ax.set_title(m.replace("_", " ") + (" (pp)" if pct else ""), fontsize=9)
-    fig.suptitle((title or _map_title(col)) + " (outlined: 95% CI excludes 0)", fontsize=10)
+    fig.suptitle((title or _map_title(col)) + f" (outlined: BH q < {Q_LEVEL:g})", fontsize=10)
     fig.tight_layout()
     _save(fig, out_png)
 
@@ -569,6 +629,6 @@ def _plot_map_lines(grids: list, out_png: str, col: str, scale: float, pct: bool
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(_map_title(col))
     axes[0][0].legend(fontsize=7)
-    fig.suptitle((title or _map_title(col)) + " (paired mean, 95% CI)", fontsize=10)
+    fig.suptitle((title or _map_title(col)) + " (paired mean, 95% t CI)", fontsize=10)
     fig.tight_layout()
     _save(fig, out_png)

@@ -8,20 +8,27 @@ return in the RL settings, ``unit="return"``, which replaces ``acc`` in the name
 - ``source_acc_after``  = b_n                        (source ability left after adaptation)
 - ``forgetting``        = b_0 - b_n                  (source accuracy lost by adapting)
 - ``worst_target_acc``  = min { a_i : 0 < s_i <= W } (W = gap window: just after the switch)
-- ``stability_gap``     = max(0, a_0 - worst_target_acc)  (drop below the value at the switch)
+- ``stability_gap``     = max(0, b_0 - min { b_i : 0 < s_i <= W })  (the *source* curve's transient drop
+  below its value at the switch within the gap window: the stability gap of De Lange, van de Ven and
+  Tuytelaars, ICLR 2023, measured at the evaluations the run makes; ``dense_stability_gap`` below is
+  the same at every update)
+- ``target_dip``        = max(0, a_0 - worst_target_acc)  (the *target* curve's drop below its value at
+  the switch just after it: a different quantity, zero where the target starts at chance)
 - ``auc_target``        = trapezoid area under a(s) over [0, s_n], divided by s_n (a mean accuracy)
 
 Offline-to-online RL (``unit="score"``: D4RL-normalized score of the deterministic policy; there is
 one task, so no source curve): ``final_target_score`` = a_n, ``best_target_score`` = max_{i>0} a_i,
-``worst_target_score`` and ``stability_gap`` as above (a_0 is the offline agent's score: the gap is
-the drop below it after the switch), ``auc_target``.
+``worst_target_score``, ``target_dip`` and ``stability_gap`` as above with b = a (the earlier task is the
+offline one, a_0 the offline agent's score: both are the drop below it after the switch), ``auc_target``.
 
 LM fine-tuning (``unit="loss"``; lower is better for every curve): with the held-out target SFT loss
 a_i and the held-out replay perplexity b_i,
 ``final_target_loss`` = a_n, ``replay_ppl_after`` = b_n, ``forgetting`` = b_n - b_0 (perplexity gained
 on replay text), ``worst_target_loss`` = max { a_i : 0 < s_i <= W }, ``stability_gap`` =
-max(0, worst_target_loss - a_0) (a rise of the target loss above its value at the switch), and
-``auc_target_loss``, the mean target loss over the adaptation (trapezoid area / s_n).
+max(0, max { b_i : 0 < s_i <= W } - b_0) (the replay perplexity's transient rise above its value at
+the switch), ``target_dip`` = max(0, worst_target_loss - a_0) (a rise of the target loss above its
+value at the switch), and ``auc_target_loss``, the mean target loss over the adaptation (trapezoid
+area / s_n).
 
 The continual-learning field's metrics around a switch (De Lange, van de Ven and Tuytelaars, ICLR 2023,
 "Continual evaluation for lifelong learning: identifying the stability gap"; LCA: Chaudhry et al., ICLR
@@ -51,7 +58,8 @@ b'_0, ..., b'_W (update k after the switch):
 
 - ``dense_min_acc`` = min { b'_k : 0 < k <= W } and ``dense_source_drop`` = b'_0 - dense_min_acc;
 - ``dense_min_step``: the first k where b'_k = dense_min_acc (when the source curve bottoms out);
-- ``dense_worst_target`` = min { a'_k : 0 < k <= W } and ``dense_stability_gap`` = max(0, a'_0 - dense_worst_target);
+- ``dense_stability_gap`` = max(0, dense_source_drop): the stability gap at every update;
+- ``dense_worst_target`` = min { a'_k : 0 < k <= W } and ``dense_target_dip`` = max(0, a'_0 - dense_worst_target);
 - ``dense_windowed_forgetting`` = WF^w of b' (w counted in updates).
 
 A minimum over many evaluations of a subset is biased low by the subset's sampling noise (more so the
@@ -64,8 +72,9 @@ curve (``score``: offline-to-online, the online task is the offline one) the tar
 ``min_acc`` is the worst score after the switch and ``windowed_forgetting`` its largest fall. Where lower
 is better (``loss``: the LM, the source curve a replay perplexity) every "min" is a max and every "drop"
 a rise: ``min_acc`` = max { b_i : i > 0 } (the worst replay perplexity, lower is better),
-``wc_acc`` = 1/2 a_n + 1/2 log(min_acc) (final target loss and worst replay loss in nats, lower is
-better), ``windowed_forgetting`` the largest rise of the perplexity (lower is better),
+``wc_acc`` = 1/2 a_n + 1/2 log(min_acc) where the source curve is a perplexity (final target loss and
+worst replay loss in nats, lower is better; ``Curves.source_perplexity``), else 1/2 a_n + 1/2 min_acc
+(two losses of one kind, e.g. MSEs: no log is taken of a loss that is not a log-likelihood), ``windowed_forgetting`` the largest rise of the perplexity (lower is better),
 ``windowed_plasticity`` the largest fall of the target loss (higher is better), ``lca`` the mean target
 loss of the first beta evaluations (lower is better), ``source_drop`` = min_acc - b_0 (the perplexity's
 worst rise) and ``target_gain`` = a_0 - a_n (the target loss's fall): both stay "larger = more drop /
@@ -79,13 +88,14 @@ import numpy as np
 
 def metric_names(unit: str = "acc") -> tuple:
     return (f"final_target_{unit}", f"source_{unit}_after", "forgetting", f"worst_target_{unit}",
-            "stability_gap", "auc_target")
+            "stability_gap", "target_dip", "auc_target")
 
 
 METRICS = metric_names("acc")
-SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "auc_target")
+SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "target_dip",
+                 "auc_target")
 LM_METRICS = ("final_target_loss", "replay_ppl_after", "forgetting", "worst_target_loss", "stability_gap",
-              "auc_target_loss")
+              "target_dip", "auc_target_loss")
 FIELD_METRICS = ("min_acc", "wc_acc", "windowed_forgetting", "windowed_plasticity", "lca", "source_at_switch",
                  "target_at_switch", "source_drop", "target_gain")
 WINDOW, LCA_BETA = 10, 10  # the defaults of conf/config.yaml's summaries.window and summaries.lca_beta
@@ -97,8 +107,8 @@ def higher_is_better(name: str, kind: str = "acc") -> bool:
         return False
     if name.startswith("seq_"):
         return True
-    if name in ("forgetting", "stability_gap", "regret", "windowed_forgetting", "source_drop", "dense_source_drop",
-                "dense_stability_gap", "dense_windowed_forgetting"):
+    if name in ("forgetting", "stability_gap", "target_dip", "regret", "windowed_forgetting", "source_drop",
+                "dense_source_drop", "dense_stability_gap", "dense_target_dip", "dense_windowed_forgetting"):
         return False
     if kind == "loss":
         return name in ("windowed_plasticity", "target_gain")  # dense_min_acc, dense_worst_target: losses
@@ -114,16 +124,17 @@ def _largest_change(x: np.ndarray, window: int) -> float:
 
 
 def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = WINDOW,
-                  lca_beta: int = LCA_BETA) -> dict:
+                  lca_beta: int = LCA_BETA, source_perplexity: bool = False) -> dict:
     """min-ACC, WC-ACC, WF^w, WP^w and LCA^beta of one run (module docstring) from its target curve ``a``
-    and source curve ``b`` (None: one task, ``a`` plays both parts), both evaluated at the switch first."""
+    and source curve ``b`` (None: one task, ``a`` plays both parts), both evaluated at the switch first;
+    ``source_perplexity``: ``b`` is a perplexity (kind ``loss``), so WC-ACC takes its log (nats)."""
     a = np.asarray(a, np.float64)
     b = a if b is None else np.asarray(b, np.float64)
     sign = -1.0 if kind == "loss" else 1.0  # lower is better: every min a max, every drop a rise
     after = b[1:] if len(b) > 1 else b
     worst = float(sign * np.min(sign * after))
     return {"min_acc": worst,
-            "wc_acc": 0.5 * float(a[-1]) + 0.5 * (float(np.log(worst)) if kind == "loss" else worst),
+            "wc_acc": 0.5 * float(a[-1]) + 0.5 * (float(np.log(worst)) if source_perplexity else worst),
             "windowed_forgetting": _largest_change(-sign * b, window),
             "windowed_plasticity": _largest_change(sign * a, window),
             "lca": float(np.mean(a[1:1 + lca_beta] if len(a) > 1 else a)),
@@ -170,8 +181,8 @@ def sequence_summaries(curves: list, ends: list) -> dict:
     return out
 
 
-DENSE_METRICS = ("dense_min_acc", "dense_source_drop", "dense_min_step", "dense_worst_target",
-                 "dense_stability_gap", "dense_windowed_forgetting")
+DENSE_METRICS = ("dense_min_acc", "dense_source_drop", "dense_stability_gap", "dense_min_step",
+                 "dense_worst_target", "dense_target_dip", "dense_windowed_forgetting")
 
 
 def dense_summaries(curves, metrics: dict, window: int = WINDOW) -> dict:
@@ -183,8 +194,9 @@ def dense_summaries(curves, metrics: dict, window: int = WINDOW) -> dict:
     f = field_metrics(curves.kind, a, b, window)
     worst_target = float(sign * np.min(sign * a[1:]))
     return {"dense_min_acc": f["min_acc"], "dense_source_drop": f["source_drop"],
+            "dense_stability_gap": max(0.0, f["source_drop"]),
             "dense_min_step": int(1 + np.argmin(sign * b[1:])), "dense_worst_target": worst_target,
-            "dense_stability_gap": max(0.0, sign * (float(a[0]) - worst_target)),
+            "dense_target_dip": max(0.0, sign * (float(a[0]) - worst_target)),
             "dense_windowed_forgetting": f["windowed_forgetting"]}
 
 
@@ -228,7 +240,6 @@ def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int, 
     higher = curves.kind != "loss"
     just_after = a[_gap_window(steps, gap_window)]
     worst = float(just_after.min() if higher else just_after.max())
-    gap = float(max(0.0, a[0] - worst) if higher else max(0.0, worst - a[0]))
     out = {f"final_{curves.target}": float(a[-1])}
     if curves.source is not None:
         b = np.asarray(metrics[curves.source], np.float64)
@@ -237,13 +248,23 @@ def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int, 
     else:
         out[f"best_{curves.target}"] = float(a[1:].max() if higher else a[1:].min())
     out[f"worst_{curves.target}"] = worst
-    out["stability_gap"] = gap
+    out["stability_gap"] = stability_gap(steps, a if curves.source is None else metrics[curves.source],
+                                         gap_window, higher)
+    out["target_dip"] = float(max(0.0, a[0] - worst) if higher else max(0.0, worst - a[0]))
     out["auc_target" if higher else f"auc_{curves.target}"] = _curve_mean(steps, a)
     if curves.success is not None and curves.success in metrics:
         out["regret"] = float(1.0 - np.mean(np.asarray(metrics[curves.success], np.float64)[1:]))
     out.update(field_metrics(curves.kind, a, None if curves.source is None else metrics[curves.source],
-                             window, lca_beta))
+                             window, lca_beta, getattr(curves, "source_perplexity", False)))
     return out
+
+
+def stability_gap(steps, b, gap_window: int, higher: bool = True) -> float:
+    """The source curve ``b``'s transient drop below its value at the switch (``steps[0]``) within the
+    gap window ``0 < s_i <= W`` (a rise, where lower is better): max(0, b_0 - min b_i)."""
+    b = np.asarray(b, np.float64)
+    just_after = b[_gap_window(np.asarray(steps, np.float64), gap_window)]
+    return float(max(0.0, b[0] - just_after.min()) if higher else max(0.0, just_after.max() - b[0]))
 
 
 def summarize(steps: np.ndarray, target_acc: np.ndarray, source_acc: np.ndarray,
@@ -265,7 +286,7 @@ def summarize_scores(steps: np.ndarray, score: np.ndarray, gap_window: int, succ
 
 def summarize_lm(steps: np.ndarray, target_loss: np.ndarray, replay_ppl: np.ndarray, gap_window: int) -> dict:
     """Summaries of one LM fine-tuning run's curves (see the module docstring)."""
-    return summarize_curves(_Curves("loss", "target_loss", "replay_ppl"), steps,
+    return summarize_curves(_Curves("loss", "target_loss", "replay_ppl", source_perplexity=True), steps,
                             {"target_loss": target_loss, "replay_ppl": replay_ppl}, gap_window)
 
 
@@ -273,5 +294,16 @@ class _Curves:
     """The fields of :class:`lossmooth.settings.contract.Curves` this module reads (the results layer
     does not import the settings)."""
 
-    def __init__(self, kind: str, target: str, source: str | None = None, success: str | None = None):
+    def __init__(self, kind: str, target: str, source: str | None = None, success: str | None = None,
+                 source_perplexity: bool = False):
         self.kind, self.target, self.source, self.success = kind, target, source, success
+        self.source_perplexity = source_perplexity
+
+
+def is_summary_name(name: str) -> bool:
+    """Whether ``name`` is a summary a run can have (every kind's names above; a setting's own curves give
+    ``final_<target>``, ``worst_<target>``, ``best_<target>``, ``auc_<target>`` and ``<source>_after``)."""
+    known = {*METRICS, *metric_names("return"), *SCORE_METRICS, *LM_METRICS, *FIELD_METRICS, *DENSE_METRICS,
+             *SEQUENCE_METRICS, "regret", "judge_win_rate"}
+    return (name in known or name.startswith(("final_", "worst_", "best_", "auc_", "seq_"))
+            or name.endswith("_after"))

@@ -80,12 +80,15 @@ class Curves:
     ``return`` (higher is better, a source curve measures forgetting), ``score`` (higher is better, no
     source curve: a normalized RL score), ``loss`` (lower is better, the source curve a loss or a
     perplexity). ``success`` names a success-rate curve (goal tasks) where there is one.
+    ``source_perplexity``: the source curve is a perplexity (the exponential of a per-token negative
+    log-likelihood), so the WC-ACC analogue takes its log; a plain loss (e.g. an MSE) is used as it is.
     """
 
     kind: str
     target: str
     source: str | None = None
     success: str | None = None
+    source_perplexity: bool = False
 
     def __post_init__(self):
         if self.kind not in SUMMARY_KINDS:

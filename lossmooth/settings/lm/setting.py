@@ -53,7 +53,7 @@ class LM(Setting):
     """A pretrained causal LM fine-tuned on chat transcripts while replaying pretraining text."""
 
     name = "lm"
-    curves = Curves(kind="loss", target="target_loss", source="replay_ppl")
+    curves = Curves(kind="loss", target="target_loss", source="replay_ppl", source_perplexity=True)
     step_unit = "updates"
     lr_key = "lm_budget.lr"
     diverge_on = ("target_loss", "loss_target")
