@@ -15,8 +15,8 @@ Every file is strict JSON: a non-finite number is written as the string ``"NaN"`
 ``"-Infinity"`` and read back as the float (:func:`encode`, :func:`decode`).
 
 A run finishes in an order that a kill at any moment leaves recoverable, never half-done: ``runs.json``,
-then the summary under a pending name, then the checkpoints are removed, then the summary is renamed
-into place; whoever next reads the directory completes a pending finish where the folder takes writes
+then the summary under a pending name, then the summary is renamed into place, then the checkpoints
+are removed (a run with a summary, pending or in place, never resumes from them); whoever next reads the directory completes a pending finish where the folder takes writes
 (:func:`settle`); where it does not (a read-only copy), the pending summary is read as the summary and
 nothing is changed. A directory whose files cannot be read (a truncated ``runs.json`` or ``summary.json``,
 a missing ``meta.json``, a ``config.yaml`` that is not YAML, a torn last line in ``metrics.jsonl``) is
@@ -175,23 +175,25 @@ def resume_key(cfg: dict) -> str:
 
 def settle(path: str) -> bool:
     """Complete a finish a kill interrupted (see the module docstring): a pending summary means the
-    run is done; its checkpoints go, then the summary takes its place. Returns whether the summary is
-    in place afterwards. A folder that refuses the writes (read-only, a network filesystem losing the
-    rename) keeps its pending summary and False comes back: nothing raises, nothing half-done is left
-    (the checkpoints go only once the rename can follow, and a run with a pending summary never
-    resumes from them)."""
+    run is done; it takes its place, then the checkpoints go (also those a kill between the two
+    left beside a summary). Returns whether the summary is in place afterwards. A folder that refuses
+    the writes (read-only, a network filesystem losing the rename) keeps its pending summary and its
+    checkpoints, and False comes back: nothing raises, nothing is removed."""
     pending, summary = os.path.join(path, PENDING), os.path.join(path, SUMMARY)
     if not os.path.exists(pending):
-        return os.path.exists(summary)
+        done = os.path.exists(summary)
+        if done and os.path.isdir(os.path.join(path, CHECKPOINTS)) and os.access(path, os.W_OK):
+            shutil.rmtree(os.path.join(path, CHECKPOINTS), ignore_errors=True)
+        return done
     if not os.access(path, os.W_OK):
         return False
     try:
-        shutil.rmtree(os.path.join(path, CHECKPOINTS), ignore_errors=True)
         os.replace(pending, summary)
     except FileNotFoundError:  # another reader settled it first
         pass
     except OSError:
         return False
+    shutil.rmtree(os.path.join(path, CHECKPOINTS), ignore_errors=True)
     return os.path.exists(summary)
 
 
