@@ -171,6 +171,21 @@ def killed_run(tmp: Path) -> None:
     (d / ".tmp-k1ll3dsummary.json").write_text('{"run_id": "2026')
 
 
+def torn_run(tmp: Path) -> None:
+    """The committed run with its metrics.jsonl's last line cut (a write a kill or a full disk tore)."""
+    complete_run(tmp)
+    (metrics,) = (tmp / "results").glob("*/*/metrics.jsonl")
+    text = metrics.read_text()
+    metrics.write_text(text[: len(text) - 25])
+
+
+def non_yaml_run(tmp: Path) -> None:
+    """The committed run with a config.yaml that is not YAML."""
+    complete_run(tmp)
+    (config,) = (tmp / "results").glob("*/*/config.yaml")
+    config.write_text("setting: {name: [unclosed\n")
+
+
 def read_only_results(tmp: Path) -> None:
     d = tmp / "results"
     d.mkdir()
@@ -527,6 +542,37 @@ CASES = [
     # -- reproduce
     C("reproduce/unknown-entry", ("reproduce", "nosuch"), "reproduce: unknown entry 'nosuch'"),
     C("reproduce/bad-override", ("reproduce", "supervised_default", "seed=3"), "would change the entry's runs"),
+
+    # -- bounded inputs: every number finite (swept values included), sizes within what memory and seeds allow
+    C("sup/sweep-lr-nan", run("+sweep.lr=[nan,0.001]"), "sweep.lr: bad value nan; use finite positive numbers"),
+    C("sup/sweep-lr-inf", run("+sweep.lr=[0.001,inf]"), "sweep.lr: bad value inf"),
+    C("sup/sweep-lam0-nan", run("+sweep.lam0=[nan]"), "sweep.lam0: must be a number in [0, 1]"),
+    C("sup/sweep-T-inf", run("+sweep.T=[5,inf]"), "sweep.T: must be a non-negative integer"),
+    C("sup/multirun-sweep-nan", multirun("+sweep.lr=[nan,0.001]"), "sweep.lr: bad value nan", sub=True),
+    C("sup/num-seeds-huge", run("num_seeds=1000000000"), "num_seeds: 1000000000 seeds x 2 method(s) = 2000000000 runs",
+      sub=True),
+    C("sup/num-seeds-inf", run("num_seeds=inf"), "num_seeds: must be an integer >= 1, got inf"),
+    C("sup/seed-huge", run("seed=1e20"), "the largest 32-bit PRNG seed"),
+    C("sup/seed-past-32-bits", run("seed=4294967295", "num_seeds=2"), "seed: seeds 4294967295..4294967296 pass"),
+    C("sup/multirun-seed-huge", multirun("seed=0,1e20"), "(multirun point: "),
+    C("sup/seed-nan", run("seed=nan"), "seed: must be an integer >= 0, got nan"),
+    C("sup/diverge-factor-inf", run("diverge_factor=inf"), "diverge_factor: must be a number > 1"),
+    C("sup/diverge-factor-nan", run("diverge_factor=nan"), "diverge_factor: must be a number > 1"),
+    C("sup/checkpoint-every-nan", run("checkpoint_every_s=nan"), "checkpoint_every_s: must be a number >= 0"),
+    C("sup/lr-inf", run("setting.lr=inf"), "setting.lr: must be a number, got inf"),
+    C("sup/source-lr-nan", run("setting.source_lr=nan"), "setting.source_lr: must be a number, got nan"),
+    C("sup/severity-nan", run("shift.severity=nan"), "shift.severity: must be a number in [0, 1]"),
+    C("sup/adapt-steps-inf", run("setting.adapt_steps=inf"), "setting.adapt_steps: must be an integer >= 1"),
+    C("sup/schedule-T-inf", run("schedule.T=inf"), "schedule.T: must be a non-negative integer"),
+    # an unquoted path Hydra's grammar cannot read: the hint to quote it
+    C("sup/unicode-path", run("results_dir={tmp}/résultats"), "quote the value inside the argument"),
+    C("sup/unicode-path-sub", run("results_dir={tmp}/résultats"), "'results_dir=\"{tmp}/résultats\"'", sub=True),
+    # one reader rule: a torn or non-YAML run is skipped with a warning; nothing left is exit 2, nothing drawn
+    C("table/torn-only", table(), "no complete runs under {results}", setup=torn_run),
+    C("plot/torn-only", plot("--out", "{tmp}/c.png"), "no complete runs under {results}", setup=torn_run),
+    C("table/non-yaml-only", table(), "no complete runs under {results}", setup=non_yaml_run),
+    C("plot/non-yaml-only", plot("--out", "{tmp}/c.png"), "no complete runs under {results}", setup=non_yaml_run,
+      sub=True),
 
     # -- table, plot, status, the command itself
     C("cli/unknown-command", ("frobnicate",), "unknown command 'frobnicate'"),

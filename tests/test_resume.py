@@ -101,7 +101,8 @@ def test_sigkill_then_the_same_command_gives_the_uninterrupted_metrics(uninterru
     assert r.returncode == -signal.SIGKILL
     run_dir = _only_run(tmp_path, setting)
     assert not (run_dir / "summary.json").exists() and (run_dir / "checkpoints").is_dir()
-    subprocess.run(_cmd(tmp_path, cache_dir, setting), check=True, capture_output=True)
+    again = subprocess.run(_cmd(tmp_path, cache_dir, setting), check=True, capture_output=True, text=True)
+    assert f"lossmooth: resuming {run_dir} from its checkpoints" in again.stdout  # one line says so
     assert _only_run(tmp_path, setting) == run_dir  # resumed in place, no second directory
     assert _outputs(run_dir) == uninterrupted(setting)
     assert not (run_dir / "checkpoints").exists()  # dropped once the run is complete
