@@ -564,6 +564,8 @@ CASES = [
     C("sup/severity-nan", run("shift.severity=nan"), "shift.severity: must be a number in [0, 1]"),
     C("sup/adapt-steps-inf", run("setting.adapt_steps=inf"), "setting.adapt_steps: must be an integer >= 1"),
     C("sup/schedule-T-inf", run("schedule.T=inf"), "schedule.T: must be a non-negative integer"),
+    C("sup/adapt-steps-past-memory", run("setting.adapt_steps=500000000000"),
+      "setting.adapt_steps: 50000000100 evaluations per run x 16 runs keep at least"),
     # an unquoted path Hydra's grammar cannot read: the hint to quote it
     C("sup/unicode-path", run("results_dir={tmp}/résultats"), "quote the value inside the argument"),
     C("sup/unicode-path-sub", run("results_dir={tmp}/résultats"), "'results_dir=\"{tmp}/résultats\"'", sub=True),

@@ -342,6 +342,10 @@ def test_seeds_and_run_counts_are_bounded_before_anything_is_allocated():
     for bad in (float("inf"), float("nan")):
         with pytest.raises(ConfigError, match="num_seeds: must be an integer >= 1"):
             check_sizes({**base, "num_seeds": bad})
+    steps = {"setting": {"eval_every": 10, "source_steps": 100, "adapt_steps": 10**12}}
+    with pytest.raises(ConfigError, match=r"setting.adapt_steps: 100000000010 evaluations per run x 16 runs"):
+        check_sizes({**base, "num_seeds": 8, **steps}, memory=16 * 2**30)
+    check_sizes({**base, "num_seeds": 8, "setting": {**steps["setting"], "adapt_steps": 10**6}}, memory=16 * 2**30)
 
 
 def test_an_unquoted_value_hydra_cannot_read_gets_the_hint_to_quote_it(tmp_path):

@@ -5,7 +5,10 @@
 - the run count (``num_seeds`` x methods, at least: a swept number multiplies some methods' runs):
   every run keeps a host record from its expansion to ``runs.json`` (:data:`HOST_BYTES_PER_RUN`, a
   floor: its model, optimizer state and curves come on top), so a count whose records alone exceed
-  the machine's memory is refused in one line instead of growing until the kernel kills the process.
+  the machine's memory is refused in one line instead of growing until the kernel kills the process;
+- the evaluations per run (``setting.source_steps + setting.adapt_steps`` over ``setting.eval_every``,
+  where a setting counts that way): every run's curves stay in host memory until its summaries are
+  written (:data:`CURVE_BYTES_PER_EVALUATION`, a floor), so steps whose curves cannot fit are refused.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ SEED_MAX = 2**32 - 1
 # measured: a run's dict from lossmooth.core.runs.expand_runs, its label, its row in runs.json and its
 # metric rows' keys take well over 1 KiB of CPython objects; the bound uses 1 KiB as a floor
 HOST_BYTES_PER_RUN = 1024
+# a run's curves stay in host memory until its summaries are written: at least two float32 metrics
+# (a loss and an accuracy or return) per evaluation
+CURVE_BYTES_PER_EVALUATION = 8
 
 
 def host_memory() -> int | None:
@@ -30,6 +36,21 @@ def host_memory() -> int | None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
+
+
+def _evaluations(cfg: dict) -> tuple[str, int] | None:
+    """``(field, evaluations per run)`` of a setting that evaluates every ``setting.eval_every`` steps
+    of ``setting.source_steps`` and ``setting.adapt_steps`` (the larger of the two named), or None where
+    the setting counts otherwise or the numbers are not integers yet (its own checks then speak)."""
+    s = cfg.get("setting") if isinstance(cfg.get("setting"), dict) else {}
+    every = s.get("eval_every")
+    steps = {k: s.get(k) for k in ("source_steps", "adapt_steps")}
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        return None
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in steps.values()):
+        return None
+    field = max(steps, key=steps.get)
+    return f"setting.{field}", sum(steps.values()) // every
 
 
 def check_sizes(cfg: dict, memory: int | None = None) -> None:
@@ -49,3 +70,8 @@ def check_sizes(cfg: dict, memory: int | None = None) -> None:
         raise ConfigError(f"num_seeds: {num_seeds} seeds x {n_methods} method(s) = {runs} runs need at least "
                           f"{_gib(runs * HOST_BYTES_PER_RUN)} of host memory for their records alone, more than this "
                           f"machine's {_gib(memory)}; use num_seeds <= {most} per job (seed=... starts a job's seeds)")
+    evals = _evaluations(cfg)
+    if memory is not None and evals is not None and runs * evals[1] * CURVE_BYTES_PER_EVALUATION > memory:
+        raise ConfigError(f"{evals[0]}: {evals[1]} evaluations per run x {runs} runs keep at least "
+                          f"{_gib(runs * evals[1] * CURVE_BYTES_PER_EVALUATION)} of curves in host memory, more than "
+                          f"this machine's {_gib(memory)}; use fewer steps or a larger setting.eval_every")
