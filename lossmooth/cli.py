@@ -220,12 +220,23 @@ def cmd_plot(argv: list[str]) -> int:
         if not rows:
             raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
                               "check --setting/--where or run `lossmooth run`")
+        if not any(_has_rows(d) for d in {r["run_dir"] for r in rows}):
+            raise ConfigError(f"nothing to draw: the complete runs under {a.results_dir} matching "
+                              f"{a.where or 'the filter'} hold no metric rows (empty metrics.jsonl); run them again")
         _output_path("--out", a.out)
     except ConfigError as e:
         return _fail(str(e))
     report.plot_curves(rows, a.out, a.title)
     print(f"wrote {a.out}")
     return 0
+
+
+def _has_rows(run_dir: str) -> bool:
+    """The run directory's metrics.jsonl holds something (a whole last line is checked by the store)."""
+    try:
+        return os.path.getsize(os.path.join(run_dir, "metrics.jsonl")) > 0
+    except OSError:
+        return False
 
 
 def _preparation(argv: list[str], command: str, step: str, config: str, run) -> int:

@@ -179,6 +179,13 @@ def torn_run(tmp: Path) -> None:
     metrics.write_text(text[: len(text) - 25])
 
 
+def rowless_run(tmp: Path) -> None:
+    """The committed run with an empty metrics.jsonl: complete, but no curve to draw."""
+    complete_run(tmp)
+    (metrics,) = (tmp / "results").glob("*/*/metrics.jsonl")
+    metrics.write_text("")
+
+
 def non_yaml_run(tmp: Path) -> None:
     """The committed run with a config.yaml that is not YAML."""
     complete_run(tmp)
@@ -572,6 +579,8 @@ CASES = [
     # one reader rule: a torn or non-YAML run is skipped with a warning; nothing left is exit 2, nothing drawn
     C("table/torn-only", table(), "no complete runs under {results}", setup=torn_run),
     C("plot/torn-only", plot("--out", "{tmp}/c.png"), "no complete runs under {results}", setup=torn_run),
+    C("plot/nothing-to-draw", plot("--out", "{tmp}/c.png"), "nothing to draw: the complete runs under {results}",
+      setup=rowless_run),
     C("table/non-yaml-only", table(), "no complete runs under {results}", setup=non_yaml_run),
     C("plot/non-yaml-only", plot("--out", "{tmp}/c.png"), "no complete runs under {results}", setup=non_yaml_run,
       sub=True),
