@@ -167,3 +167,14 @@ def test_the_meet_in_the_middle_count_is_the_enumeration():
     d = rng.normal(0.3, 1.0, (13, 40))
     d[:, 0], d[:, 1], d[:, 2] = 0.0, 1.0, np.round(d[:, 2])  # all zero, all equal, ties
     assert np.array_equal(inf._split_p(d), inf._enumerated_p(d))
+
+
+def test_runs_on_a_diverged_source_are_counted_apart_and_left_out():
+    rows = _rows([0.02, 0.03, 0.01, 0.04])
+    for r in rows:
+        if r["seed"] == 3:
+            r["source_diverged"] = True
+    groups, diffs, _ = agg.tables(rows, reps=100)
+    assert all(g["n"] == 3 and g["n_source_diverged"] == 1 and g["n_diverged"] == 0 for g in groups)
+    assert diffs[0]["n_pairs"] == 3
+    assert "3 (+1 on a diverged source)" in report.markdown(groups, diffs)

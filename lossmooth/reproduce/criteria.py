@@ -97,6 +97,11 @@ def evaluate(criteria: tuple[Criterion, ...], rows: list[dict], entry: str) -> l
 _SHOWN = {"above": ">", "below": "<", "at_least": ">=", "at_most": "<=", "max_halfwidth": "CI half-width <="}
 
 
+def shown(c: Criterion) -> str:
+    """The criterion's bound as the tables show it (e.g. ``> 0``, ``CI half-width <= 0.02``)."""
+    return f"{_SHOWN[c.test]} {c.bound:g}"
+
+
 def report(results: list[Result]) -> str:
     """The criteria as a markdown section: each with its cell, value, bound and whether it holds."""
     if not results:
@@ -109,5 +114,5 @@ def report(results: list[Result]) -> str:
         holds = "yes" if r.holds else ("no (known: " + c.missed + ")" if c.missed else "**no**")
         if r.holds and c.missed:
             holds = "yes (but stated as missed: the entry's reason is stale)"
-        lines.append(f"| {c.name} | {cell} | {r.value:.4g} | {_SHOWN[c.test]} {c.bound:g} | {holds} |")
+        lines.append(f"| {c.name} | {cell} | {r.value:.4g} | {shown(c)} | {holds} |")
     return "\n".join(lines) + "\n"

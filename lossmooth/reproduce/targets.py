@@ -156,6 +156,12 @@ def select_row(rows: list[dict], selector: tuple, where: str, entry: str) -> dic
     return hits[0]
 
 
+def matches(row: dict, selector) -> bool:
+    """Whether a table row (CSV strings) has every ``(key, value)`` of ``selector`` (``hparams.<name>``
+    reads a number)."""
+    return all(_same(_field(row, k), v) for k, v in selector)
+
+
 def _field(row: dict, key: str):
     if key.startswith("hparams."):
         hp = json.loads(row.get("hparams") or "{}")

@@ -128,6 +128,12 @@ def renamed(row: dict) -> None:
     row["summary"] = s
 
 
+def usable(row: dict) -> bool:
+    """A run the statistics take: it did not diverge and was not built on a diverged source phase (both
+    are counted apart: ``n_diverged``, ``n_source_diverged``)."""
+    return row.get("diverged_step", -1) < 0 and not row.get("source_diverged")
+
+
 def run_identity(row: dict) -> tuple:
     """What makes a row the same run as another: its experiment, line, method, numbers and seed."""
     return (row.get("setting"), row.get("pair_key"), row.get("model"), row.get("method"),
@@ -238,9 +244,12 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
         groups.setdefault(group_label(r), []).append(r)
     out = []
     for label, rs in groups.items():
-        ok = [r for r in rs if r.get("diverged_step", -1) < 0]
-        entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n=len(ok), n_diverged=len(rs) - len(ok),
+        ok = [r for r in rs if usable(r)]
+        on_bad = sum(1 for r in rs if r.get("source_diverged"))
+        entry = dict(zip(GROUP_KEYS + ("pair_key",), label), n=len(ok), n_diverged=len(rs) - len(ok) - on_bad,
                      stand_in=any(r.get("stand_in", True) for r in rs))
+        if on_bad:
+            entry["n_source_diverged"] = on_bad
         if rs[0].get("switch") is not None:  # a sequence's switch (1, 2, ...) or the whole sequence (all)
             entry["switch"] = rs[0]["switch"]
         if any(r.get("ramp_unfinished") for r in rs):
@@ -306,7 +315,7 @@ def paired_values(rows: list[dict], baseline: str = BASELINE):
     the summaries every pair has."""
     base = {}
     for r in rows:
-        if r["method"] == baseline and r.get("diverged_step", -1) < 0:
+        if r["method"] == baseline and usable(r):
             base[(r["pair_key"], r["seed"], r["hparams"].get("lr"))] = r
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -314,7 +323,7 @@ def paired_values(rows: list[dict], baseline: str = BASELINE):
             groups.setdefault(group_label(r), []).append(r)
     for label, rs in groups.items():
         pairs = [(r, base.get((r["pair_key"], r["seed"], r["hparams"].get("lr")))) for r in rs
-                 if r.get("diverged_step", -1) < 0]
+                 if usable(r)]
         pairs = [(r, b) for r, b in pairs if b is not None]
         if pairs:
             yield {"label": label, "rows": rs, "pairs": pairs,
@@ -331,7 +340,7 @@ def normalized_by_baseline(rows: list[dict], metric: str = "final_target_return"
     Contexts whose hard-switch mean is <= 0 cannot be normalized this way and are left out (counted).
     Per method: IQM and mean over all scores with 95% stratified bootstrap CIs (rliable).
     """
-    ok = [r for r in rows if r.get("diverged_step", -1) < 0 and metric in r.get("summary", {})]
+    ok = [r for r in rows if usable(r) and metric in r.get("summary", {})]
     base: dict[str, list[float]] = {}
     for r in ok:
         if r["method"] == baseline:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from lossmooth.results import store, summaries
+from lossmooth.results.aggregate import usable
 
 TABLE_METRICS = {
     "acc": (("final_target_acc", "final target acc"),
@@ -197,7 +198,7 @@ def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     head = lead + ["method", "numbers", "n"] + titles
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in sorted(groups, key=key):
-        n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
+        n = n_cell(g)
         cells = ([str(g.get("model"))] if by_line else []) + [g["method"], _numbers(g), n] + [
             _ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct) for m, _ in SEQUENCE_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -212,6 +213,13 @@ def sequence_markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
                 diff_cell(d, m, pct) for m, _ in SEQUENCE_COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def n_cell(g: dict) -> str:
+    """A group's run count: the runs in its statistics, then those left out (diverged; built on a
+    diverged source phase)."""
+    return (f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
+            + (f" (+{g['n_source_diverged']} on a diverged source)" if g.get("n_source_diverged") else ""))
 
 
 def p_text(p) -> str:
@@ -275,7 +283,7 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
     lines.append("|" + "---|" * len(head))
     for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), str(g.get("switch")),
                                            g["shift"], g["method"] != "hard_switch", g["method"])):
-        n = f"{g['n']}" + (f" (+{g['n_diverged']} diverged)" if g["n_diverged"] else "")
+        n = n_cell(g)
         cells = [g["setting"], g["dataset"], str(g["model"]), shift_label(g),
                  g["method"], _numbers(g)] + ([g.get("context", "")] if ctx else []) + [n]
         cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
@@ -349,7 +357,7 @@ def _curves(rows: list[dict], metric: str, phase: str = "adapt") -> dict[str, di
     curves: dict[str, dict] = {}
     by_dir: dict[str, dict] = {}
     for r in rows:
-        if r.get("diverged_step", -1) < 0:
+        if usable(r):
             by_dir.setdefault(r["run_dir"], {})[r["run_index"]] = r
     for d, wanted in by_dir.items():
         try:
@@ -406,7 +414,7 @@ def plot_sequence(rows: list[dict], out_png: str, title: str | None = None) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    switch_rows = [r for r in rows if isinstance(r.get("switch"), int) and r.get("diverged_step", -1) < 0]
+    switch_rows = [r for r in rows if isinstance(r.get("switch"), int) and usable(r)]
     unit = unit_of([r.get("summary", {}) for r in switch_rows])
     several = len({r.get("model") for r in switch_rows}) > 1
     tasks = max(len(r["sequence"]["tasks"]) for r in rows if r.get("sequence"))
