@@ -13,7 +13,11 @@
                                              with results/targets.csv)
     lossmooth reproduce --list               every entry, its runs and how many exist
     lossmooth reproduce --check              compare every targeted entry's rebuilt table with
-                                             results/targets.csv (runs nothing)
+                                             results/targets.csv (runs nothing), check criteria, plan
+                                             order (git) and seed plans
+    lossmooth seeds NAME --metric M --halfwidth H --effect D
+                                             seeds needed for a CI half-width and 80% power, from the
+                                             committed runs of entry NAME (a pilot)
     lossmooth serve [--gguf F | --hf DIR]    serve an LM (default: SmolLM2-135M-Instruct) behind the
                                              OpenAI chat-completions API on loopback (the judge path)
 
@@ -165,9 +169,12 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--markdown", help="also write the markdown table here")
     p.add_argument("--csv", help="also write every aggregated number here as CSV")
+    p.add_argument("--primary", default=None, metavar="M1,M2",
+                   help="summaries whose paired p-values are Holm-adjusted over every paired row (the rest is "
+                        "exploratory), e.g. final_target_acc,min_acc")
     a = p.parse_args(argv)
     from lossmooth.results import aggregate as agg
-    from lossmooth.results import report
+    from lossmooth.results import report, summaries
     from lossmooth.results.store import atomic_write
 
     try:
@@ -176,9 +183,14 @@ def cmd_table(argv: list[str]) -> int:
                               "or point it at a results folder")
         if a.reps < 1:
             raise ConfigError(f"--reps: must be at least 1 bootstrap resample, got {a.reps}")
+        primary = [m for m in (a.primary or "").split(",") if m]
+        unknown = [m for m in primary if not summaries.is_summary_name(m)]
+        if unknown or (a.primary is not None and not primary):
+            raise ConfigError(f"--primary: unknown metric(s) {', '.join(unknown) or repr(a.primary)}; give summary "
+                              "names separated by commas, e.g. final_target_acc,min_acc")
         _output_path("--markdown", a.markdown)
         _output_path("--csv", a.csv)
-        rows = agg.collect(a.results_dir, a.setting, _where(a.where))
+        rows = agg.collect(a.results_dir, a.setting, _where(a.where), progress=_reading(a.results_dir))
         if not rows:
             raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
                               "check --setting/--where or run `lossmooth run`")
@@ -191,7 +203,17 @@ def cmd_table(argv: list[str]) -> int:
     parts, csv_parts = [], [[], [], []]
     for name, rs in sorted(by_setting.items()):
         groups, diffs, normalized = agg.tables(rs, reps=a.reps)
-        md = report.markdown(groups, diffs, a.stat, normalized)
+        family = None
+        if primary:
+            absent = [m for m in primary if not any(f"{m}_diff" in d for d in diffs)]
+            few = [d for d in diffs if d["n_pairs"] < 2]
+            if absent or few or not diffs:
+                return _fail(f"--primary: {name}'s paired rows " + (
+                    f"have no {', '.join(absent)}" if absent and diffs else
+                    "hold one pair only (n = 1): nothing to test; run more seeds" if few else
+                    "do not exist (no method beside the hard switch)"))
+            family = agg.adjust_family(diffs, primary)
+        md = report.markdown(groups, diffs, a.stat, normalized, family)
         parts.append(md if len(by_setting) == 1 else f"## {name}\n\n{md}")
         for acc, part in zip(csv_parts, (groups, diffs, normalized)):
             acc += part
@@ -202,6 +224,46 @@ def cmd_table(argv: list[str]) -> int:
     if a.csv:
         atomic_write(a.csv, report.csv_text(*csv_parts))
     return 0
+
+
+def _reading(results_dir: str):
+    """A progress line on a terminal while many run directories are read (nothing otherwise)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(i: int, total: int, path: str) -> None:
+        if total >= 10:
+            end = "\n" if i == total - 1 else ""
+            print(f"\rlossmooth: reading {results_dir}: {i + 1} of {total} run directories", end=end,
+                  file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_seeds(argv: list[str]) -> int:
+    from lossmooth.reproduce import registry
+
+    p = _Parser(prog="lossmooth seeds",
+                description="seeds needed for a CI half-width and a power, from a committed entry's runs (a pilot)")
+    p.add_argument("name", help="the registry entry whose committed runs are the pilot")
+    p.add_argument("--metric", required=True, help="the summary the claim rests on, e.g. final_target_return")
+    p.add_argument("--halfwidth", type=float, default=None, help="the 95%% CI half-width wanted")
+    p.add_argument("--effect", type=float, default=None, help="the minimal effect to detect")
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--family", type=int, default=1, help="comparisons in the primary family (level 0.05/family)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--experiments", default=registry.EXPERIMENTS)
+    a = p.parse_args(argv)
+    from lossmooth.reproduce import command
+
+    try:
+        entries = registry.load(a.experiments)
+        if a.name not in entries:
+            raise ConfigError(f"seeds: unknown entry '{a.name}'; choose one of {', '.join(entries)}")
+        print(command.seed_plan(entries[a.name], a.results_dir, a.metric, a.halfwidth, a.effect, a.power,
+                                a.family))
+        return 0
+    except ConfigError as e:
+        return _fail(str(e))
 
 
 def cmd_plot(argv: list[str]) -> int:
@@ -363,7 +425,7 @@ def cmd_reproduce(argv: list[str]) -> int:
         if a.launcher is not None and a.launcher not in launchers:
             raise ConfigError(f"--launcher: unknown launcher '{a.launcher}'; choose one of {', '.join(launchers)}")
         return command.reproduce(entries[a.name], a.results_dir, checks, a.launcher,
-                                 command.host_overrides(a.overrides), a.dry_run, a.allow_dirty)
+                                 command.host_overrides(a.overrides), a.dry_run, a.allow_dirty, entries)
     except ConfigError as e:
         return _fail(str(e))
 
@@ -420,7 +482,7 @@ def cmd_serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "lm": cmd_lm, "status": cmd_status,
-                "reproduce": cmd_reproduce, "serve": cmd_serve}
+                "reproduce": cmd_reproduce, "seeds": cmd_seeds, "serve": cmd_serve}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 from lossmooth.errors import ConfigError
-from lossmooth.reproduce import criteria, targets
+from lossmooth.reproduce import criteria, existing, order, targets
 from lossmooth.reproduce.existing import Found
-from lossmooth.reproduce.registry import Entry, Point, config_value
+from lossmooth.reproduce.registry import Entry, Point, config_value, resolve
 from lossmooth.results import aggregate as agg
 from lossmooth.results import report
 from lossmooth.results.store import atomic_write
@@ -82,6 +82,7 @@ class Table:
     diffs: list = dataclasses.field(default_factory=list)
     pct: bool = False
     criteria: list = dataclasses.field(default_factory=list)  # criteria.Result per criterion of the entry
+    order: object = None  # order.Order: whether the entry's plan was committed before its runs
 
 
 def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> Table:
@@ -93,13 +94,37 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
         agg.adjust_map(diffs, entry.map[1], entry.map[2])
     text = report.csv_text(groups, diffs, normalized)
     results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
-    md = _header(entry, points, runs, results_dir) + report.markdown(groups, diffs, entry.stat, normalized, family)
+    plan_order = order.check(entry.source, entry.name, [r.commit for r in runs]) if entry.source else None
+    md = _header(entry, points, runs, results_dir, plan_order) + report.markdown(groups, diffs, entry.stat,
+                                                                               normalized, family)
     if entry.map:
         md += report.map_markdown(diffs, *entry.map[:3], pct=report.unit_of(groups) == "acc")
     if results:
         md += "\n" + criteria.report(results)
     return Table(markdown=md, csv=text, rows=rows, criteria=results, diffs=diffs,
-                 pct=report.unit_of(groups) == "acc")
+                 pct=report.unit_of(groups) == "acc", order=plan_order)
+
+
+def pilot_runs(entries: dict[str, Entry], results_dir: str) -> dict[str, str]:
+    """Run directory -> the pilot entry that uses it, over every pilot entry's existing runs."""
+    out = {}
+    for e in entries.values():
+        if e.pilot:
+            for f in existing.find(resolve(e), results_dir, e.setting):
+                if f is not None:
+                    out[f.path] = e.name
+    return out
+
+
+def not_a_pilot(entry: Entry, found: list, pilots: dict[str, str]) -> None:
+    """A result entry may not use a pilot's runs (one line naming both)."""
+    if entry.pilot:
+        return
+    for f in found:
+        if f is not None and f.path in pilots:
+            raise ConfigError(f"entry '{entry.name}' would use {f.path}, a run of the pilot entry "
+                              f"'{pilots[f.path]}': a pilot is never a result; give the result its own runs "
+                              "(e.g. more seeds, or another run directory made after the plan)")
 
 
 def analysis(entry: Entry, diffs: list[dict]) -> dict | None:
@@ -131,7 +156,7 @@ def write(entry: Entry, table: Table, results_dir: str) -> None:
         report.plot_map(table.diffs, out["map"], *entry.map[:3], pct=table.pct, title=entry.title, style=entry.map[3])
 
 
-def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str) -> str:
+def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str, plan_order=None) -> str:
     lines = [f"# {entry.name}", "", entry.description, "",
              f"Rebuilt by `lossmooth reproduce {entry.name}` from {len(runs)} run(s):", "",
              "| run directory | commit | overrides |" + (" data |" if any(r.data for r in runs) else ""),
@@ -140,4 +165,8 @@ def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: s
         data = ("; ".join(f"{k} {v[:12] if isinstance(v, str) else v}" for k, v in r.data.items()) + " |") \
             if any(x.data for x in runs) else ""
         lines.append(f"| {os.path.relpath(r.path, results_dir)} | {r.commit} | `{shlex.join(p.overrides)}` |{data}")
+    if entry.pilot:
+        lines += ["", "**Pilot**: a regime choice, never a result (no result entry may use its runs)."]
+    if plan_order is not None:
+        lines += ["", plan_order.text]
     return "\n".join(lines) + "\n\n"

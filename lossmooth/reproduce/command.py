@@ -8,7 +8,7 @@ import os
 import sys
 
 from lossmooth.errors import ConfigError
-from lossmooth.reproduce import build, existing, targets
+from lossmooth.reproduce import build, existing, seeds, targets
 from lossmooth.reproduce.registry import Entry, resolve
 from lossmooth.results import store
 
@@ -57,7 +57,7 @@ def clean_provenance(entry: Entry, found: list, allow_dirty: bool = False) -> No
 
 def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | None = None,
               launcher: str | None = None, host: tuple[str, ...] = (), dry_run: bool = False,
-              allow_dirty: bool = False) -> int:
+              allow_dirty: bool = False, entries: dict[str, Entry] | None = None) -> int:
     """Run the entry's missing runs, rebuild its table and plot, and (``checks``) compare with targets.
     0: done (every check passed); 1: a check failed or a run did not finish; 2: bad input."""
     points = resolve(entry)
@@ -89,6 +89,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
         return 1
     if checks is not None:
         clean_provenance(entry, found, allow_dirty)
+    if entries is not None:
+        build.not_a_pilot(entry, found, build.pilot_runs(entries, results_dir))
     for line in existing.data_differs(entry, found):
         print(f"lossmooth: warning: {line}", file=sys.stderr)
     table = build.tables(entry, points, found, results_dir)
@@ -100,6 +102,42 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
         return 0
     print("\n" + targets.report(cells))
     return 0 if all(c.passed for c in cells) and criteria_hold(entry, table) else 1
+
+
+def seed_plan(entry: Entry, results_dir: str, metric: str, halfwidth, effect, power: float = 0.8,
+              family: int = 1) -> str:
+    """:mod:`lossmooth.reproduce.seeds`' answer for ``metric`` from the entry's committed runs (all must exist)."""
+    found = existing.find(resolve(entry), results_dir, entry.setting)
+    if any(f is None for f in found):
+        raise ConfigError(f"seeds: '{entry.name}' has runs missing under {results_dir}; run `lossmooth reproduce "
+                          f"{entry.name}` first")
+    clean_provenance(entry, found)
+    rows = build.rows_of(entry, found, results_dir)
+    return seeds.text(entry.name, metric, seeds.plan(rows, metric, halfwidth, effect, power, family),
+                      halfwidth, effect, power, family)
+
+
+def seeds_hold(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pairs: int | None) -> bool:
+    """An entry's recorded seed plan still follows from its committed pilot, and its runs have that many
+    seeds; a line for each that does not."""
+    block = seeds.recorded(entry)
+    pilot = entries.get(block["pilot"])
+    if pilot is None:
+        raise ConfigError(f"entry '{entry.name}': seeds.pilot '{block['pilot']}' is not an entry")
+    found = existing.find(resolve(pilot), results_dir, pilot.setting)
+    if any(f is None for f in found):
+        raise ConfigError(f"entry '{entry.name}': its pilot '{pilot.name}' has runs missing under {results_dir}")
+    plans = seeds.plan(build.rows_of(pilot, found, results_dir), block["metric"], block.get("halfwidth"),
+                       block.get("effect"), block.get("power", 0.8), block.get("family", 1))
+    n = seeds.answer(plans, block.get("halfwidth"), block.get("effect"))
+    ok = n == block["n"]
+    if not ok:
+        print(f"lossmooth: {entry.name}: its seed plan records n = {block['n']}, but its pilot '{pilot.name}' now "
+              f"gives {n}: rerun `lossmooth seeds {pilot.name}` and record the answer")
+    if n_pairs is not None and n is not None and n_pairs < n:
+        print(f"lossmooth: {entry.name}: {n_pairs} pairs, fewer than the {n} its seed plan needs")
+        ok = False
+    return ok
 
 
 def criteria_hold(entry: Entry, table) -> bool:
@@ -118,6 +156,7 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
     """Rebuild every entry named in ``checks`` from the runs already there (running nothing) and
     compare; an entry with missing runs is an error naming the command that makes them."""
     names = list(dict.fromkeys(t.entry for t in checks))
+    pilots = build.pilot_runs(entries, results_dir)
     built = []
     for name in names:
         entry = entries[name]
@@ -128,6 +167,7 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
             raise ConfigError(f"reproduce --check: '{name}' has {missing} of {len(points)} run(s) missing under "
                               f"{results_dir}; run `lossmooth reproduce {name}` first")
         clean_provenance(entry, found, allow_dirty)
+        build.not_a_pilot(entry, found, pilots)
         for line in existing.data_differs(entry, found):
             print(f"lossmooth: warning: {line}", file=sys.stderr)
         built.append((entry, points, found))
@@ -144,6 +184,11 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
             held = sum(r.ok for r in table.criteria)
             print(f"  criteria: {held} of {len(table.criteria)} as stated "
                   f"({sum(r.holds for r in table.criteria)} hold, {sum(bool(r.criterion.missed) for r in table.criteria)} stated as missed)")
+        if table.order is not None:
+            print(f"  plan: {table.order.text}")
         ok = criteria_hold(entry, table) and ok
+        if entry.seeds:
+            n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
+            ok = seeds_hold(entry, entries, results_dir, n_pairs) and ok
     print("\n" + targets.report(cells))
     return 0 if all(c.passed for c in cells) and ok else 1

@@ -26,7 +26,7 @@ EXPERIMENTS = os.path.join(os.path.dirname(CONF_DIR), "experiments")
 STATS = ("mean", "iqm")
 MAP_PLOTS = ("heat", "lines")  # a map's figure: heatmaps, or lines across its rows (one per column value)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an entry name is also a file name
-_FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria", "analysis"}
+_FIELDS = {"description", "setting", "runs", "aggregate", "data", "criteria", "analysis", "pilot", "seeds"}
 _AGGREGATE = {"stat", "where", "label_by", "reps", "title", "map"}
 
 
@@ -53,6 +53,12 @@ class Entry:
     # (``key=value`` filters); their sign-flip p-values are Holm-adjusted, every other column is exploratory
     primary: tuple[str, ...] = ()
     family: tuple[tuple[str, str], ...] = ()
+    # a pilot (a regime choice: e.g. the hard switch alone), never a result: no result entry may use its runs
+    pilot: bool = False
+    # the seed plan: the inputs of ``lossmooth seeds`` and its answer (:mod:`lossmooth.reproduce.seeds`)
+    seeds: tuple[tuple[str, str], ...] = ()
+    # the file the entry was read from (its plan's history is read from git: :mod:`lossmooth.reproduce.order`)
+    source: str = ""
 
     def outputs(self, results_dir: str) -> dict[str, str]:
         """The files the entry's table and plot are written to, by kind (md, csv, png; map: the heatmaps)."""
@@ -152,7 +158,15 @@ def _entry(name: str, body, path: str) -> Entry:
                               f"method, metrics: [summary names], plot: {' or '.join(MAP_PLOTS)} (optional)}}")
         amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]), amap.get("plot", "heat"))
     primary, family = _analysis(body.get("analysis"), where)
-    return Entry(name=name, map=amap or (), primary=primary, family=family, criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
+    pilot = body.get("pilot", False)
+    if not isinstance(pilot, bool):
+        raise ConfigError(f"{where}: pilot must be true or false, got {pilot!r}")
+    seeds = body.get("seeds") or {}
+    if not isinstance(seeds, dict) or not all(isinstance(v, (str, int, float)) for v in seeds.values()):
+        raise ConfigError(f"{where}: seeds must map the seed plan's inputs (pilot, metric, halfwidth, effect, "
+                          "power) and answer (n) to values")
+    return Entry(name=name, map=amap or (), primary=primary, family=family, pilot=pilot, source=path,
+                 seeds=tuple((str(k), json.dumps(v)) for k, v in seeds.items()), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
                  runs=tuple(tuple(r) for r in runs), stat=stat,
                  where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
                  reps=reps, title=str(agg.get("title") or name))

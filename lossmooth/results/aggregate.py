@@ -29,15 +29,19 @@ NOT_CONTEXT = store.HOST_ONLY + ("method", "schedule", "sweep", "num_seeds", "se
 
 
 def collect(results_dir: str, setting: str | None = None, filters: dict | None = None,
-            run_dirs: set | None = None) -> list[dict]:
+            run_dirs: set | None = None, progress=None) -> list[dict]:
     """Rows of every complete run under ``results_dir`` matching ``filters`` (``key=value`` on row
     fields, e.g. ``method=loss_smoothing``, ``shift=blur``, ``run_id=...``), each run once; with
     ``run_dirs``, of those run directories only (each run once among them: a table built from exactly
-    some runs never loses a row to the same run in another directory)."""
+    some runs never loses a row to the same run in another directory). ``progress(i, total, path)`` is
+    called before each directory is read."""
     rows = []
-    for path, meta, runs in store.complete_runs(results_dir, setting):
+    found = list(store.complete_runs(results_dir, setting))
+    for i, (path, meta, runs) in enumerate(found):
         if run_dirs is not None and path not in run_dirs:
             continue
+        if progress is not None:
+            progress(i, len(found), path)
         kept = []
         for r in runs:
             row = dict(r)
