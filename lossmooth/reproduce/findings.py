@@ -87,6 +87,9 @@ def entry_findings(entry: Entry, csv_text: str, results_dir: str, full: bool = T
     stand_in = any(g.get("stand_in") == "True" for g in groups)
     out = [f"### {entry.name}", "", entry.description + (" *Stand-in data or budgets.*" if stand_in and
                                                          "tand-in" not in entry.description else ""), ""]
+    out.append(f"- {plan_order(entry, results_dir)}")
+    if entry.pilot:
+        out.append("- A pilot (a regime choice), never a result: its comparisons below choose, they do not claim.")
     results = criteria.evaluate(entry.criteria, rows, entry.name) if entry.criteria else []
     if results:
         held = [r for r in results if r.holds]
