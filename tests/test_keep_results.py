@@ -66,12 +66,17 @@ STATES = {
     "complete": dict(metrics=ROWS, runs=True, summary=True),
     "complete-torn": dict(metrics=ROWS[:-3], runs=True, summary=True),
     "complete-bad-yaml": dict(metrics=ROWS, runs=True, summary=True, config="a: [unclosed\n"),
+    # a write a kill cut inside atomic_write, left beside a finished run
+    "complete+stale-temporary": dict(metrics=ROWS, runs=True, summary=True, stale=True),
 }
 
 
-def make(d: Path, metrics=None, runs=False, summary=False, pending=False, checkpoint=False, config=None) -> Path:
+def make(d: Path, metrics=None, runs=False, summary=False, pending=False, checkpoint=False, config=None,
+         stale=False) -> Path:
     """A run directory in one of :data:`STATES`."""
     d.mkdir(parents=True)
+    if stale:
+        (d / ".tmp-k1ll3dsummary.json").write_text('{"run_id": "2026')
     (d / "config.yaml").write_text(config or "num_seeds: 1\nseed: 0\n")
     (d / "meta.json").write_text('{"stand_in": true}\n')
     if metrics is not None:
@@ -279,6 +284,29 @@ def test_a_finish_whose_rename_is_lost_raises_one_line_and_leaves_the_run_whole(
     assert store.is_complete(rs.path)  # whole: its pending summary is read; any later command settles it
     monkeypatch.setattr(os, "replace", real)
     assert store.settle(rs.path) and not (Path(rs.path) / "checkpoints").exists()
+
+
+def test_preemption_during_the_finish_leaves_a_run_the_next_command_completes(cfg, monkeypatch):
+    rs = store.RunStore.open_or_create(cfg, "supervised", {}, say=print)
+    rs.append_metrics([{"step": 5}])
+    _checkpoint(Path(rs.path))
+    real = os.replace
+
+    def preempted(a, b):
+        if b.endswith(store.SUMMARY):
+            raise KeyboardInterrupt  # the signal lands between the pending summary and its rename
+        real(a, b)
+
+    monkeypatch.setattr(os, "replace", preempted)
+    with pytest.raises(KeyboardInterrupt):
+        rs.finish(RUNS, {"complete": True, "runs": 2})
+    rs.release()
+    monkeypatch.setattr(os, "replace", real)
+    assert (Path(rs.path) / store.PENDING).exists() and (Path(rs.path) / "checkpoints").is_dir()
+    with pytest.raises(store.NothingToDo) as e:  # the same command: complete, settled, nothing trained
+        store.RunStore.open_or_create(cfg, "supervised", {}, say=print)
+    assert e.value.complete == rs.path and (Path(rs.path) / store.SUMMARY).exists()
+    assert not (Path(rs.path) / "checkpoints").exists()
 
 
 def test_an_atomic_write_on_a_folder_losing_renames_leaves_no_temporary(tmp_path, monkeypatch):

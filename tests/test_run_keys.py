@@ -59,11 +59,12 @@ def test_status_tells_complete_incomplete_and_diverged_apart(tmp_path, capsys):
         if runs is not None:
             (d / "runs.json").write_text(json.dumps(runs))
             (d / "meta.json").write_text("{}")
+            (d / "config.yaml").write_text("num_seeds: 1\n")
             (d / "summary.json").write_text('{"complete": true}')
     assert cli.main(["status", "--results-dir", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "| supervised | 1-done | complete | 1 | 0 | hard_switch |" in out
-    assert "| supervised | 2-div | diverged | 2 | 1 | hard_switch, loss_smoothing |" in out
-    assert "| supervised | 3-part | incomplete |  | 0 | 2 metric rows so far, no checkpoint: starts anew" in out
+    assert "| supervised | 1-done | complete | 1 | 0 | 0 | hard_switch |" in out
+    assert "| supervised | 2-div | diverged | 2 | 1 | 0 | hard_switch, loss_smoothing |" in out
+    assert "| supervised | 3-part | incomplete |  | 0 | 0 | 2 metric rows so far, no checkpoint: moved aside" in out
     assert "3 run directories: 1 complete, 1 diverged, 1 incomplete, 0 corrupt" in out
     assert cli.main(["status", "--results-dir", str(tmp_path / "nowhere")]) == 2

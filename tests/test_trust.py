@@ -132,10 +132,13 @@ def test_corrupt_run_directories_are_skipped_with_one_warning_each(corrupt, caps
     assert cli.main(["table", "--results-dir", str(corrupt), "--reps", "50"]) == 0
     out = capsys.readouterr()
     warnings = [ln for ln in out.err.splitlines() if ln.startswith("lossmooth: warning: skipping")]
-    assert len(warnings) == 3 and all(k in out.err for k in ("runs.json", "meta.json", "summary.json"))
+    # one rule for every reader: the torn metrics.jsonl is skipped by table as by plot and status
+    assert len(warnings) == 4 and all(k in out.err for k in ("runs.json", "meta.json", "summary.json", "metrics.jsonl"))
     assert "| supervised |" in out.out
     assert cli.main(["plot", "--results-dir", str(corrupt), "--out", str(tmp_path / "c.png")]) == 0
-    assert "metrics.jsonl line" in capsys.readouterr().err and (tmp_path / "c.png").exists()
+    err = capsys.readouterr().err
+    assert "metrics.jsonl's last line is cut" in err and len(err.strip().splitlines()) == 4
+    assert (tmp_path / "c.png").exists()
     assert cli.main(["status", "--results-dir", str(corrupt)]) == 0
     out = capsys.readouterr().out
     assert "5 run directories: 1 complete, 0 diverged, 0 incomplete, 4 corrupt" in out
@@ -166,9 +169,11 @@ def test_a_run_killed_before_its_first_checkpoint_starts_anew(tmp_path, cache_di
         shutil.copy(first / name, orphan / name)
     shutil.rmtree(first)
     assert cli.main(["status", "--results-dir", str(tmp_path)]) == 0
-    assert "no checkpoint: starts anew if run again" in capsys.readouterr().out
+    assert "no checkpoint: moved aside and started anew if run again" in capsys.readouterr().out
     out = _run(capsys, tmp_path, cache_dir)
-    assert f"removing {orphan}" in out.out and "starting it anew" in out.out
+    moved = tmp_path / "supervised" / store.QUARANTINE / orphan.name
+    assert f"moved {orphan} aside to {moved}" in out.out and "starting it anew" in out.out
+    assert (moved / "config.yaml").exists()  # kept, not deleted
     (again,) = _dirs(tmp_path)
     assert again != orphan and (again / "summary.json").exists()
 
