@@ -9,8 +9,9 @@
 TD3+BC on the same synthetic dataset (hopper-sized by default; D4RL's reference networks: 256-256
 ReLU actor and twin critics, batch 256, policy delay 2, Adam 3e-4): ours is
 :meth:`lossmooth.rl.td3.SmoothedTD3.offline_iteration` in a jitted ``lax.scan``; PyTorch's is a
-straightforward port of Fujimoto & Gu's reference ``TD3_BC.train`` (one Python call per critic
-update, the actor and targets every second one) with ``torch.set_num_threads`` = the cores JAX uses.
+port of the reference ``TD3_BC.train`` (Fujimoto & Gu's, as CORL's ``td3_bc.py`` has it;
+``benchmarks/td3bc_torch.py``, shared with ``td3bc_reference.py``: one Python call per critic update,
+the actor and targets every second one) with ``torch.set_num_threads`` = the cores JAX uses.
 Throughput counts critic updates (each iteration = ``policy_delay`` critic updates + 1 actor update),
 compile time excluded, best of --repeats interleaved timings.
 
@@ -89,83 +90,11 @@ def jax_program(algo, iters: int):
 
 
 def torch_td3bc(obs: int, act: int, hidden: int, batch: int, data, threads: int):
-    """Fujimoto & Gu's TD3+BC training step, ported as it is (``train`` called once per critic update)."""
-    import copy
+    """The PyTorch reference TD3+BC (:mod:`benchmarks.td3bc_torch`): its ``train``, called once per
+    critic update."""
+    from benchmarks.td3bc_torch import TorchTD3BC
 
-    import numpy as np
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-
-    class Actor(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l1, self.l2, self.l3 = nn.Linear(obs, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, act)
-
-        def forward(self, s):
-            return torch.tanh(self.l3(F.relu(self.l2(F.relu(self.l1(s))))))
-
-    class Critic(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l1, self.l2, self.l3 = nn.Linear(obs + act, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
-            self.l4, self.l5, self.l6 = nn.Linear(obs + act, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
-
-        def forward(self, s, a):
-            sa = torch.cat([s, a], 1)
-            q1 = self.l3(F.relu(self.l2(F.relu(self.l1(sa)))))
-            q2 = self.l6(F.relu(self.l5(F.relu(self.l4(sa)))))
-            return q1, q2
-
-        def Q1(self, s, a):
-            sa = torch.cat([s, a], 1)
-            return self.l3(F.relu(self.l2(F.relu(self.l1(sa)))))
-
-    actor, critic = Actor(), Critic()
-    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
-    a_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
-    c_opt = torch.optim.Adam(critic.parameters(), lr=3e-4)
-    mean, std = data.state_stats()
-    S = torch.as_tensor((data.observations - mean) / std)
-    S2 = torch.as_tensor((data.next_observations - mean) / std)
-    A = torch.as_tensor(data.actions)
-    R = torch.as_tensor(data.rewards)[:, None]
-    ND = torch.as_tensor(1.0 - data.terminals.astype(np.float32))[:, None]
-    n = len(data)
-    it = [0]
-
-    def train():
-        it[0] += 1
-        ind = torch.randint(0, n, (batch,))
-        s, a, s2, r, nd = S[ind], A[ind], S2[ind], R[ind], ND[ind]
-        with torch.no_grad():
-            noise = (torch.randn_like(a) * 0.2).clamp(-0.5, 0.5)
-            a2 = (actor_t(s2) + noise).clamp(-1, 1)
-            tq1, tq2 = critic_t(s2, a2)
-            target = r + nd * 0.99 * torch.min(tq1, tq2)
-        q1, q2 = critic(s, a)
-        c_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        c_opt.zero_grad()
-        c_loss.backward()
-        c_opt.step()
-        if it[0] % 2 == 0:
-            pi = actor(s)
-            q = critic.Q1(s, pi)
-            lmbda = 2.5 / q.abs().mean().detach()
-            a_loss = -lmbda * q.mean() + F.mse_loss(pi, a)
-            a_opt.zero_grad()
-            a_loss.backward()
-            a_opt.step()
-            with torch.no_grad():
-                for p, tp in zip(critic.parameters(), critic_t.parameters()):
-                    tp.mul_(0.995).add_(0.005 * p)
-                for p, tp in zip(actor.parameters(), actor_t.parameters()):
-                    tp.mul_(0.995).add_(0.005 * p)
-
-    return train
+    return TorchTD3BC(obs, act, data, seed=0, threads=threads, hidden=hidden, batch_size=batch).train
 
 
 def updates(args):

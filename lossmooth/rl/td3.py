@@ -6,7 +6,7 @@ batch b_T from the online replay buffer and an independent source batch b_S from
 (the source task's replay buffer in online RL, the offline dataset in offline-to-online RL):
 
     L_critic = lam * C(phi; b_T) + (1 - lam) * C(phi; b_S)
-    C(phi; b) = sum_i mean_b 1/2 (Q_phi_i(s, a) - y)^2,
+    C(phi; b) = sum_i mean_b 1/2 (Q_phi_i(s, a) - y)^2   (without the 1/2 where critic_squared_error="full"),
         y = r + gamma (1 - d) min_j Q_phi'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), low, high))
 
 and every ``policy_delay`` critic rounds, on the same batches,
@@ -25,7 +25,10 @@ TD3+BC's reference implementations: the first critic only) or ``mean_{i,b} Q_phi
 (rejax's TD3, the default here); TD3+BC's lambda uses the first critic either way, as in Fujimoto &
 Gu's reference. ``network_init="torch"`` initializes every linear layer as PyTorch's ``nn.Linear``
 does (the reference implementations' networks): weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-instead of rejax's (flax's) lecun-normal weights and zero biases (``"rejax"``, the default). The source branch (its batch, forward and backward pass) sits behind
+instead of rejax's (flax's) lecun-normal weights and zero biases (``"rejax"``, the default). The critic
+loss is half the squared error (optax's ``l2_loss``, rejax's; ``critic_squared_error="half"``, the default)
+or the whole of it (``"full"``: the reference implementations' ``F.mse_loss``); Adam is invariant to the
+loss's scale except through its epsilon, so the two take slightly different steps. The source branch (its batch, forward and backward pass) sits behind
 ``lax.cond(source_needed(lam))``: once every run in the vmapped batch has lam = 1 it is never
 sampled nor computed, and the hard switch (lam = 1 from the start) never touches it. With the
 static ``with_source=False`` the branch is not in the program at all (what the host runs once it
@@ -93,6 +96,9 @@ class SmoothedTD3(TD3):
     # reference implementations) and how linear layers start ("rejax", or "torch": nn.Linear's default)
     actor_critic: str = struct.field(pytree_node=False, default="mean")
     network_init: str = struct.field(pytree_node=False, default="rejax")
+    # static: the critic's squared error, "half" ((q - y)^2 / 2: optax's l2_loss, rejax's) or "full"
+    # ((q - y)^2: F.mse_loss, TD3's and TD3+BC's reference implementations)
+    critic_squared_error: str = struct.field(pytree_node=False, default="half")
 
     @classmethod
     def create_agent(cls, config, env, env_params):
@@ -138,6 +144,8 @@ class SmoothedTD3(TD3):
         q_target = jnp.min(self.vmap_critic(ts.critic_target_params, batch.next_obs, action), axis=0)
         target = batch.reward + (1 - batch.done) * self.gamma * q_target
         q1, q2 = self.vmap_critic(critic_params, batch.obs, batch.action)
+        if self.critic_squared_error == "full":
+            return jnp.mean(jnp.square(q1 - target)) + jnp.mean(jnp.square(q2 - target))
         return optax.l2_loss(q1, target).mean() + optax.l2_loss(q2, target).mean()
 
     def actor_loss(self, actor_params, ts, batch, bc_alpha, bc_weight=1.0):
