@@ -125,11 +125,12 @@ def load_model(max_len: int, remat: bool | None = None):
 # ----------------------------------------------------------------------------- ours
 
 
-def ours_trainer(cfg, params, batch: int, seq: int, updates: int, seed: int = 0):
+def ours_trainer(cfg, params, batch: int, seq: int, updates: int, seed: int = 0, copy: bool = True):
     """``(lowered step, state, hp, data)`` of our fine-tuning update on one batch of random tokens.
 
     Every update reads the same ``batch`` rows; ``updates`` sizes the row-order table (and the
-    cosine decay, irrelevant to the speed) so that no update indexes past it.
+    cosine decay, irrelevant to the speed) so that no update indexes past it. ``copy=False``: ``params``
+    are device arrays the state takes over (donated by the step: the caller keeps no reference).
     """
     from lossmooth.core.objective import Method
     from lossmooth.core.schedules import Schedule
@@ -148,7 +149,7 @@ def ours_trainer(cfg, params, batch: int, seq: int, updates: int, seed: int = 0)
     hp = {"method": Method.make("hard_switch", Schedule.make("linear", T=0)),
           "lr": jnp.asarray(LR, jnp.float32), "target_order": order, "replay_order": order}
     # copies, not views of the numpy arrays: the donated state must own its buffers
-    state = init_state(jax.tree.map(jnp.array, params), spec)
+    state = init_state(jax.tree.map(jnp.array, params) if copy else params, spec)
     step = jax.jit(make_step(cfg, spec), donate_argnums=0)
     return step.lower(state, hp, data), state, hp, data
 

@@ -34,10 +34,12 @@ import sys
 # XLA's CPU scheduler by default orders work for concurrency, which keeps the activations remat would
 # free (measured: an 8-layer chain's temporaries with remat 757 MB, without 743 MB; in the
 # memory-minimizing order 126 and 535 MB); the
-# memory-minimizing order is the one an accelerator's memory-aware scheduler approaches
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-                           " --xla_cpu_enable_concurrency_optimized_scheduler=false")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# memory-minimizing order is the one an accelerator's memory-aware scheduler approaches. Only as a
+# command: imported (benchmarks/accelerator_check.py), the plan compiles for the importer's devices
+if __name__ == "__main__":
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+                               " --xla_cpu_enable_concurrency_optimized_scheduler=false")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -83,11 +85,24 @@ def plan(chunk, state, hp, data, mesh, shard_state: bool) -> dict:
     args = abstract(state, state_sh), abstract(hp, hp_sh), abstract(data, data_sh)
     with jax.set_mesh(mesh):
         compiled = chunk.lower(*args).compile()
+    return footprint(compiled, args)
+
+
+def placed_bytes(x) -> int:
+    """Bytes of one argument on one device: its shard as placed (whole where it has no sharding)."""
+    x = x if hasattr(x, "dtype") else np.asarray(x)
+    sharding = getattr(x, "sharding", None)
+    shape = sharding.shard_shape(x.shape) if sharding is not None else x.shape
+    return math.prod(shape) * np.dtype(x.dtype).itemsize
+
+
+def footprint(compiled, args) -> dict:
+    """The plan's bytes per device of ``compiled`` called on ``args`` (abstract or concrete arrays, as
+    placed): ``resident + outputs - aliased + temporaries`` from XLA's ``memory_analysis()``."""
     m = compiled.memory_analysis()
     # every argument as placed, whether or not the program reads it: jit drops the arguments a program
     # does not read (the source pool in an adaptation chunk), but the run keeps them on the device
-    resident = sum(math.prod(s.sharding.shard_shape(s.shape)) * s.dtype.itemsize
-                   for s in jax.tree.leaves(args))
+    resident = sum(placed_bytes(s) for s in jax.tree.leaves(args))
     total = resident + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
     return {"resident": resident, "arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
             "aliased": m.alias_size_in_bytes, "temporaries": m.temp_size_in_bytes, "total": total}

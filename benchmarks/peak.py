@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 
 
-def matmul_peak(sizes=(1024, 2048), repeats: int = 5) -> float:
-    """Best FLOP/s of ``a @ a`` (float32, ``size`` x ``size``; 2 size^3 FLOPs) over ``sizes``."""
+def matmul_peak(sizes=(1024, 2048), repeats: int = 5, dtype=jnp.float32) -> float:
+    """Best FLOP/s of ``a @ a`` (``dtype``, float32 unless given; ``size`` x ``size``; 2 size^3 FLOPs)
+    over ``sizes``."""
     peak = 0.0
     for m in sizes:
-        a = jax.random.normal(jax.random.PRNGKey(0), (m, m), jnp.float32)
+        a = jax.random.normal(jax.random.PRNGKey(0), (m, m), dtype)
         mm = jax.jit(lambda x: x @ x)
         jax.block_until_ready(mm(a))
         for _ in range(repeats):
@@ -34,8 +35,10 @@ def compiled_flops(compiled) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def share_line(label: str, flops: float, seconds: float, peak: float, how: str) -> str:
-    """One printed line: ``flops`` done in ``seconds`` as GFLOP/s and as a share of ``peak``."""
+def share_line(label: str, flops: float, seconds: float, peak: float, how: str, peak_name: str = "float32",
+               tag: str = "[flops]") -> str:
+    """One printed line: ``flops`` done in ``seconds`` as GFLOP/s and as a share of ``peak`` (the
+    ``peak_name`` matmul's)."""
     got = flops / seconds
-    return (f"[flops] {label}: {flops / 1e9:.2f} GFLOP ({how}) in {seconds:.3f} s = {got / 1e9:.1f} GFLOP/s; "
-            f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s -> {100 * got / peak:.1f}% of peak (aim >= 30%)")
+    return (f"{tag} {label}: {flops / 1e9:.2f} GFLOP ({how}) in {seconds:.3f} s = {got / 1e9:.1f} GFLOP/s; "
+            f"{peak_name} matmul peak {peak / 1e9:.1f} GFLOP/s -> {100 * got / peak:.1f}% of peak (aim >= 30%)")
