@@ -222,16 +222,6 @@ def intervals(values: np.ndarray, stat: str, reps: int, seed: int = 0):
     return inference.t_interval(values)
 
 
-def paired_interval(diffs: np.ndarray, reps: int = 0, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lo, hi) of paired differences with a 95% Student-t CI (``reps``, ``seed``: unused, kept
-    for callers of the bootstrap it replaces); NaN ends below :data:`inference.MIN_PAIRS` pairs."""
-    diffs = np.asarray(diffs, np.float64)
-    if len(diffs) < inference.MIN_PAIRS:
-        return (float(diffs.mean()) if len(diffs) else float("nan")), float("nan"), float("nan")
-    m, lo, hi = inference.t_interval(diffs)
-    return float(m[0]), float(lo[0]), float(hi[0])
-
-
 def metrics_of(rows: list[dict]) -> list[str]:
     """The summary names present in ``rows`` (accuracy or return summaries), in their order."""
     names: list[str] = []
