@@ -231,6 +231,8 @@ def rebuilt_summary(path: str) -> dict:
                                                         for r in runs):
         raise CorruptRun("runs.json does not hold one record per run")
     cfg = read_config(path)
+    if not os.path.exists(os.path.join(path, "metrics.jsonl")):
+        raise CorruptRun("metrics.jsonl is missing")
     check_metrics(path)
     settings = {r.get("setting") for r in runs}
     return {"run_id": os.path.basename(path), "setting": settings.pop() if len(settings) == 1 else None,
@@ -353,8 +355,12 @@ def read_config(path: str) -> dict:
 
 def check_metrics(path: str) -> None:
     """``metrics.jsonl`` is whole: it ends with a line break and its last line is JSON (what a write cut
-    by a kill or a full disk breaks); :class:`CorruptRun` naming it otherwise. Reads the file's end only."""
+    by a kill or a full disk breaks); :class:`CorruptRun` naming it otherwise. Reads the file's end only;
+    a missing file is not a torn one (the tables need only ``runs.json``; a plot says it has nothing to
+    draw)."""
     name = os.path.join(path, "metrics.jsonl")
+    if not os.path.exists(name):
+        return
     try:
         with open(name, "rb") as f:
             size = f.seek(0, os.SEEK_END)
