@@ -42,7 +42,7 @@ count's seed-updates/s >= 0.9x one seed's), with the 256-seed speed-up printed.
 Runtime on one GPU, estimated from this 2-core CPU's measurements and the FLOP counts (it has not been
 run on one yet): the matmul peaks take seconds. The OLMo-1B-shaped update at 8 x 2048 tokens is 0.13
 PFLOP of model FLOPs (XLA's count 0.32 PFLOP: remat's forward and both branches of the update's
-``lax.cond``), 0.4-0.6 s per update at 30-45% of an H100's bfloat16 peak, 7 updates: about 5 s;
+``lax.cond``), 0.4-0.6 s per update at 30-45% of an H100's bfloat16 peak, 6 updates: about 4 s;
 SmolLM2-135M's update is 0.02 PFLOP. The supervised update is 1.08 GFLOP per seed (XLA's count), so
 256 seeds x 20 updates x 5 calls is 28 TFLOP: seconds even at 10% of the float32 peak. Compiling
 dominates: on this CPU the OLMo-1B step compiles in 60-100 s, the memory plan's paper program in 57 s
@@ -50,8 +50,9 @@ and each supervised chunk in about 10 s; with a GPU compiler of the same order t
 two LM steps and the four supervised chunks, 1 min for the paper plan, plus start-up and data: about
 5 minutes, under the 8-minute budget. Should the plan's figure for micro-batch 8 exceed the device's
 memory, each halving costs one more OLMo-1B compile; ``--budget-s`` (default 420) then skips the paper
-plan so the whole stays near 8 minutes. The reduced form takes 70-75 s on this 2-core CPU (under a
-load of 7 from other processes).
+plan so the whole stays near 8 minutes. The reduced form took 46 s (other processes holding a load
+of about 4) to 108 s (load 7) on this 2-core CPU; the test's form (tests/test_accelerator_check.py: the
+tests' tiny supervised shapes, one timed LM update) about 55 s.
 """
 from __future__ import annotations
 
