@@ -136,7 +136,8 @@ def main(argv=None) -> int:
         return 2
     if a.reference_options:
         spec = dataclasses.replace(spec, algos={"td3": {**spec.algos["td3"], "critic_squared_error": "full"}})
-    agents = O.build_agents(spec, data, spec.num_seeds)
+    with contextlib.redirect_stdout(sys.stderr):
+        agents = O.build_agents(spec, data, spec.num_seeds)
     threads = a.threads or os.cpu_count()
 
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
