@@ -254,7 +254,8 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
         if len(params) == 1:  # the windows of the field's metrics (mixed windows are not shown as one)
             entry.update(json.loads(params.pop()))
         entry["hparams"] = json.loads(entry["hparams"])
-        vals = np.array([[r["summary"].get(m, np.nan) for m in metrics] for r in ok], np.float64).reshape(len(ok), -1)
+        vals = np.array([[r["summary"].get(m, np.nan) for m in metrics] for r in ok],
+                        np.float64).reshape(len(ok), len(metrics))
         for stat in ("mean", "iqm"):  # every metric of the group in one call
             p, lo, hi = intervals(vals, stat, reps)
             for k, m in enumerate(metrics):
@@ -282,7 +283,7 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
         # a metric the pairs do not all have (another setting's) is left out
         have = [m for m in metrics if all(m in r["summary"] and m in b["summary"] for r, b in pairs)]
         d = np.array([[r["summary"][m] - b["summary"][m] for m in have] for r, b in pairs],
-                     np.float64).reshape(len(pairs), -1)
+                     np.float64).reshape(len(pairs), len(have))
         mean, lo, hi = inference.t_interval(d)
         p = inference.sign_flip_p(d)
         few = len(pairs) < inference.MIN_PAIRS  # nothing resolved: no interval, no p-value

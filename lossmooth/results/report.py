@@ -237,7 +237,9 @@ def diff_cell(d: dict, m: str, pct: bool) -> str:
         return "n/a"
     if d.get("n_pairs", 0) < 3:
         return _ci(v, None, None, pct) + " (n < 3: unresolved)"
-    out = _ci(v, d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct) + f", p {p_text(d.get(f'{m}_diff_p'))}"
+    out = _ci(v, d.get(f"{m}_diff_lo"), d.get(f"{m}_diff_hi"), pct)
+    if f"{m}_diff_p" in d:
+        out += f", p {p_text(d[f'{m}_diff_p'])}"
     if f"{m}_diff_p_holm" in d:
         out += f", p_Holm {p_text(d[f'{m}_diff_p_holm'])}"
     return out
