@@ -205,3 +205,11 @@ def test_transformers_reads_a_checkpoint_as_we_do(pretrained):
     logits, _ = Decoder(cfg).apply({"params": params}, tokens, positions=np.arange(len(ids))[None],
                                    segment_ids=np.ones_like(tokens))
     np.testing.assert_allclose(np.asarray(logits), theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_a_blown_up_pretraining_is_stopped_and_marked_diverged(tmp_path):
+    texts = _texts(tmp_path / "texts")
+    with pytest.raises(ConfigError, match="pretraining diverged by step"):
+        pretrain.run(_config(tmp_path / "root", texts, "train.lr=1e4"))
+    marked = json.loads((tmp_path / "root" / "tiny" / "diverged.json").read_text())
+    assert marked["diverge_factor"] == pretrain.DIVERGE_FACTOR and marked["step"] <= 32

@@ -57,6 +57,12 @@ MANIFEST = "lossmooth_pretraining.json"
 HOST_ONLY = ("stop_after",)  # how far this call goes, not what the model is
 
 
+# a pretraining whose training loss leaves the finite range or exceeds this many times its starting value
+# (ln V: a freshly initialized model predicts about uniformly) is stopped and marked diverged
+# (diverged.json beside its checkpoints), as the runner marks a source phase
+DIVERGE_FACTOR = 100.0
+
+
 def parse(cfg: dict) -> dict:
     """The validated config (one ConfigError line per problem); reads no data."""
     c = cfg.get("corpus") or {}
@@ -333,8 +339,14 @@ def run(cfg: dict) -> Path:
         metrics = {k: float(np.asarray(v)[0, -1]) for k, v in metrics.items()}
         step += t["eval_every"]
         wall += time.time() - tick
-        if not np.isfinite(metrics["train_loss"]):
-            raise ConfigError(f"train.lr: the loss became {metrics['train_loss']} by step {step}; lower train.lr")
+        first = float(np.log(tokenizer.vocab_size))  # its starting value: a fresh model's loss is about ln V
+        if not np.isfinite(metrics["train_loss"]) or metrics["train_loss"] > DIVERGE_FACTOR * first:
+            (folder / "diverged.json").write_text(json.dumps(
+                {"step": step, "train_loss": str(metrics["train_loss"]), "starting_loss": first,
+                 "diverge_factor": DIVERGE_FACTOR}, indent=2) + "\n")
+            raise ConfigError(f"train.lr: pretraining diverged by step {step} (loss {metrics['train_loss']:.4g}, "
+                              f"over {DIVERGE_FACTOR:g}x its starting value ln V = {first:.4g}, or not finite; marked in "
+                              f"{folder / 'diverged.json'}); lower train.lr")
         row = {"step": step, "tokens": step * t["batch"] * t["seq_len"], **{k: round(v, 6) for k, v in metrics.items()},
                "wall_s": round(wall, 1)}
         curve.append(row)
