@@ -54,8 +54,18 @@ def run_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (RUN_AXIS,))
 
 
-def padded_size(n_runs: int, n_devices: int) -> int:
-    return -(-n_runs // n_devices) * n_devices
+# Runs per block of a compiled batch on one device. A batch of n runs is padded to a multiple of LANES
+# and its programs run it block by block (:func:`run_vmap`): every block is the same LANES-wide program,
+# so a run's numbers are the same, bit for bit, whatever other runs share its batch (XLA's CPU kernels
+# round a batch of 8 runs and one of 16 differently in the last bits). 8: a 16-run default is two
+# blocks, and a 2-run job pays at most 4x (benchmarks/lanes.py measures both).
+LANES = 8
+
+
+def padded_size(n_runs: int, n_devices: int, lanes: int = 1) -> int:
+    """The padded run count: a multiple of the device count over several devices, of ``lanes`` on one."""
+    unit = n_devices if n_devices > 1 else max(1, lanes)
+    return -(-n_runs // unit) * unit
 
 
 def pad_runs(tree, n_runs: int, target: int):
@@ -65,10 +75,10 @@ def pad_runs(tree, n_runs: int, target: int):
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], target - n_runs, 0)]), tree)
 
 
-def place_runs(tree, n_runs: int, mesh: Mesh | None):
-    """:func:`pad_runs` to a multiple of the mesh's size, then :func:`shard_runs`: a batch of runs as
-    a compiled program takes it."""
-    tree = pad_runs(tree, n_runs, padded_size(n_runs, 1 if mesh is None else mesh.size))
+def place_runs(tree, n_runs: int, mesh: Mesh | None, lanes: int = 1):
+    """:func:`pad_runs` to a multiple of the mesh's size (one device: of ``lanes``), then
+    :func:`shard_runs`: a batch of runs as a compiled program takes it."""
+    tree = pad_runs(tree, n_runs, padded_size(n_runs, 1 if mesh is None else mesh.size, lanes))
     return shard_runs(tree, mesh)
 
 
@@ -101,7 +111,8 @@ DENSE = "dense/"  # the prefix of a dense evaluation's metrics in a chunk's outp
 
 
 def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_per_chunk: int,
-               dense: tuple[int, Callable] | None = None, donate: bool | None = None, one_run: bool = False):
+               dense: tuple[int, Callable] | None = None, donate: bool | None = None, one_run: bool = False,
+               lanes: int = LANES):
     """``jit(vmap(chunk))``: per run, ``evals_per_chunk`` x (scan of ``steps_per_eval`` steps + eval).
 
     Returns ``(state, metrics)`` where each metric has shape ``[runs, evals_per_chunk]``; the train
@@ -160,10 +171,10 @@ def make_chunk(step_fn: Callable, eval_fn: Callable, steps_per_eval: int, evals_
     # memory plan compiles for an accelerator on the CPU)
     if donate is None:
         donate = jax.default_backend() != "cpu"
-    return jax.jit(run_vmap(held, one_run), donate_argnums=(0,) if donate else ())
+    return jax.jit(run_vmap(held, one_run, lanes), donate_argnums=(0,) if donate else ())
 
 
-def run_vmap(fn: Callable, one_run: bool = False):
+def run_vmap(fn: Callable, one_run: bool = False, lanes: int = 1):
     """``vmap`` of a per-run ``fn(state, hp, data)`` over the run axis: named ``runs`` for collectives,
     and laid on the mesh's ``runs`` axis where a program annotates placements (:mod:`.sharding`).
 
@@ -172,9 +183,26 @@ def run_vmap(fn: Callable, one_run: bool = False):
     batch of one into batched matrix products whose operands it copies to other layouts: for
     SmolLM2-135M's update, 0.9 GiB more temporaries (2.61 vs 1.72 GiB). Collectives over ``runs``
     then find no such axis and reduce over the one run (:func:`lossmooth.core.objective.source_needed`).
+
+    ``lanes``: on one device, a batch whose size is a multiple of ``lanes`` runs as ``lax.map`` over
+    blocks of ``lanes`` runs, each block ``vmap`` of ``fn``: one program for every block, whatever the
+    batch's size, so each run's numbers do not depend on its neighbours (:data:`LANES`). Collectives
+    over ``runs`` reduce within a block. Over several devices, or for another batch size, plain ``vmap``.
     """
+    vm = jax.vmap(fn, in_axes=(0, 0, None), axis_name=RUN_AXIS, spmd_axis_name=RUN_AXIS)
     if not one_run:
-        return jax.vmap(fn, in_axes=(0, 0, None), axis_name=RUN_AXIS, spmd_axis_name=RUN_AXIS)
+        if lanes <= 1:
+            return vm
+
+        def blocked(state, hp, data):
+            n = jax.tree.leaves(state)[0].shape[0]
+            if n % lanes or jax.device_count() > 1:
+                return vm(state, hp, data)
+            blocks = lambda x: x.reshape((n // lanes, lanes) + x.shape[1:])  # noqa: E731
+            out = jax.lax.map(lambda b: vm(b[0], b[1], data), (jax.tree.map(blocks, state), jax.tree.map(blocks, hp)))
+            return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
+
+        return blocked
 
     def single(state, hp, data):
         n = jax.tree.leaves(state)[0].shape[0]
@@ -186,10 +214,11 @@ def run_vmap(fn: Callable, one_run: bool = False):
     return single
 
 
-def make_eval(eval_fn: Callable, one_run: bool = False):
-    """``jit(vmap(eval_fn))`` for an evaluation outside the chunks (e.g. at the switch); ``one_run``:
-    see :func:`run_vmap`."""
-    return jax.jit(run_vmap(lambda state, hp, data: eval_fn(sharding.keep_sharded(state), hp, data), one_run))
+def make_eval(eval_fn: Callable, one_run: bool = False, lanes: int = LANES):
+    """``jit(vmap(eval_fn))`` for an evaluation outside the chunks (e.g. at the switch); ``one_run``
+    and ``lanes``: see :func:`run_vmap`."""
+    return jax.jit(run_vmap(lambda state, hp, data: eval_fn(sharding.keep_sharded(state), hp, data), one_run,
+                            lanes))
 
 
 def compile_ahead(fn, *args):

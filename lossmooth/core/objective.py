@@ -103,6 +103,14 @@ def source_needed(lam: jnp.ndarray, axis_name: str | None = RUN_AXIS) -> jnp.nda
     return need > 0
 
 
+def own_branch(need: jnp.ndarray, new, old):
+    """``new`` where this run itself needs the source branch (``need``: its own lam < 1, before the
+    reduction over the batch of :func:`source_needed`), else ``old``: what a branch that ran only because
+    another run in the batch needed it computed is dropped, so a run's numbers do not depend on the runs
+    beside it (a pytree: leaf by leaf)."""
+    return jax.tree.map(lambda a, b: jnp.where(need, a, b), new, old)
+
+
 def source_term(lam: jnp.ndarray, ls: jnp.ndarray) -> jnp.ndarray:
     """``(1 - lam) * L_S``, exactly 0 once ``lam >= 1``: where(), not a plain product, so a run at
     lam = 1 contributes 0 (and a zero cotangent) even while another run in the batch keeps the source

@@ -118,7 +118,7 @@ def evaluate(agents: Agents, state, mesh=None) -> dict:
     if agents.host is not None:
         return agents.host.evaluate(agents.adapt, view)
     n = view.rng.shape[0]
-    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
+    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size, engine.LANES)
     out = {k: v[:n] for k, v in agents.eval_prog(engine.pad_runs(view, n, size), None, None).items()}
     if agents.task_envs:
         out.update(source_return=out[f"task{agents.switch - 1}_return"], target_return=out[f"task{agents.switch}_return"])
@@ -144,7 +144,7 @@ def eval_ahead(agents: Agents, state, mesh=None):
         return None
     view = policy_view(state)
     n = view.rng.shape[0]
-    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size)
+    size = engine.padded_size(max(n, agents.eval_runs), 1 if mesh is None else mesh.size, engine.LANES)
     return engine.compile_ahead(agents.eval_prog, engine.pad_runs(view, n, size), None, None)
 
 

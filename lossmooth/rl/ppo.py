@@ -27,7 +27,7 @@ from rejax import PPO
 from rejax.algos.algorithm import register_init
 from rejax.algos.ppo import AdvantageMinibatch
 
-from lossmooth.core.objective import Method, smoothed_loss, source_needed
+from lossmooth.core.objective import Method, own_branch, smoothed_loss, source_needed
 from lossmooth.rl.td3 import hard_method
 
 
@@ -95,9 +95,10 @@ class SmoothedPPO(PPO):
         ts, batch_t = self._rollout(ts)
         batch_s = None
         if self.with_source:
-            run_source = source_needed(self.lam(ts.updates))
+            lam = self.lam(ts.updates)
             placeholder = jax.tree.map(jnp.zeros_like, batch_t)
-            ts, batch_s = jax.lax.cond(run_source, self._source_rollout, lambda ts: (ts, placeholder), ts)
+            rolled, batch_s = jax.lax.cond(source_needed(lam), self._source_rollout, lambda ts: (ts, placeholder), ts)
+            ts = own_branch(lam < 1.0, rolled, ts)  # a run past its ramp keeps its state as if no run rolled out
 
         def update_epoch(ts, unused):
             rng, minibatch_rng = jax.random.split(ts.rng)

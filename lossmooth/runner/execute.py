@@ -156,6 +156,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
             with peaks.phase("adapt"):
                 res = run_phase(phase, mesh, [cb], ckpt, f"{tag}adapt{gi}" + (f"-switch{sw['switch']}" if si else ""),
                                 lam0=lam_at_switch(g_runs), shard=shard, trim=setting.returns_memory,
+                                lanes=setting.lanes,
                                 on_start=lambda v, ids=ids: loggers.rows(  # the dashboards' step 0, first
                                     [{**x, "step": 0, **{k: float(a[j]) for k, a in v.items()}}
                                      for j, x in enumerate(ids)]),
@@ -240,7 +241,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
                 ids = [{"phase": "source", **fields, "seed": s} for s in seeds]
                 cb = writer(ids, [f"{prefix}source/seed{s}" for s in seeds], phase.eval_every)
                 with peaks.phase("source"):
-                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source", shard=shard,
+                    source = run_phase(phase, mesh, [cb], ckpt, f"{tag}source", shard=shard, lanes=setting.lanes,
                                        diverge=(setting.diverge_on, cfg.get("diverge_factor", DIVERGE_FACTOR)))
                 bad_sources[line] = diverged_sources(source, seeds)
                 for s, step in bad_sources[line].items():

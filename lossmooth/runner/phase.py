@@ -12,6 +12,7 @@ host-side metrics. Nothing here writes files: :mod:`lossmooth.runner.execute` do
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 
 import jax
@@ -48,12 +49,13 @@ def blowups(metrics: dict, names: tuple, factor: float, offset: int, reference: 
     return first
 
 
-def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto"):
+def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto", lanes: int = 1):
     """``(state, hp, mesh)`` as the phase's programs take them. A phase whose setting splits its batch
     (``phase.split``) gets a ``(runs, shard)`` mesh (:func:`lossmooth.core.sharding.phase_mesh`): its
     runs over ``runs``, each run's large state leaves and batch rows over ``shard``; its programs run
     with that mesh set. Other phases shard their run axis over the devices as before (mesh None:
-    their programs set none)."""
+    their programs set none). ``lanes``: on one device the run axis is padded to a multiple of it
+    (:data:`lossmooth.core.engine.LANES`)."""
     state, hp = phase.state, phase.hp
     if mesh is not None and phase.split:
         pmesh = sharding.phase_mesh(mesh.devices.flat, n, shard, pad_runs=phase.shard)
@@ -61,13 +63,13 @@ def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto"):
         state, hp = engine.pad_runs(state, n, target), engine.pad_runs(hp, n, target)
         return sharding.place(state, pmesh), sharding.place(hp, pmesh, shard_leaves=False), pmesh
     if phase.shard:
-        state, hp = engine.place_runs(state, n, mesh), engine.place_runs(hp, n, mesh)
+        state, hp = engine.place_runs(state, n, mesh, lanes), engine.place_runs(hp, n, mesh, lanes)
     return state, hp, None
 
 
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
               lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None,
-              shard: int | str = "auto", trim: bool = False) -> PhaseResult:
+              shard: int | str = "auto", trim: bool = False, lanes: int = 1) -> PhaseResult:
     """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
     chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
@@ -81,7 +83,12 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
     every chunk (:func:`lossmooth.runner.memory.trim_heap`)."""
     t0 = time.time()
     n = int(jax.tree.leaves(phase.state)[0].shape[0])
-    state, hp, pmesh = place_phase(phase, n, mesh, shard)
+    if lanes > 1 and phase.later is not None:
+        # the source-free program starts where every run of the batch is past its ramp: a point the
+        # batch's other runs would move (its evaluations round differently in the last bit); the chunk
+        # program skips the source branch by itself once no run needs it (lax.cond), so it runs throughout
+        phase = dataclasses.replace(phase, later=None, ahead=None)
+    state, hp, pmesh = place_phase(phase, n, mesh, shard, lanes)
     with contextlib.nullcontext() if pmesh is None else jax.set_mesh(pmesh):
         return _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0, trim)
 

@@ -53,6 +53,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from lossmooth.core import runs as R
+from lossmooth.core.engine import LANES
 from lossmooth.errors import ConfigError
 
 STEP_UNITS = ("updates", "env_steps")
@@ -199,6 +200,10 @@ class Setting:
     # (:func:`lossmooth.runner.memory.apply_xla_flags`); a process whose backend is already up (several
     # runs in one process) compiles without them: they change buffers and schedules, not numbers
     xla_flags: ClassVar[tuple[str, ...]] = ()
+    # runs per block of a compiled batch on one device (:data:`lossmooth.core.engine.LANES`): the runner pads
+    # every batch to a multiple of it, so a run's numbers do not depend on the runs beside it; 1 for a
+    # setting whose batches hold one run each (the LM)
+    lanes: ClassVar[int] = LANES
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None

@@ -57,6 +57,7 @@ class LM(Setting):
     step_unit = "updates"
     lr_key = "lm_budget.lr"
     diverge_on = ("target_loss", "loss_target")
+    lanes = 1  # every batch holds one run (one-run programs): nothing beside it to depend on
     returns_memory = True  # weights, moments and generation caches of hundreds of MB, made and freed per run
     # XLA's CPU scheduler orders a program's work for concurrency by default, which keeps activations
     # (those remat would free too) alive longer; this order minimizes memory instead (measured on the

@@ -119,7 +119,8 @@ class OfflineToOnline(Setting):
         if ctx.loaded.agents.host is not None:
             return []
         state, hp, spe, n_chunks, first_free, later = self._online(ctx, runs, source)
-        args = (engine.place_runs(state, len(runs), ctx.mesh), engine.place_runs(hp, len(runs), ctx.mesh),
+        args = (engine.place_runs(state, len(runs), ctx.mesh, self.lanes),
+                engine.place_runs(hp, len(runs), ctx.mesh, self.lanes),
                 ctx.loaded.buffer)
         chunk = A.adapt_chunk(ctx.loaded.agents, spe, True, ctx.mesh)
         return [(chunk.train, args)] + ([(later[1].train, args)] if later is not None else [])
@@ -130,7 +131,7 @@ class OfflineToOnline(Setting):
         n = len(runs)
         host_envs = None
         if ag.host is not None:  # the batch's environments, padded as the runner pads the runs
-            n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size)
+            n_pad = engine.padded_size(n, 1 if mesh is None else mesh.size, self.lanes)
             host_envs = ag.host.new_envs([r["seed"] for r in runs] + [runs[-1]["seed"]] * (n_pad - n),
                                          ag.adapt.num_envs)
         state, hp, spe, n_chunks, first_free, later = self._online(ctx, runs, source, host_envs)

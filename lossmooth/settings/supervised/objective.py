@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from lossmooth.core.sharding import split_batch
-from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, smoothed_loss, source_needed
+from lossmooth.core.objective import Method, kl_to_anchor, l2_to_anchor, own_branch, smoothed_loss, source_needed
 from lossmooth.core.schedules import advance, lam_of, measures_source
 from lossmooth.models import classifiers
 from lossmooth.settings.supervised.data import SequenceData, sample, to_float
@@ -103,6 +103,7 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     elif method.reg == "kl":
         reg = lambda p: kl_to_anchor(apply(p, xt), apply(state["anchor"], xt))  # noqa: E731
 
+    own = measures_source(method.schedule, sched, lam) < 1.0  # this run's own need of the source loss
     run_source = source_needed(measures_source(method.schedule, sched, lam))
     grads, info = jax.grad(
         lambda p: smoothed_loss(p, lam, run_source, target_loss,
@@ -115,7 +116,9 @@ def adapt_step(model, spec, state, hp, data, with_source: bool = True):
     opt = optimizer(spec.optimizer, hp["lr"])
     updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
     new = dict(state, params=optax.apply_updates(state["params"], updates), opt_state=opt_state, step=t + 1)
+    # the source loss of a run that does not need it is 0, as when no run of its batch does
+    loss_source = own_branch(own, info["loss_source"], jnp.zeros_like(info["loss_source"]))
     if sched is not None:
-        new["sched"] = advance(method.schedule, sched, t, info["loss_source"], info["loss_target"])
-    return new, {"loss_target": info["loss_target"], "loss_source": info["loss_source"],
+        new["sched"] = advance(method.schedule, sched, t, loss_source, info["loss_target"])
+    return new, {"loss_target": info["loss_target"], "loss_source": loss_source,
                  "lam": info["lam"], "reg": info["reg"]}
