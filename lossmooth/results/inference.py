@@ -86,9 +86,14 @@ def sign_flip_p(values, seed: int = 0) -> np.ndarray:
 def _enumerated_p(d: np.ndarray) -> np.ndarray:
     """Exact p of each column of ``d`` (n, cells): the share of all 2^n sign patterns whose |sum| reaches
     the observed |sum|."""
-    signs = _sign_patterns(d.shape[0], 0)
+    return _share_reaching(d, _sign_patterns(d.shape[0], 0))
+
+
+def _share_reaching(d: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Per column of ``d``: the share of the rows of ``signs`` whose |signed sum| reaches the observed |sum|,
+    a bounded number of sums held at once."""
     out = np.empty(d.shape[1])
-    step = max(1, _CHUNK // len(signs))  # bounded memory: (patterns, step) sums at a time
+    step = max(1, _CHUNK // len(signs))  # (patterns, step) sums at a time
     for i in range(0, d.shape[1], step):
         part = d[:, i:i + step]
         hits = np.sum(np.abs(signs @ part) >= np.abs(part.sum(axis=0)) * (1 - _TIE), axis=0)
@@ -116,14 +121,7 @@ def _split_p(d: np.ndarray) -> np.ndarray:
 def _monte_carlo_p(d: np.ndarray, seed: int) -> np.ndarray:
     """Beyond EXACT_MAX pairs: (1 + hits among MONTE_CARLO random patterns) / (1 + MONTE_CARLO) (the
     identity pattern is row 0 of the draws)."""
-    signs = _sign_patterns(d.shape[0], seed)
-    out = np.empty(d.shape[1])
-    step = max(1, _CHUNK // len(signs))
-    for i in range(0, d.shape[1], step):
-        part = d[:, i:i + step]
-        hits = np.sum(np.abs(signs @ part) >= np.abs(part.sum(axis=0)) * (1 - _TIE), axis=0)
-        out[i:i + step] = hits / len(signs)
-    return out
+    return _share_reaching(d, _sign_patterns(d.shape[0], seed))
 
 
 def _compact(x: np.ndarray, n: int) -> np.ndarray:
