@@ -131,32 +131,26 @@ def _compact(x: np.ndarray, n: int) -> np.ndarray:
     return np.stack([c[~np.isnan(c)] for c in x.T], axis=1)
 
 
-def holm(p) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count in the family)."""
+def _adjusted(p, step) -> np.ndarray:
+    """``step(sorted p) -> adjusted`` applied to the non-NaN entries of ``p`` in ascending order, written
+    back in place, capped at 1; NaN entries stay NaN and do not count in the family."""
     p = np.asarray(p, np.float64)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(~np.isnan(p))
-    if not len(ok):
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
+    if len(ok):
+        order = ok[np.argsort(p[ok], kind="stable")]
+        out[order] = np.minimum(step(p[order], len(order)), 1.0)
     return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values: the running maximum of (m - i) p_(i)."""
+    return _adjusted(p, lambda s, m: np.maximum.accumulate((m - np.arange(m)) * s))
 
 
 def benjamini_hochberg(p) -> np.ndarray:
-    """Benjamini-Hochberg q-values (step-up; NaN entries stay NaN and do not count)."""
-    p = np.asarray(p, np.float64)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    if not len(ok):
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    q = p[order] * m / np.arange(1, m + 1)
-    out[order] = np.minimum(np.minimum.accumulate(q[::-1])[::-1], 1.0)
-    return out
+    """Benjamini-Hochberg q-values (step-up): the running minimum from the top of p_(i) m / i."""
+    return _adjusted(p, lambda s, m: np.minimum.accumulate((s * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
