@@ -1,7 +1,9 @@
-"""Write the Findings from the committed tables: the full text to docs/findings.md and the compact one
-into README.md between its findings markers (lossmooth.reproduce.findings). Run it after
-`lossmooth reproduce --check` has rebuilt the tables; tests/test_findings.py fails when either file
-differs from what the committed tables give.
+"""Write every results-derived part of the docs from the committed tables (no number typed by hand):
+the full Findings (docs/findings.md), their compact form on the docs home page (docs/index.md), the
+criteria table (docs/metrics.md), the results gallery (docs/gallery.md: every registry entry's table,
+plot and map) and the README's one-row-per-entry summary, the partial pages between their markers
+(lossmooth.reproduce.findings, lossmooth.reproduce.gallery). Run it after `lossmooth reproduce` has
+rebuilt a table; tests/test_findings.py fails when a page differs from what the committed tables give.
 
     python scripts/build_findings.py [--results-dir results] [--check]
 """
@@ -14,19 +16,34 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from lossmooth.reproduce import findings, registry  # noqa: E402
+from lossmooth.errors import ConfigError  # noqa: E402
+from lossmooth.reproduce import findings, gallery, registry  # noqa: E402
+
+
+def _replaced(path: str, blocks: list[tuple[str, str, str]]) -> str:
+    """The file's text with each (block, begin, end) put between its markers."""
+    with open(path) as f:
+        text = f.read()
+    for block, begin, end in blocks:
+        text = findings.replace_block(text, block, begin, end)
+    return text
 
 
 def expected(results_dir: str) -> dict[str, str]:
     """path -> the text it should have."""
     entries = registry.load()
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme) as f:
-        text = f.read()
-    text = findings.replace_block(text, findings.compact(entries, results_dir))
-    text = findings.replace_block(text, findings.criteria_block(entries, results_dir),
-                                  findings.CRITERIA_BEGIN, findings.CRITERIA_END)
-    return {os.path.join(ROOT, "docs", "findings.md"): findings.full(entries, results_dir), readme: text}
+    docs = os.path.join(ROOT, "docs")
+    readme, index, metrics = (os.path.join(ROOT, "README.md"), os.path.join(docs, "index.md"),
+                              os.path.join(docs, "metrics.md"))
+    return {
+        os.path.join(docs, "findings.md"): findings.full(entries, results_dir),
+        os.path.join(docs, "gallery.md"): gallery.page(entries, results_dir),
+        readme: _replaced(readme, [(findings.readme_summary(entries, results_dir), findings.SUMMARY_BEGIN,
+                                    findings.SUMMARY_END)]),
+        index: _replaced(index, [(findings.compact(entries, results_dir), findings.BEGIN, findings.END)]),
+        metrics: _replaced(metrics, [(findings.criteria_block(entries, results_dir), findings.CRITERIA_BEGIN,
+                                      findings.CRITERIA_END)]),
+    }
 
 
 def main(argv=None) -> int:
@@ -35,7 +52,12 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file differs")
     a = p.parse_args(argv)
     stale = []
-    for path, text in expected(a.results_dir).items():
+    try:
+        pages = expected(a.results_dir)
+    except (ConfigError, ValueError) as e:
+        print(f"build_findings: error: {e}", file=sys.stderr)
+        return 2
+    for path, text in pages.items():
         old = open(path).read() if os.path.exists(path) else None
         if old != text:
             stale.append(os.path.relpath(path, ROOT))
@@ -46,9 +68,9 @@ def main(argv=None) -> int:
                     f.write(text)
                 os.replace(tmp, path)
     if a.check:
-        print("stale: " + ", ".join(stale) if stale else "findings up to date")
+        print("stale: " + ", ".join(stale) if stale else "docs results up to date")
         return 1 if stale else 0
-    print("wrote " + ", ".join(stale) if stale else "findings already up to date")
+    print("wrote " + ", ".join(stale) if stale else "docs results already up to date")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The Findings cannot drift from the committed tables: docs/findings.md and the README's generated
-blocks are what lossmooth.reproduce.findings makes of results/reproduce/*.csv today."""
+"""The docs cannot drift from the committed tables: docs/findings.md, docs/gallery.md and the generated
+blocks of the README, docs/index.md and docs/metrics.md are what lossmooth.reproduce.findings and
+lossmooth.reproduce.gallery make of results/reproduce/ today."""
 import os
 import sys
 
@@ -10,7 +11,8 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import build_findings  # noqa: E402
 
-from lossmooth.reproduce import findings  # noqa: E402
+from lossmooth.errors import ConfigError  # noqa: E402
+from lossmooth.reproduce import findings, gallery, registry  # noqa: E402
 
 
 def test_the_committed_findings_are_what_the_committed_tables_give():
@@ -32,3 +34,43 @@ def test_every_claim_names_its_n_procedure_and_adjusted_p():
 def test_a_readme_without_the_markers_is_refused():
     with pytest.raises(ValueError, match="no markers"):
         findings.replace_block("no markers here", "x")
+
+
+def test_the_gallery_shows_every_built_entry_with_its_files_and_names_the_rest():
+    entries = registry.load()
+    with open(os.path.join(ROOT, "docs", "gallery.md")) as f:
+        page = f.read()
+    for name, e in entries.items():
+        out = e.outputs(os.path.join(ROOT, "results"))
+        if os.path.exists(out["md"]):
+            assert f"## {name}\n" in page and f"(reproduce/{name}.png)" in page and f"(reproduce/{name}.csv)" in page
+            if "map" in out:
+                assert f"(reproduce/{name}_map.png)" in page
+        else:
+            assert f"`{name}`" in page.split("\n## ")[0], f"{name} has no table and is not named as not run"
+    # seeds and commits come from the committed files: the default's 8 seeds and the commit of its run
+    default = page.split("## supervised_default\n")[1].split("\n## ")[0]
+    assert "seeds per row: 8;" in default and "`9ded0e4`" in default
+
+
+def test_an_entry_with_part_of_its_outputs_is_an_error_naming_it(tmp_path):
+    entries = registry.load()
+    (tmp_path / "reproduce").mkdir()
+    e = entries["supervised_default"]
+    src = e.outputs(os.path.join(ROOT, "results"))
+    (tmp_path / "reproduce" / "supervised_default.md").write_text(open(src["md"]).read())
+    with pytest.raises(ConfigError, match="supervised_default.*supervised_default.csv"):
+        gallery.page({"supervised_default": e}, str(tmp_path), targets_csv=str(tmp_path / "none.csv"))
+    # with targets, even no output at all is an error, not a silent gap
+    (tmp_path / "reproduce" / "supervised_default.md").unlink()
+    with pytest.raises(ConfigError, match="has targets|targets"):
+        gallery.page({"supervised_default": e}, str(tmp_path))
+
+
+def test_the_readme_summary_has_one_row_per_committed_table():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    block = readme[readme.index(findings.SUMMARY_BEGIN):readme.index(findings.SUMMARY_END)]
+    rows = [ln for ln in block.splitlines() if ln.startswith("| ") and not ln.startswith("| entry")]
+    committed = findings.committed(registry.load(), os.path.join(ROOT, "results"))
+    assert [r.split(" | ")[0][2:] for r in rows] == [e.name for e, _ in committed]

@@ -1,0 +1,103 @@
+"""The results gallery (``docs/gallery.md``), generated from the committed outputs of every registry
+entry: its table (``<results_dir>/reproduce/<entry>.md``, embedded as ``reproduce`` wrote it), its plot
+and map (``<entry>.png``, ``<entry>_map.png``), its CSV, and a header with its setting, seeds (the
+``n`` column of its CSV), the commits of its runs (the run-directory table of its markdown), its plan
+order (git, as :mod:`lossmooth.reproduce.order` told ``reproduce``) and how many of its criteria hold.
+
+No number is typed here: every one is read from the committed files. An entry with some of its outputs
+but not all, or with targets in ``results/targets.csv`` but no table, is an error naming it (never a
+silent gap); an entry with no output at all (a paper path not run here) is listed by name under
+"Not run here". The images are served from ``results/reproduce/`` by the docs hook
+``docs/hooks/results_files.py`` under the site path ``reproduce/``.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from lossmooth.errors import ConfigError
+from lossmooth.reproduce import criteria, findings, targets
+from lossmooth.reproduce.registry import Entry
+
+SITE_DIR = "reproduce"  # where the hook serves results/reproduce/ in the built site
+_RUN_ROW = re.compile(r"^\| (\S+/\S+) \| (\S+) \| .* \|$")  # | run directory | commit | overrides |
+
+
+def commits(md_text: str) -> list[str]:
+    """The commits of the entry's runs, from its markdown's run-directory table, in first-seen order."""
+    out: list[str] = []
+    for line in md_text.splitlines():
+        m = _RUN_ROW.match(line)
+        if m and m.group(2) not in ("commit", "---") and m.group(2) not in out:
+            out.append(m.group(2))
+    return out
+
+
+def seeds(csv_text: str) -> str:
+    """The seeds per aggregated row (the CSV's ``n``), e.g. ``8`` or ``4/8`` where rows differ."""
+    ns = sorted({int(r["n"]) for r in targets.table_rows(csv_text) if r.get("kind") == "aggregate"
+                 and r.get("n", "") != ""})
+    return "/".join(map(str, ns)) or "-"
+
+
+def _body(md_text: str) -> str:
+    """The entry's markdown without its title line, its headings one level down (under the entry's)."""
+    lines = md_text.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join("#" + ln if ln.startswith("#") else ln for ln in lines).strip()
+
+
+def status(entry: Entry, results_dir: str, targeted: set[str]) -> str:
+    """``"built"`` (every output there), ``"not run"`` (none there, no targets); anything else raises."""
+    have = {k: os.path.exists(p) for k, p in entry.outputs(results_dir).items()}
+    if all(have.values()):
+        return "built"
+    if not any(have.values()) and entry.name not in targeted:
+        return "not run"
+    missing = ", ".join(os.path.relpath(entry.outputs(results_dir)[k], os.path.dirname(results_dir))
+                        for k, ok in have.items() if not ok)
+    why = "it has targets in results/targets.csv" if entry.name in targeted else "its other outputs exist"
+    raise ConfigError(f"gallery: entry '{entry.name}' lacks {missing} ({why}); rebuild it with "
+                      f"`lossmooth reproduce {entry.name}`")
+
+
+def section(entry: Entry, results_dir: str) -> list[str]:
+    """One entry's part of the gallery."""
+    out = entry.outputs(results_dir)
+    with open(out["md"]) as f:
+        md = f.read()
+    with open(out["csv"]) as f:
+        csv_text = f.read()
+    results = criteria.evaluate(entry.criteria, targets.table_rows(csv_text), entry.name) if entry.criteria else []
+    held = (f"{sum(r.holds for r in results)} of {len(results)} hold" if results else "none stated")
+    lines = [f"## {entry.name}", "", entry.description, "",
+             f"- Setting `{entry.setting}`; seeds per row: {seeds(csv_text)}; runs made at commit(s) "
+             f"{', '.join(f'`{c}`' for c in commits(md)) or '-'}.",
+             f"- {findings.plan_order(entry, results_dir)}",
+             f"- Criteria: {held}." + (" A pilot (a regime choice), never a result." if entry.pilot else ""),
+             f"- Files: [table (CSV)]({SITE_DIR}/{entry.name}.csv), rebuilt by "
+             f"`lossmooth reproduce {entry.name}`.", "",
+             f"![{entry.name}: curves around the switch]({SITE_DIR}/{entry.name}.png)", ""]
+    if "map" in out:
+        lines += [f"![{entry.name}: map of paired differences]({SITE_DIR}/{entry.name}_map.png)", ""]
+    return lines + [_body(md), ""]
+
+
+def page(entries: dict[str, Entry], results_dir: str, targets_csv: str = targets.TARGETS) -> str:
+    """``docs/gallery.md``: every registry entry, in the registry's order."""
+    targeted = {t.entry for t in targets.read(targets_csv, entries)} if os.path.exists(targets_csv) else set()
+    states = {name: status(e, results_dir, targeted) for name, e in entries.items()}
+    built = [e for name, e in entries.items() if states[name] == "built"]
+    lines = ["# Results gallery", "",
+             "Generated by `python scripts/build_findings.py` from `results/reproduce/` (do not edit by hand): "
+             f"every registry entry's committed table, curves and map, {len(built)} of {len(entries)} entries. "
+             "`lossmooth reproduce --list` shows the same entries with their runs; the findings drawn from "
+             "these tables are in [Findings](findings.md).", ""]
+    not_run = [e for name, e in entries.items() if states[name] == "not run"]
+    if not_run:
+        lines += ["Not run here (the paper's data or budgets: they need the data, and mostly an accelerator): "
+                  + ", ".join(f"`{e.name}`" for e in not_run) + ".", ""]
+    for e in built:
+        lines += section(e, results_dir)
+    return "\n".join(lines).rstrip() + "\n"
