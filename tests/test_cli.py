@@ -2,6 +2,7 @@
 table/plot read it back. Bad input (one error line, nothing written) is tests/test_bad_input.py."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,50 +13,56 @@ from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store, summaries
-from lossmooth.rl.envs import RL_SHIFTS
 from lossmooth.offline import collect
 from lossmooth import settings
 from tests.conftest import TINY, compose
 
-GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
-          "budget", "dataset", "lm_model", "lm_target", "lm_replay", "lm_budget", "judge", "sequence")
-RL_ONLY = ("algo", "task", "protocol", "budget")
-LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
+GROUPS = ("setting", "method", "schedule", "logger")  # shared by every setting; the rest live in a setting's folder
+NAMESPACES = ("supervised", "online_rl", "offline_to_online", "lm")
 # what an LM option needs besides itself: the files a user names, a target with a paper budget
 LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "hf": ["lm_model.path=/ckpt/OLMo-2-0425-1B"], "dolma": ["lm_replay.paths=/data/dolma"],
             "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"], "pretraining": ["lm_model=own"]}
-O2O_ONLY = ("dataset",)
 
 
 def _options(group):
     return sorted(f[:-5] for f in os.listdir(os.path.join(CONF_DIR, group)) if f.endswith(".yaml"))
 
 
-def test_every_conf_file_composes_and_validates():
-    seen = 0
+def _choices():
+    """(override, the other overrides it needs) for every option file of conf/: the shared groups under
+    the default setting (or the one the option needs), a setting's groups by their short name under it."""
     for group in GROUPS:
         for opt in _options(group):
-            ov = f"{group}=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
-            o2o = (group in O2O_ONLY or (group == "method" and opt in ("batch_mix", "bc_decay"))
-                   or (group == "task" and opt == "gymnasium"))
-            rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
-                  or (group == "method" and opt == "scratch") or (group == "sequence" and opt.startswith("pendulum")))
-            extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
-            if group in LM_ONLY:
-                extra = ["setting=lm", *LM_EXTRA.get(opt, [])]
-            if group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
-                extra.append("setting=pretrained_vision")
-            if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
-                extra.append("dataset=minari")
-            if group == "shift" and opt in ("friction", "backwards", "target_velocity"):
-                extra.append("task=hopper")  # the default task (pendulum) has no friction or forward reward
-            if opt == "d4rl":  # the file's path is the user's to give
-                extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
-            cfg = compose([ov] + (extra if group != "setting" else []))
-            name = cfg["setting"]["name"]
-            if name != "online_rl" or group not in ("data", "model", "method") or opt == "scratch":
-                settings.get(name).parse(cfg)  # online RL: validates against rejax's preset files too
-            seen += 1
+            extra = []
+            if group == "method" and opt in ("batch_mix", "bc_decay"):
+                extra = ["setting=offline_to_online"]
+            elif group == "method" and opt == "scratch":
+                extra = ["setting=online_rl"]
+            elif group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
+                extra = ["setting=pretrained_vision"]
+            yield (f"{group}=[{opt}]" if group == "method" else f"{group}={opt}"), extra
+    for ns in NAMESPACES:
+        for short in sorted(os.listdir(os.path.join(CONF_DIR, ns))):
+            for opt in _options(f"{ns}/{short}"):
+                extra = [f"setting={ns}"]
+                if ns == "lm":
+                    extra += LM_EXTRA.get(opt, [])
+                if ns == "offline_to_online" and short == "task" and opt == "gymnasium":  # our own datasets are brax ones
+                    extra.append("dataset=minari")
+                if ns == "online_rl" and short == "shift" and opt in ("friction", "backwards", "target_velocity"):
+                    extra.append("task=hopper")  # the default task (pendulum) has no friction or forward reward
+                if opt == "d4rl":  # the file's path is the user's to give
+                    extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
+                yield (f"{short}=[{opt}]" if short == "algo" else f"{short}={opt}"), extra
+
+
+def test_every_conf_file_composes_and_validates():
+    seen = 0
+    for ov, extra in _choices():
+        cfg = compose([ov] + (extra if not ov.startswith("setting=") else []))
+        name = cfg["setting"]["name"]
+        settings.get(name).parse(cfg)  # online RL: validates against rejax's preset files too
+        seen += 1
     for opt in _options("hydra/launcher"):
         cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
@@ -79,8 +86,8 @@ def test_assumed_values_are_listed_in_the_metadata():
     from lossmooth.provenance import assumed_fields
 
     cfg = compose(["schedule.T=50"])
-    a = assumed_fields({"setting": "supervised", "schedule": "linear", "shift": "pixel_permutation",
-                        "model": "cnn", "method": "[hard_switch, loss_smoothing]"}, cfg)
+    a = assumed_fields({"setting": "supervised", "schedule": "linear", "supervised/shift": "pixel_permutation",
+                        "supervised/model": "cnn", "method": "[hard_switch, loss_smoothing]"}, cfg)
     assert a["schedule.T"]["value"] == 50  # the final (overridden) value
     assert a["setting.adapt_steps"]["why"]
     assert "setting.source_batch" not in a  # 256 is the paper's value, not an assumption
@@ -91,9 +98,9 @@ def test_assumed_list_entries_are_listed_in_the_metadata_too():
     """A list's entries marked ``# assumed:`` (a sequence's shifts) are listed as ``key[i]``."""
     from lossmooth.provenance import assumed_fields
 
-    a = assumed_fields({"setting": "supervised", "sequence": "three"}, compose(["sequence=three"]))
+    a = assumed_fields({"setting": "supervised", "supervised/sequence": "three"}, compose(["sequence=three"]))
     assert a["sequence.shifts[1]"]["value"] == {"name": "label_permutation", "severity": 1.0}
-    assert a["sequence.shifts[1]"]["why"] and a["sequence.shifts[1]"]["file"] == "sequence/three.yaml"
+    assert a["sequence.shifts[1]"]["why"] and a["sequence.shifts[1]"]["file"] == "supervised/sequence/three.yaml"
     assert sorted(k for k in a if k.startswith("sequence.")) == [f"sequence.shifts[{i}]" for i in range(3)]
 
 
@@ -256,8 +263,95 @@ def test_a_bare_assumed_marker_is_recorded_too():
     from lossmooth.provenance import assumed_fields
 
     cfg = compose(["setting=lm", "lm_budget=own"])
-    a = assumed_fields({"setting": "lm", "lm_budget": "own"}, cfg)
-    assert a["lm_budget.weight_decay"] == {"value": 0.0, "why": "", "file": "lm_budget/own.yaml"}
+    a = assumed_fields({"setting": "lm", "lm/budget": "own"}, cfg)
+    assert a["lm_budget.weight_decay"] == {"value": 0.0, "why": "", "file": "lm/budget/own.yaml"}
     assert a["lm_budget.micro_batch"]["why"].startswith("8 target rows")
     pre = assumed_fields({}, compose([], "pretrain"), primary="pretrain.yaml")
     assert pre["train.lr"]["file"] == "pretrain.yaml" and "model.num_layers" in pre and "name" not in pre
+
+
+# ----------------------------------------------------------------------------- help and the reading folder
+
+HELP_COMMANDS = (["run"], ["reproduce"], ["table"], ["plot"], ["status"], ["seeds"], ["data", "collect"],
+                 ["lm", "pretrain"], ["serve"])
+
+
+def _help(args, capsys) -> str:
+    try:
+        rc = cli.main(args + ["--help"])
+    except SystemExit as e:  # argparse's -h
+        rc = e.code
+    assert rc in (0, None), args
+    return capsys.readouterr().out
+
+
+def test_the_main_help_lists_experiments_apart_from_setup(capsys):
+    out = _help([], capsys)
+    experiments, setup = out.split("\nexperiments:\n")[1].split("\nsetup:\n")
+    assert [ln.split()[0] for ln in experiments.strip().splitlines()] == [
+        "run", "reproduce", "table", "plot", "status", "seeds"]
+    assert [ln.strip().split("  ")[0] for ln in setup.split("\n\n")[0].strip().splitlines()] == [
+        "data collect", "lm pretrain", "serve"]
+    assert cli.main(["tabel"]) == 2 and "choose one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", HELP_COMMANDS, ids=" ".join)
+def test_every_help_has_the_same_shape(args, capsys):
+    """usage, one description paragraph, the options, an example."""
+    out = _help(args, capsys)
+    assert out.startswith(f"usage: lossmooth {' '.join(args)}"), out[:80]
+    blocks = out.strip().split("\n\n")
+    assert not blocks[1].startswith(("options:", "usage:")) and len(blocks[1].split()) >= 20  # the paragraph
+    assert blocks[2].startswith(("options:", "positional arguments:")) and any(b.startswith("example:\n  lossmooth ") for b in blocks[3:])
+
+
+def test_run_help_says_when_to_use_reproduce_and_lists_every_config_group(capsys):
+    out = _help(["run"], capsys)
+    assert "lossmooth reproduce" in out and "--list" in out and "runs/" in out
+    groups = out.split("config groups")[1].split("\nexample:")[0]
+    for root, _, files in os.walk(CONF_DIR):  # every folder of conf/ with options, however nested
+        options = sorted(f[:-5] for f in files if f.endswith(".yaml"))
+        group = os.path.relpath(root, CONF_DIR).replace(os.sep, "/")
+        if group == "." or not options or group.endswith("_logging"):
+            continue
+        entry = re.search(rf"\n  {re.escape(group)} +(.*(?:\n {{4,}}.*)*)", groups)
+        assert entry and " ".join(entry.group(1).split()).split(", ") == options, group
+
+
+def test_run_help_imports_no_jax():
+    """`lossmooth run --help` answers before any config is composed: JAX is never imported (its wall
+    time: python benchmarks/cli_help.py)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossmooth.cli", "run", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "config groups" in r.stdout
+    imported = [ln.split("|")[-1].strip() for ln in r.stderr.splitlines() if ln.startswith("import time:")]
+    assert imported and not [m for m in imported if m.split(".")[0] in ("jax", "jaxlib", "flax", "hydra")]
+
+
+@pytest.mark.parametrize("command", ["table", "plot", "status"])
+def test_reading_commands_read_runs_by_default_and_say_so(command, tmp_path):
+    extra = ["--out", str(tmp_path / "c.png")] if command == "plot" else []
+    r = subprocess.run([sys.executable, "-m", "lossmooth.cli", command, *extra], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "--results-dir: runs does not exist" in r.stderr and "--results-dir results" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "lossmooth.cli", command, *extra, "--results-dir", "nowhere/x"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "lossmooth: error: --results-dir: nowhere/x does not exist; point it at a results folder")
+    (tmp_path / "runs").mkdir()
+    r = subprocess.run([sys.executable, "-m", "lossmooth.cli", command, *extra], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert f"lossmooth {command}: reading runs/ (your runs" in r.stderr.splitlines()[0]
+    assert (r.returncode == 0) == (command == "status")  # an empty folder: nothing to tabulate or draw
+
+
+def test_runs_go_to_the_ignored_runs_folder_and_reproduce_keeps_results():
+    cfg = compose([])
+    assert cfg["results_dir"] == "runs"
+    ignored = subprocess.run(["git", "-C", os.path.dirname(CONF_DIR), "check-ignore", "-q", "runs/x"])
+    assert ignored.returncode == 0
+    # reproduce keeps the committed reference runs: it reads (and would write) results/
+    r = subprocess.run([sys.executable, "-m", "lossmooth.cli", "reproduce", "supervised_default", "--dry-run"],
+                       cwd=os.path.dirname(CONF_DIR), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "1 of 1 run(s) exist under results" in r.stdout, r.stdout + r.stderr
