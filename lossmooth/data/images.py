@@ -2,8 +2,9 @@
 
 Two paths:
 
-- embedded default: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (IDX ``.gz`` files under
-  ``/usr/share/datasets/fashion-mnist``; any directory holding those four files works);
+- embedded default: Fashion-MNIST's four IDX ``.gz`` files, from the user's data folder
+  (``$LOSSMOOTH_DATA/fashion-mnist``, default ``~/.cache/lossmooth/data``: no root needed) or Debian's
+  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); any directory holding them works;
 - paper path: CIFAR-10 / CIFAR-100 prepared by tensorflow-datasets in the ``array_record`` format
   (``python scripts/prepare_data.py cifar10 --data-dir DIR``), read through
   ``tfds.builder_from_directory(...).as_data_source(split)`` which needs no TensorFlow.
@@ -23,7 +24,9 @@ import numpy as np
 
 from lossmooth.errors import ConfigError
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist (needs root)
+# the user's data folder (no root needed): scripts/install.sh copies or downloads the IDX files there
+USER_DATA_DIR = os.environ.get("LOSSMOOTH_DATA", os.path.expanduser("~/.cache/lossmooth/data"))
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -49,7 +52,7 @@ class ImageSplits:
 def load(name: str, data_dir: str | None = None) -> ImageSplits:
     """Load dataset ``name`` (see :data:`DATASETS`) from ``data_dir`` (its default when None)."""
     if name == "fashion_mnist":
-        return load_fashion_mnist(data_dir or FASHION_MNIST_DIR)
+        return load_fashion_mnist(data_dir or fashion_mnist_dir())
     if name in TFDS_DATASETS:
         return load_tfds_images(name, data_dir or os.path.expanduser("~/tensorflow_datasets"))
     raise ConfigError(f"data.name: unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
@@ -79,6 +82,15 @@ def read_idx(path: str) -> np.ndarray:
     return data.reshape(dims)
 
 
+def fashion_mnist_dir() -> str:
+    """The default folder of the Fashion-MNIST IDX files: ``<user data folder>/fashion-mnist`` where it
+    holds all four files, else Debian's folder (whose absence the loader reports)."""
+    mine = os.path.join(USER_DATA_DIR, "fashion-mnist")
+    if all(os.path.exists(os.path.join(mine, f)) for pair in FASHION_MNIST_FILES.values() for f in pair):
+        return mine
+    return FASHION_MNIST_DIR
+
+
 def load_fashion_mnist(data_dir: str) -> ImageSplits:
     arrays = {}
     for split, (img, lab) in FASHION_MNIST_FILES.items():
@@ -86,7 +98,8 @@ def load_fashion_mnist(data_dir: str) -> ImageSplits:
             if not os.path.exists(os.path.join(data_dir, fname)):
                 raise ConfigError(
                     f"fashion_mnist: {os.path.join(data_dir, fname)} not found; install it with: "
-                    "apt-get install dataset-fashion-mnist (or set data.data_dir to a folder with the IDX files)")
+                    "apt-get install dataset-fashion-mnist, or bash scripts/install.sh without root (or copy the IDX files "
+                    f"to {os.path.join(USER_DATA_DIR, 'fashion-mnist')} or set data.data_dir to their folder)")
         x = read_idx(os.path.join(data_dir, img))
         y = read_idx(os.path.join(data_dir, lab))
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
