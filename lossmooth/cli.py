@@ -142,9 +142,12 @@ def cmd_run(args: list[str]) -> int:
     except ConfigError as e:
         return _fail(str(e))
     from lossmooth import app
-    from lossmooth.runner.compose import with_search_path
+    from lossmooth.runner.compose import hydra_overrides
 
-    sys.argv = ["lossmooth-run"] + with_search_path(args)
+    try:  # a sweep over settings whose namespaces differ for a group it selects
+        sys.argv = ["lossmooth-run"] + hydra_overrides(args)
+    except ConfigError as e:
+        return _fail(str(e))
     app.main()
     return 0
 

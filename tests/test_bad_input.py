@@ -397,7 +397,12 @@ CASES = [
     C("rl/algo-option", rl("algo=[td3,sac]"), "algo: unknown option 'sac'"),
     C("rl/budget-option", rl("budget=huge"), "budget: unknown option 'huge'"),
     C("rl/protocol-option", rl("protocol=x"), "protocol: unknown option 'x'"),
-    C("rl/shift-not-rl", rl("shift=blur"), "shift.name: 'blur' is not an online RL shift"),
+    C("rl/shift-not-rl", rl("shift=blur"), "shift: unknown option 'blur' for setting online_rl (online_rl/shift); "
+      "choose one of backwards, friction, gravity, mass, none, obs_noise, obs_permutation, target_velocity"),
+    C("rl/group-of-another-setting", rl("data=digits"), "data: not a config group of setting online_rl (its groups: "
+      "algo, task, shift, protocol, budget, sequence); data options live in conf/supervised/data/"),
+    C("rl/settings-swept-with-a-group", multirun("setting=supervised,online_rl", "shift=none"),
+      "setting: a sweep over settings (supervised,online_rl) cannot select shift, a group of each setting's own"),
     C("rl/severity", rl("shift.severity=1.5"), "shift.severity: must be a number in [0, 1]"),
     C("rl/max-scale", rl("shift=mass", "shift.max_scale=-2"), "shift.max_scale: must be a number > 0"),
     C("rl/task-without-shift", rl("task=humanoidstandup", "shift=backwards"), "task 'humanoidstandup' does not have"),

@@ -13,50 +13,56 @@ from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store, summaries
-from lossmooth.rl.envs import RL_SHIFTS
 from lossmooth.offline import collect
 from lossmooth import settings
 from tests.conftest import TINY, compose
 
-GROUPS = ("setting", "method", "schedule", "shift", "data", "model", "logger", "algo", "task", "protocol",
-          "budget", "dataset", "lm_model", "lm_target", "lm_replay", "lm_budget", "judge", "sequence")
-RL_ONLY = ("algo", "task", "protocol", "budget")
-LM_ONLY = ("lm_model", "lm_target", "lm_replay", "lm_budget", "judge")
+GROUPS = ("setting", "method", "schedule", "logger")  # shared by every setting; the rest live in a setting's folder
+NAMESPACES = ("supervised", "online_rl", "offline_to_online", "lm")
 # what an LM option needs besides itself: the files a user names, a target with a paper budget
 LM_EXTRA = {"olmo_1b": ["lm_model.path=/ckpt/OLMo-1B-hf"], "hf": ["lm_model.path=/ckpt/OLMo-2-0425-1B"], "dolma": ["lm_replay.paths=/data/dolma"],
             "text_files": ["lm_replay.paths=/data/text"], "paper": ["lm_target=hh"], "pretraining": ["lm_model=own"]}
-O2O_ONLY = ("dataset",)
 
 
 def _options(group):
     return sorted(f[:-5] for f in os.listdir(os.path.join(CONF_DIR, group)) if f.endswith(".yaml"))
 
 
-def test_every_conf_file_composes_and_validates():
-    seen = 0
+def _choices():
+    """(override, the other overrides it needs) for every option file of conf/: the shared groups under
+    the default setting (or the one the option needs), a setting's groups by their short name under it."""
     for group in GROUPS:
         for opt in _options(group):
-            ov = f"{group}=[{opt}]" if group in ("method", "algo") else f"{group}={opt}"
-            o2o = (group in O2O_ONLY or (group == "method" and opt in ("batch_mix", "bc_decay"))
-                   or (group == "task" and opt == "gymnasium"))
-            rl = (group in RL_ONLY or (group == "shift" and opt in RL_SHIFTS)
-                  or (group == "method" and opt == "scratch") or (group == "sequence" and opt.startswith("pendulum")))
-            extra = (["setting=offline_to_online"] if o2o else ["setting=online_rl"] if rl else [])
-            if group in LM_ONLY:
-                extra = ["setting=lm", *LM_EXTRA.get(opt, [])]
-            if group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
-                extra.append("setting=pretrained_vision")
-            if group == "task" and opt == "gymnasium":  # our own datasets are brax ones
-                extra.append("dataset=minari")
-            if group == "shift" and opt in ("friction", "backwards", "target_velocity"):
-                extra.append("task=hopper")  # the default task (pendulum) has no friction or forward reward
-            if opt == "d4rl":  # the file's path is the user's to give
-                extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
-            cfg = compose([ov] + (extra if group != "setting" else []))
-            name = cfg["setting"]["name"]
-            if name != "online_rl" or group not in ("data", "model", "method") or opt == "scratch":
-                settings.get(name).parse(cfg)  # online RL: validates against rejax's preset files too
-            seen += 1
+            extra = []
+            if group == "method" and opt in ("batch_mix", "bc_decay"):
+                extra = ["setting=offline_to_online"]
+            elif group == "method" and opt == "scratch":
+                extra = ["setting=online_rl"]
+            elif group == "method" and opt == "lp_ft":  # a linear probe needs a classifier head
+                extra = ["setting=pretrained_vision"]
+            yield (f"{group}=[{opt}]" if group == "method" else f"{group}={opt}"), extra
+    for ns in NAMESPACES:
+        for short in sorted(os.listdir(os.path.join(CONF_DIR, ns))):
+            for opt in _options(f"{ns}/{short}"):
+                extra = [f"setting={ns}"]
+                if ns == "lm":
+                    extra += LM_EXTRA.get(opt, [])
+                if ns == "offline_to_online" and short == "task" and opt == "gymnasium":  # our own datasets are brax ones
+                    extra.append("dataset=minari")
+                if ns == "online_rl" and short == "shift" and opt in ("friction", "backwards", "target_velocity"):
+                    extra.append("task=hopper")  # the default task (pendulum) has no friction or forward reward
+                if opt == "d4rl":  # the file's path is the user's to give
+                    extra.append("dataset.path=/data/hopper_medium-v2.hdf5")
+                yield (f"{short}=[{opt}]" if short == "algo" else f"{short}={opt}"), extra
+
+
+def test_every_conf_file_composes_and_validates():
+    seen = 0
+    for ov, extra in _choices():
+        cfg = compose([ov] + (extra if not ov.startswith("setting=") else []))
+        name = cfg["setting"]["name"]
+        settings.get(name).parse(cfg)  # online RL: validates against rejax's preset files too
+        seen += 1
     for opt in _options("hydra/launcher"):
         cfg = compose([f"hydra/launcher={opt}"], return_hydra_config=True)
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
@@ -80,8 +86,8 @@ def test_assumed_values_are_listed_in_the_metadata():
     from lossmooth.provenance import assumed_fields
 
     cfg = compose(["schedule.T=50"])
-    a = assumed_fields({"setting": "supervised", "schedule": "linear", "shift": "pixel_permutation",
-                        "model": "cnn", "method": "[hard_switch, loss_smoothing]"}, cfg)
+    a = assumed_fields({"setting": "supervised", "schedule": "linear", "supervised/shift": "pixel_permutation",
+                        "supervised/model": "cnn", "method": "[hard_switch, loss_smoothing]"}, cfg)
     assert a["schedule.T"]["value"] == 50  # the final (overridden) value
     assert a["setting.adapt_steps"]["why"]
     assert "setting.source_batch" not in a  # 256 is the paper's value, not an assumption
@@ -92,9 +98,9 @@ def test_assumed_list_entries_are_listed_in_the_metadata_too():
     """A list's entries marked ``# assumed:`` (a sequence's shifts) are listed as ``key[i]``."""
     from lossmooth.provenance import assumed_fields
 
-    a = assumed_fields({"setting": "supervised", "sequence": "three"}, compose(["sequence=three"]))
+    a = assumed_fields({"setting": "supervised", "supervised/sequence": "three"}, compose(["sequence=three"]))
     assert a["sequence.shifts[1]"]["value"] == {"name": "label_permutation", "severity": 1.0}
-    assert a["sequence.shifts[1]"]["why"] and a["sequence.shifts[1]"]["file"] == "sequence/three.yaml"
+    assert a["sequence.shifts[1]"]["why"] and a["sequence.shifts[1]"]["file"] == "supervised/sequence/three.yaml"
     assert sorted(k for k in a if k.startswith("sequence.")) == [f"sequence.shifts[{i}]" for i in range(3)]
 
 
@@ -257,8 +263,8 @@ def test_a_bare_assumed_marker_is_recorded_too():
     from lossmooth.provenance import assumed_fields
 
     cfg = compose(["setting=lm", "lm_budget=own"])
-    a = assumed_fields({"setting": "lm", "lm_budget": "own"}, cfg)
-    assert a["lm_budget.weight_decay"] == {"value": 0.0, "why": "", "file": "lm_budget/own.yaml"}
+    a = assumed_fields({"setting": "lm", "lm/budget": "own"}, cfg)
+    assert a["lm_budget.weight_decay"] == {"value": 0.0, "why": "", "file": "lm/budget/own.yaml"}
     assert a["lm_budget.micro_batch"]["why"].startswith("8 target rows")
     pre = assumed_fields({}, compose([], "pretrain"), primary="pretrain.yaml")
     assert pre["train.lr"]["file"] == "pretrain.yaml" and "model.num_layers" in pre and "name" not in pre

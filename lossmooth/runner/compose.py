@@ -1,6 +1,7 @@
 """Composing ``conf/`` into a resolved config, with the config folders of settings from outside the
-project on Hydra's search path (:func:`lossmooth.settings.search_path`): every place that composes a
-config (``lossmooth run``, ``reproduce``, ``data collect``, the tests) goes through here."""
+project on Hydra's search path (:func:`lossmooth.settings.search_path`) and group selections by short
+name moved into the chosen setting's namespace (:mod:`lossmooth.runner.namespaces`): every place that
+composes a config (``lossmooth run``, ``reproduce``, ``data collect``, the tests) goes through here."""
 from __future__ import annotations
 
 from hydra import compose as hydra_compose
@@ -12,6 +13,13 @@ from omegaconf.errors import OmegaConfBaseException
 from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
+from lossmooth.runner.namespaces import translate
+
+
+def hydra_overrides(overrides: list[str], name: str = "config") -> list[str]:
+    """``overrides`` as Hydra reads them: group selections in the setting's namespace
+    (:func:`~lossmooth.runner.namespaces.translate`), then :func:`with_search_path`."""
+    return with_search_path(translate(overrides, name))
 
 
 def with_search_path(overrides: list[str]) -> list[str]:
@@ -56,7 +64,7 @@ def compose(overrides: list[str], name: str = "config", where: str | None = "con
     value is one :class:`ConfigError` line (``where``: the files it points the reader to)."""
     try:
         with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = hydra_compose(name, overrides=with_search_path(overrides))
+            cfg = hydra_compose(name, overrides=hydra_overrides(overrides, name))
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as e:
         unreadable = unparsable(overrides)

@@ -46,7 +46,7 @@ class OnlineRL(Setting):
         agents = {name: build_agents(spec, name, eval_runs) for name in spec.algos}  # validates the tasks too
         # the environments are the paper's kind; a budget below rejax's presets makes it a stand-in run
         # (a gymnax task is a stand-in at any budget: the paper's online RL tasks are brax locomotion)
-        stand_in = choices.get("budget") != "preset" or spec.backend is None
+        stand_in = choices.get("online_rl/budget") != "preset" or spec.backend is None
         info = {"stand_in": stand_in, "paper_data": not stand_in,
                 "data": f"simulated environments ({'brax' if spec.backend else 'gymnax'})",
                 "task": spec.task, "backend": spec.backend, "shift": spec.shift.name,
