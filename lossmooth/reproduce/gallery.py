@@ -1,8 +1,8 @@
 """The results gallery (``docs/gallery.md``), generated from the committed outputs of every registry
 entry: its table (``<results_dir>/reproduce/<entry>.md``, embedded as ``reproduce`` wrote it), its plot
 and map (``<entry>.png``, ``<entry>_map.png``), its CSV, and a header with its setting, seeds (the
-``n`` column of its CSV), the commits of its runs (the run-directory table of its markdown), its plan
-order (git, as :mod:`lossmooth.reproduce.order` told ``reproduce``) and how many of its criteria hold.
+``n`` column of its CSV), the commits of its runs (the run-directory table of its markdown) and how many
+of its criteria hold; its markdown itself states its plan order (git, :mod:`lossmooth.reproduce.order`).
 
 No number is typed here: every one is read from the committed files. An entry with some of its outputs
 but not all, or with targets in ``results/targets.csv`` but no table, is an error naming it (never a
@@ -16,7 +16,7 @@ import os
 import re
 
 from lossmooth.errors import ConfigError
-from lossmooth.reproduce import criteria, findings, targets
+from lossmooth.reproduce import criteria, targets
 from lossmooth.reproduce.registry import Entry
 
 SITE_DIR = "reproduce"  # where the hook serves results/reproduce/ in the built site
@@ -71,10 +71,9 @@ def section(entry: Entry, results_dir: str) -> list[str]:
         csv_text = f.read()
     results = criteria.evaluate(entry.criteria, targets.table_rows(csv_text), entry.name) if entry.criteria else []
     held = (f"{sum(r.holds for r in results)} of {len(results)} hold" if results else "none stated")
-    lines = [f"## {entry.name}", "", entry.description, "",
+    lines = [f"## {entry.name}", "",  # the description and plan order follow in the entry's own markdown
              f"- Setting `{entry.setting}`; seeds per row: {seeds(csv_text)}; runs made at commit(s) "
              f"{', '.join(f'`{c}`' for c in commits(md)) or '-'}.",
-             f"- {findings.plan_order(entry, results_dir)}",
              f"- Criteria: {held}." + (" A pilot (a regime choice), never a result." if entry.pilot else ""),
              f"- Files: [table (CSV)]({SITE_DIR}/{entry.name}.csv), rebuilt by "
              f"`lossmooth reproduce {entry.name}`.", "",
