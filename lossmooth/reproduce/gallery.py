@@ -6,8 +6,8 @@ of its criteria hold; its markdown itself states its plan order (git, :mod:`loss
 
 No number is typed here: every one is read from the committed files. An entry with some of its outputs
 but not all, or with targets in ``results/targets.csv`` but no table, is an error naming it (never a
-silent gap); an entry with no output at all (a paper path not run here) is listed by name under
-"Not run here". The images are served from ``results/reproduce/`` by the docs hook
+silent gap); an entry with no output at all (a paper path not run here, a plan whose runs are not
+committed yet) is listed by name. The images are served from ``results/reproduce/`` by the docs hook
 ``docs/hooks/results_files.py`` under the site path ``reproduce/``.
 """
 from __future__ import annotations
@@ -95,7 +95,8 @@ def page(entries: dict[str, Entry], results_dir: str, targets_csv: str = targets
              "these tables are in [Findings](findings.md).", ""]
     not_run = [e for name, e in entries.items() if states[name] == "not run"]
     if not_run:
-        lines += ["Not run here (the paper's data or budgets: they need the data, and mostly an accelerator): "
+        lines += ["No committed table (paper paths, which need the data and mostly an accelerator, or plans "
+                  "committed before their runs): "
                   + ", ".join(f"`{e.name}`" for e in not_run) + ".", ""]
     for e in built:
         lines += section(e, results_dir)
