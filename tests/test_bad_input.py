@@ -302,7 +302,8 @@ CASES = [
     C("sup/sweep-T", run("+sweep.T=[10,-5]"), "sweep.T: must be a non-negative integer"),
     C("sup/sweep-unknown", run("+sweep.momentum=[1,2]"), "sweep.momentum: not sweepable"),
     C("sup/no-method", run("method=[]"), "method: no method selected"),
-    C("sup/method-scratch", run("method=[hard_switch,scratch]"), "method.scratch.init"),
+    C("sup/method-scratch", run("method=[hard_switch,scratch]"), "method.scratch: the supervised setting does not offer "
+      "scratch (init: scratch, as in scratch); its method families: adaptive_schedules, linear_probe, regularizers"),
     C("sup/checkpoint-every", run("checkpoint_every_s=-1"), "checkpoint_every_s: must be a number >= 0"),
     C("sup/rerun", run("rerun=maybe"), "rerun: must be true or false"),
     C("sup/devices", run("devices=999"), "devices: must be 'all' or an integer in [1,"),
@@ -339,7 +340,7 @@ CASES = [
     C("sup/dense-size", run("dense_eval.size=0"), "dense_eval.size: must be an integer >= 1"),
     C("sup/dense-unknown", run("+dense_eval.every=2"), "dense_eval.every: unknown key"),
     C("rl/adaptive-schedule", rl("method=[hard_switch,source_guard]"),
-      "method.source_guard.schedule.kind: the adaptive schedule 'guard' is available in the supervised"),
+      "method.source_guard: the online_rl setting does not offer adaptive_schedules"),
     # -- sequences of shifts
     C("sup/sequence-shift-name", run("sequence=three", "sequence.shifts=[{{name:rotate,severity:1}}]"),
       "sequence.shifts[0].name: unknown shift 'rotate'"),
@@ -409,7 +410,10 @@ CASES = [
     C("rl/backend-unknown", rl("task=hopper", "task.backend=warp"), "task.backend: unknown brax backend 'warp'"),
     C("rl/backend-unsupported", rl("task=swimmer", "task.backend=positional"), "does not support backend 'positional'"),
     C("rl/method-supervised-only", rl("method=[hard_switch,l2_init]"),
-      "method.l2_init.reg: regularizer 'l2' is a supervised-setting method"),
+      "method.l2_init: the online_rl setting does not offer regularizers (reg: l2 | kl, as in l2_init, kl_init); "
+      "its method families: scratch"),
+    C("sup/method-offline-only", run("method=[hard_switch,batch_mix]"),
+      "method.batch_mix: the supervised setting does not offer offline_batches"),
     C("rl/num-envs-fraction", rl("budget.td3.num_envs=0.5"), "budget.td3"),
     C("rl/adapt-steps", rl("setting.adapt_steps=0"), "setting.adapt_steps: must be an integer >= 1"),
     C("rl/ppo-minibatches", rl("algo=[ppo]", "+budget.ppo.num_minibatches=7"),
@@ -441,7 +445,8 @@ CASES = [
     C("o2o/old-offline-name", o2o("offline.iterations=10"), "offline.iterations: renamed to setting.source_steps"),
     C("o2o/source-steps-not-rounds", o2o("setting.source_steps=1001"), "setting.source_steps: 1001 offline updates"),
     C("o2o/num-seeds", o2o("num_seeds=0"), "num_seeds: must be an integer >= 1"),
-    C("o2o/method-supervised-only", o2o("method=[hard_switch,kl_init]"), "method.kl_init.reg"),
+    C("o2o/method-supervised-only", o2o("method=[hard_switch,kl_init]"),
+      "method.kl_init: the offline_to_online setting does not offer regularizers"),
     C("o2o/source-bc", o2o("+method.batch_mix.source_bc=maybe", "method=[batch_mix]"), "source_bc"),
     # -- offline-to-online: missing, corrupt or mismatched datasets
     C("o2o/own-missing", o2o("dataset.root={tmp}/datasets"), "lossmooth data collect task=halfcheetah"),
@@ -516,10 +521,11 @@ CASES = [
     C("pv/weights-missing", pv("model.weights={tmp}/none.pth"), "none.pth"),
     C("pv/domain-net-missing", pv("data=domain_net", "data.data_dir={tmp}/tfds"), "prepare_data.py domain_net/real"),
     C("pv/folder-missing", pv("data=image_folder", "data.data_dir={tmp}/images"), "domain folder"),
-    C("pv/lp-ft-in-rl", rl("method=[lp_ft]"), "probe_steps: LP-FT needs a classifier head"),
+    C("pv/lp-ft-in-rl", rl("method=[lp_ft]"), "method.lp_ft: the online_rl setting does not offer linear_probe"),
 
     # -- LM fine-tuning
     C("lm/target-unknown", lm("lm_target=alpaca"), "lm_target: unknown option 'alpaca'"),
+    C("lm/regularizer", lm("method=[hard_switch,l2_init]"), "method.l2_init: the lm setting does not offer regularizers"),
     C("lm/hf-without-path", lm("lm_model=olmo_1b"), "lm_model.path: a Hugging Face checkpoint folder is needed"),
     C("lm/updates-not-multiple", lm("setting.adapt_steps=5"), "setting.adapt_steps: 5 is not a multiple"),
     C("lm/old-budget-name", lm("lm_budget.steps_per_eval=2"), "lm_budget.steps_per_eval: renamed to setting.eval_every"),

@@ -92,19 +92,47 @@ def writable_folder(path, field: str, what: str = "") -> None:
                           f"point {field} at a writable folder") from None
 
 
-def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = False,
-                  allow_adaptive: bool = False) -> dict:
+# the method families a setting may offer (its ``Setting.capabilities``) beyond the fixed schedules
+# (hard switch, ramps, constant mixes): a pull to the switch point, schedules that read the run's
+# losses, LP-FT's linear probe, adaptation from a fresh model, TD3+BC's offline batch options; each
+# with the method fields that ask for it
+FAMILIES = {
+    "regularizers": "reg: l2 | kl, as in l2_init, kl_init",
+    "adaptive_schedules": "schedule.kind: guard | progress, as in source_guard, progress_ramp",
+    "linear_probe": "probe_steps > 0, as in lp_ft",
+    "scratch": "init: scratch, as in scratch",
+    "offline_batches": "source_bc: false or bc_decay_updates > 0, as in batch_mix, bc_decay",
+}
+
+
+def families(m: dict) -> list[str]:
+    """The families of :data:`FAMILIES` one method's config (``conf/method/<name>.yaml``) asks for."""
+    sched = m.get("schedule") or {}
+    wants = {"regularizers": m.get("reg", "none") != "none",
+             "adaptive_schedules": sched.get("kind") in ADAPTIVE,
+             "linear_probe": bool(m.get("probe_steps", 0)),
+             "scratch": m.get("init", "switch") == "scratch",
+             "offline_batches": m.get("source_bc", True) is False or bool(m.get("bc_decay_updates", 0))}
+    return [f for f, wanted in wants.items() if wanted]
+
+
+def parse_methods(methods_cfg, offers=None) -> dict:
     """``{name: {schedule: {...}, reg, reg_coef, init, probe_steps}}`` -> ``{name: Method}`` (validated).
 
-    ``init: scratch`` (train from a fresh model instead of the one at the switch) is a control of
-    the RL settings; ``probe_steps`` (LP-FT's linear probe) needs a classifier with a separate head
-    (the supervised settings); adaptive schedules (``guard``, ``progress``) need a setting whose train
-    state carries their state (the supervised settings); elsewhere each is refused.
+    ``offers``: the setting (its ``name`` and ``capabilities``, the families of :data:`FAMILIES` it
+    offers); a method of a family it does not offer is refused in one line naming the setting and the
+    family (None: a setting that offers none of them).
     """
     if not methods_cfg:
         raise ConfigError("method: no method selected; pick some, e.g. method=[hard_switch,loss_smoothing]")
+    offered = frozenset(getattr(offers, "capabilities", ()))
     out = {}
     for name, m in methods_cfg.items():
+        for family in families(m or {}):
+            if family not in offered:
+                raise ConfigError(f"method.{name}: the {getattr(offers, 'name', None) or 'chosen'} setting does not offer "
+                                  f"{family} ({FAMILIES[family]}); its method families: "
+                                  f"{', '.join(sorted(offered)) or 'none beyond the fixed schedules'}")
         sched = dict(m.get("schedule") or {})
         kind = sched.pop("kind", None)
         extra = set(sched) - set(SCHEDULE_FIELDS)
@@ -112,28 +140,12 @@ def parse_methods(methods_cfg, allow_scratch: bool = False, allow_probe: bool = 
             raise ConfigError(f"method.{name}.schedule: unknown field(s) {sorted(extra)}; "
                               f"allowed: {sorted(SCHEDULE_FIELDS)}")
         init = m.get("init", "switch")
-        if init not in INITS or (init == "scratch" and not allow_scratch):
-            raise ConfigError(f"method.{name}.init: '{init}' is not available in this setting; "
-                              f"use {'/'.join(INITS) if allow_scratch else 'switch'}")
-        probe = m.get("probe_steps", 0)
-        if probe and not allow_probe:
-            raise ConfigError(f"method.{name}.probe_steps: LP-FT needs a classifier head; it is available in "
-                              "the supervised and pretrained_vision settings only")
-        if kind in ADAPTIVE and not allow_adaptive:
-            raise ConfigError(f"method.{name}.schedule.kind: the adaptive schedule '{kind}' is available in the "
-                              "supervised and pretrained_vision settings only; use a fixed ramp (e.g. linear) here")
+        if init not in INITS:
+            raise ConfigError(f"method.{name}.init: unknown value {init!r}; choose one of {', '.join(INITS)}")
         s = Schedule.make(kind, field=f"method.{name}.schedule", **sched)
         out[name] = Method.make(name, s, reg=m.get("reg", "none"), reg_coef=m.get("reg_coef", 0.0),
-                                probe_steps=probe)
+                                probe_steps=m.get("probe_steps", 0))
     return out
-
-
-def no_regularizers(methods: dict, setting: str, offered: str) -> None:
-    """Refuse methods with a pull to the switch point where the setting has none (the RL settings)."""
-    for name, m in methods.items():
-        if m.reg != "none":
-            raise ConfigError(f"method.{name}.reg: regularizer '{m.reg}' is a supervised-setting method; "
-                              f"{setting} compares {offered}")
 
 
 def parse_sweep(cfg: dict, sweepable: tuple) -> dict:

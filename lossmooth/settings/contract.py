@@ -207,6 +207,10 @@ class Setting:
     # a folder with ``setting/<name>.yaml`` (and any other groups) added to Hydra's search path;
     # None: the setting's config lives in lossmooth's own ``conf/``
     conf_dir: ClassVar[str | None] = None
+    # the method families the setting offers beyond the fixed schedules (names of
+    # :data:`lossmooth.core.config.FAMILIES`: ``regularizers``, ``adaptive_schedules``, ``linear_probe``,
+    # ``scratch``, ``offline_batches``); a method of another family is refused at parse time in one line
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     # -- config and data
     def parse(self, cfg: dict):

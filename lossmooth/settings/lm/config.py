@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from lossmooth.core.config import choice, integer, number, optional_integer, parse_methods, parse_sweep
+from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 
@@ -94,7 +95,7 @@ def parse(cfg: dict) -> Spec:
         raise ConfigError(f"lm_budget.warmup: {budget['warmup']} updates leave none of the "
                           f"{budget['adapt_steps']} for training; lower it")
     judge = _parse_judge(j)
-    methods = parse_methods(cfg.get("method"))
+    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     sweep = parse_sweep(cfg, SWEEPABLE)
     if judge["enabled"] and not judge["reference_dir"] and REFERENCE_METHOD not in methods:
         raise ConfigError(f"method: the judge compares every run with the {REFERENCE_METHOD} reference; add "

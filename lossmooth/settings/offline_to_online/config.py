@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lossmooth.core.config import (choice, flag, integer, method_inits, no_regularizers, number, parse_methods,
-                                   parse_sweep)
+from lossmooth.core.config import choice, flag, integer, method_inits, number, parse_methods, parse_sweep
+from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 from lossmooth.rl import envs
@@ -115,8 +115,7 @@ def parse(cfg: dict) -> Spec:
     rejax.update(polyak=1.0 - float(td3["tau"]), target_update_freq=1, normalize_observations=True,
                  actor_kwargs={"activation": td3.get("activation", "relu"), "hidden_layer_sizes": list(sizes)},
                  critic_kwargs={"activation": td3.get("activation", "relu"), "hidden_layer_sizes": list(sizes)})
-    methods = parse_methods(cfg.get("method"), allow_scratch=True)
-    no_regularizers(methods, "offline-to-online", "hard_switch, loss_smoothing, scratch and batch_mix")
+    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     source_bc = {}
     for name in methods:
         bc = (cfg["method"][name] or {}).get("source_bc", True)

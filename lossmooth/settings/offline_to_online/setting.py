@@ -36,6 +36,7 @@ class OfflineToOnline(Setting):
     """TD3+BC offline, then online TD3 with the hard switch, loss smoothing and the controls."""
 
     name = "offline_to_online"
+    capabilities = frozenset({"scratch", "offline_batches"})
     curves = Curves(kind="score", target="target_score", success="target_success")
     step_unit = "env_steps"
     line_key = "algo"

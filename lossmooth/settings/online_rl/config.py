@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lossmooth.core.config import flag, integer, method_inits, no_regularizers, parse_methods, parse_sequence, parse_sweep
+from lossmooth.core.config import flag, integer, method_inits, parse_methods, parse_sequence, parse_sweep
+from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 from lossmooth.rl import envs, presets
@@ -71,8 +72,7 @@ def parse(cfg: dict) -> Spec:
         raise ConfigError(f"protocol.name: unknown protocol '{proto.get('name')}'; choose one of "
                           f"{', '.join(PROTOCOLS)}")
     reset = flag(s, "reset_optimizer", "setting.reset_optimizer")
-    methods = parse_methods(cfg.get("method"), allow_scratch=True)
-    no_regularizers(methods, "online RL", "hard_switch, loss_smoothing, replay_mix and scratch")
+    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     sweep = parse_sweep(cfg, SWEEPABLE)
     algo_cfg = cfg.get("algo") or {}
     if not algo_cfg:

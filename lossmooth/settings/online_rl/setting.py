@@ -31,6 +31,7 @@ class OnlineRL(Setting):
     """rejax TD3 / PPO adapting from a source task to a shifted target task."""
 
     name = "online_rl"
+    capabilities = frozenset({"scratch"})
     curves = Curves(kind="return", target="target_return", source="source_return")
     step_unit = "env_steps"
     line_key = "algo"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from lossmooth.core.config import dense_eval, flag, integer, number, parse_methods, parse_sequence, parse_sweep
 from lossmooth.data import domains, images, shifts
+from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
 from lossmooth.models import classifiers
@@ -88,7 +89,7 @@ def parse(cfg) -> Spec:
         raise ConfigError(f"model.name: unknown model '{model_name}'; choose one of {', '.join(classifiers.MODELS)}")
     shift = cfg["shift"]
     shifts.validate(shift.get("name"), shift.get("severity", 0.0))
-    methods = parse_methods(cfg.get("method"), allow_probe=True, allow_adaptive=True)
+    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     probing = [n for n, m in methods.items() if float(m.probe_steps) > 0]
     if probing and model_name not in classifiers.HEADED:
         raise ConfigError(f"method.{probing[0]}: LP-FT needs a model with a separate classifier head "

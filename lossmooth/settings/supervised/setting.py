@@ -123,6 +123,7 @@ class Supervised(Setting):
     """Controlled supervised shifts: covariate and label shifts on image classification."""
 
     name = "supervised"
+    capabilities = frozenset({"regularizers", "adaptive_schedules", "linear_probe"})
     curves = Curves(kind="acc", target="target_acc", source="source_acc")
     step_unit = "updates"
     lr_key = "setting.lr"
