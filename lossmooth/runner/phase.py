@@ -7,7 +7,8 @@ devices its runs leave over, :mod:`lossmooth.core.sharding`); start compiling wh
 run the chunks (:func:`lossmooth.core.engine.run_loop`, resuming from the phase's checkpoint); drop the
 padding; put the start's evaluation in front of the curves as step 0 (``lam`` there is each run's
 schedule at t = 0; a training metric has no value before the first update: NaN); add the phase's
-host-side metrics. Nothing here writes files: :mod:`lossmooth.runner.execute` does.
+host-side metrics. After every chunk the engine calls the phase's hooks (:mod:`lossmooth.runner.hooks`).
+Nothing here writes files: :mod:`lossmooth.runner.sink` does.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from lossmooth.core import engine, sharding
 from lossmooth.core.objective import RUN_AXIS
+from lossmooth.runner.hooks import Hooks
 from lossmooth.runner.memory import trim_heap
 from lossmooth.settings.contract import Phase, PhaseResult
 
@@ -70,8 +72,9 @@ def place_phase(phase: Phase, n: int, mesh=None, shard: int | str = "auto", lane
 def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str = "loop",
               lam0: np.ndarray | None = None, diverge: tuple | None = None, on_start=None,
               shard: int | str = "auto", trim: bool = False, lanes: int = 1) -> PhaseResult:
-    """Run ``phase``; ``callbacks`` get ``(chunk index, padded state, chunk metrics)`` after every
-    chunk (the metrics with the phase's derived ones added); ``lam0``: each run's lam at t = 0;
+    """Run ``phase``; ``callbacks`` (a :class:`~lossmooth.runner.hooks.Hooks`, or callables run after
+    every chunk) get ``(chunk index, padded state, chunk metrics)`` (the metrics with the phase's
+    derived ones added); ``lam0``: each run's lam at t = 0;
     ``diverge = (loss names, factor)``: a run whose loss exceeds ``factor`` times its value at the
     phase's start (the switch; a source phase: ``phase.reference``'s evaluation of its start) is
     diverged from there, as a run whose metrics turn non-finite is. ``on_start`` gets the
@@ -89,11 +92,34 @@ def run_phase(phase: Phase, mesh=None, callbacks=(), checkpoints=None, tag: str 
         # program skips the source branch by itself once no run needs it (lax.cond), so it runs throughout
         phase = dataclasses.replace(phase, later=None, ahead=None)
     state, hp, pmesh = place_phase(phase, n, mesh, shard, lanes)
+    hooks = after_chunk(phase, callbacks if isinstance(callbacks, Hooks) else Hooks(callbacks), trim)
     with contextlib.nullcontext() if pmesh is None else jax.set_mesh(pmesh):
-        return _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0, trim)
+        start, reference = _start(phase, n, state, hp, lam0, diverge, on_start, trim)
+        try:
+            res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [hooks], later=phase.later,
+                                  checkpoints=checkpoints, tag=tag, save=phase.checkpoint, first=phase.first)
+        finally:
+            if phase.close is not None:
+                phase.close()
+        return _result(phase, n, res, start, reference, lam0, diverge, t0)
 
 
-def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_start, t0, trim=False) -> PhaseResult:
+def after_chunk(phase: Phase, hooks: Hooks, trim: bool) -> Hooks:
+    """What the engine calls after every chunk, in order: the phase's own ``on_chunk``, ``hooks`` on
+    the chunk's metrics with the phase's derived ones added, the heap trim (``trim``)."""
+    out = Hooks()
+    if phase.on_chunk is not None:
+        out.add_hook(lambda c, s, m: phase.on_chunk(c, s))
+    out.add_hook(lambda c, s, m: hooks(c, s, phase.derive(m) if phase.derive is not None else m))
+    if trim:
+        out.add_hook(lambda c, s, m: trim_heap())
+    return out
+
+
+def _start(phase, n, state, hp, lam0, diverge, on_start, trim) -> tuple:
+    """Before the chunks: start compiling what comes later, evaluate the phase's start (and, for the
+    divergence check only, ``phase.reference``'s losses), compile the first chunk's program and trim
+    the heap where ``trim``, hand the start's evaluation to ``on_start``. Returns ``(start, reference)``."""
     if phase.ahead is not None:
         phase.ahead(state, hp)
     start = None if phase.evaluate is None else engine.to_host(phase.evaluate(state, hp, phase.data))
@@ -109,24 +135,14 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
     if start is not None and on_start is not None:
         first = {k: np.asarray(v)[:n] for k, v in start.items()}
         on_start(first if lam0 is None else {**first, "lam": np.asarray(lam0)})
+    return start, reference
 
-    def on_chunk(c, s, m):
-        if phase.on_chunk is not None:
-            phase.on_chunk(c, s)
-        m = phase.derive(m) if phase.derive is not None else m
-        for cb in callbacks:
-            cb(c, s, m)
-        if trim:
-            trim_heap()
 
-    try:
-        res = engine.run_loop(phase.chunk, state, hp, phase.data, phase.n_chunks, [on_chunk], later=phase.later,
-                              checkpoints=checkpoints, tag=tag, save=phase.checkpoint, first=phase.first)
-    finally:
-        if phase.close is not None:
-            phase.close()
-    metrics = {}
-    for k, v in res.metrics.items():
+def _with_start(metrics: dict, n: int, start: dict | None, lam0) -> dict:
+    """The chunks' curves of the ``n`` runs, with the start's evaluation in front where there is one
+    (``lam``: ``lam0``; a metric the start lacks: NaN)."""
+    out = {}
+    for k, v in metrics.items():
         v = np.asarray(v)[:n]
         if start is not None:
             if k in start:
@@ -136,7 +152,14 @@ def _run(phase, n, state, hp, callbacks, checkpoints, tag, lam0, diverge, on_sta
             else:
                 first = np.full((n,), np.nan, v.dtype if np.issubdtype(v.dtype, np.floating) else np.float32)
             v = np.concatenate([first.reshape(n, 1).astype(v.dtype), v], axis=1)
-        metrics[k] = v
+        out[k] = v
+    return out
+
+
+def _result(phase, n, res, start, reference, lam0, diverge, t0) -> PhaseResult:
+    """The loop's result unpadded, the start in front of its curves, each run's first diverged
+    evaluation: non-finite (the engine's) or a blow-up over the factor, whichever comes first."""
+    metrics = _with_start(res.metrics, n, start, lam0)
     if phase.derive is not None:
         metrics = phase.derive(metrics)
     n_evals = phase.n_chunks * phase.evals_per_chunk
