@@ -5,7 +5,9 @@ only when used (a setting pulls in its own heavy libraries). More settings come 
 project without touching it, through either
 
 - the environment variable ``LOSSMOOTH_SETTINGS``: comma-separated ``module:attribute`` references
-  to Setting instances (``my_lab.drift:SETTING``), or
+  to Setting instances (``my_lab.drift:SETTING``, the module importable: installed, or its folder on
+  ``PYTHONPATH``), or ``file.py:attribute`` (a path ending in ``.py``, relative to the current folder
+  or absolute: the file is loaded as a module of its own name, nothing added to the path), or
 - installed packages declaring an entry point in the group ``lossmooth.settings``.
 
 A setting from outside names its config folder (``conf_dir``: ``setting/<name>.yaml`` and any groups
@@ -16,12 +18,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
+import sys
 
 from lossmooth.errors import ConfigError
-from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, RunSpec, Setting, check_setting
+from lossmooth.settings.contract import (Context, Curves, Line, Loaded, Phase, PhaseResult, Policy, RunSpec, Setting,
+                                        Steps, batches, check_setting, common)
 
-__all__ = ["Context", "Curves", "Phase", "PhaseResult", "RunSpec", "Setting", "get", "names", "search_path"]
+__all__ = ["Context", "Curves", "Line", "Loaded", "Phase", "PhaseResult", "Policy", "RunSpec", "Setting", "Steps",
+           "batches", "common", "get", "names", "search_path"]
 
 BUILTIN = {
     "supervised": "lossmooth.settings.supervised",
@@ -32,12 +38,35 @@ BUILTIN = {
 }
 ENV = "LOSSMOOTH_SETTINGS"
 ENTRY_POINTS = "lossmooth.settings"
+REGISTER = (f"a setting from outside is registered with {ENV}=module:SETTING (or path/to/file.py:SETTING) or an "
+            f"entry point in the group '{ENTRY_POINTS}' (docs/extending.md)")
+# every schedule's ramp length reads ``setting.smoothing_T`` (conf/schedule/*.yaml); a setting's config lacking it
+NO_SMOOTHING_T = ("setting.smoothing_T: the setting's config sets no smoothing_T, the ramp's length in gradient updates "
+                  "that every schedule's T reads; add `smoothing_T: <updates>` under `setting:` in its "
+                  "setting/<name>.yaml (docs/extending.md)")
+
+
+def _module(name: str):
+    """The module ``name``, or the file ``name`` (a path ending in ``.py``) loaded as a module."""
+    if not name.endswith(".py"):
+        return importlib.import_module(name)
+    path = os.path.abspath(name)
+    if not os.path.isfile(path):
+        raise ImportError(f"no file {path}")
+    key = os.path.splitext(os.path.basename(path))[0]
+    if getattr(sys.modules.get(key), "__file__", None) == path:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module  # (dataclasses look their module up while the file runs)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _load(ref: str, where: str) -> Setting:
     module, _, attr = ref.partition(":")
     try:
-        obj = getattr(importlib.import_module(module), attr or "SETTING")
+        obj = getattr(_module(module), attr or "SETTING")
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"{where}: cannot load setting '{ref}' ({e}); give module:attribute of a Setting") from None
     return check_setting(obj)
@@ -75,7 +104,7 @@ def get(name) -> Setting:
         return _load(BUILTIN[name], f"setting {name}")
     found = plugins()
     if name not in found:
-        raise ConfigError(f"setting: unknown setting '{name}'; choose one of {', '.join(names())}")
+        raise ConfigError(f"setting: unknown setting '{name}'; choose one of {', '.join(names())}; {REGISTER}")
     return found[name]
 
 

@@ -1,5 +1,6 @@
 """The LM setting's config (``conf/setting/lm.yaml`` with the ``lm_model``, ``lm_target``,
-``lm_replay``, ``lm_budget`` and ``judge`` groups), validated into a :class:`Spec`; reads no data.
+``lm_replay``, ``lm_budget`` and ``judge`` groups), validated into a :class:`Spec`: each field's type and
+bounds from the schema (``schema.py``), then the rules that involve several fields; reads no data.
 
 Budget keys, shared by name with every setting, count *updates* (optimizer steps, each of
 ``lm_budget.accum`` micro-batches): ``setting.adapt_steps``, ``setting.eval_every``,
@@ -11,10 +12,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lossmooth.core.config import choice, integer, number, optional_integer, parse_methods, parse_sweep
+from lossmooth.core.config import choice, integer, number, optional_integer, parse_methods, parse_sweep, validate
 from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
+from lossmooth.settings.lm.schema import LMBudget, LMSetting
 
 SWEEPABLE = ("T", "lam0", "value", "lr")
 MODEL_FORMATS = ("gguf", "hf")
@@ -26,7 +28,7 @@ JUDGE_KINDS = ("serve", "openai", "none")
 REFERENCE_METHOD = "hard_switch"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # (RunSpec's fields have defaults)
 class Spec(RunSpec):
     model: dict          # name, format, path, hub_id, revision, allow_hub, template, dtype, remat
     target: dict         # name, path, allow_hub, loss_on, max_conversations
@@ -74,16 +76,11 @@ def parse(cfg: dict) -> Spec:
     if replay["name"] not in ("debian", "pretraining") and not replay["paths"]:
         raise ConfigError(f"lm_replay.paths: the {replay['name']} replay needs files; set lm_replay.paths=<file or "
                           "folder> (or lm_replay=debian for the installed Debian text)")
-    f = lambda k: f"lm_budget.{k}"  # noqa: E731
-    budget = {k: integer(b, k, 1, f(k)) for k in ("seq_len", "micro_batch", "accum", "eval_rows", "eval_micro_batch")}
-    budget.update({k: integer(s, k, 1, f"setting.{k}") for k in ("adapt_steps", "eval_every", "evals_per_chunk")})
-    budget["warmup"] = integer(b, "warmup", 0, f("warmup"))
-    budget["lr"] = number(b, "lr", 0.0, None, f("lr"), lo_open=True)
-    budget["final_lr_fraction"] = number(b, "final_lr_fraction", 0.0, 1.0, f("final_lr_fraction"))
-    budget["weight_decay"] = number(b, "weight_decay", 0.0, None, f("weight_decay"))
-    budget["max_grad_norm"] = number(b, "max_grad_norm", 0.0, None, f("max_grad_norm"))
-    if budget["seq_len"] < 8:
-        raise ConfigError(f"lm_budget.seq_len: {budget['seq_len']} is too short; use at least 8 tokens")
+    lb = validate(b, LMBudget, "lm_budget")  # each field's type and bounds (schema.py)
+    fields = validate(s, LMSetting, "setting")
+    budget = {k: lb[k] for k in ("seq_len", "micro_batch", "accum", "eval_rows", "eval_micro_batch")}
+    budget.update({k: fields[k] for k in ("adapt_steps", "eval_every", "evals_per_chunk")})
+    budget.update({k: lb[k] for k in ("warmup", "lr", "final_lr_fraction", "weight_decay", "max_grad_norm")})
     per_chunk = budget["eval_every"] * budget["evals_per_chunk"]
     if budget["adapt_steps"] % per_chunk:
         raise ConfigError(f"setting.adapt_steps: {budget['adapt_steps']} is not a multiple of setting.eval_every x "
@@ -100,14 +97,10 @@ def parse(cfg: dict) -> Spec:
     if judge["enabled"] and not judge["reference_dir"] and REFERENCE_METHOD not in methods:
         raise ConfigError(f"method: the judge compares every run with the {REFERENCE_METHOD} reference; add "
                           f"{REFERENCE_METHOD} to method=[...] or turn the judge off with judge=none")
-    if not isinstance(s.get("cross_document_attention", False), bool):
-        raise ConfigError("setting.cross_document_attention: must be true or false")
     return Spec(num_seeds=integer(cfg, "num_seeds", 1), seed=integer(cfg, "seed", 0), methods=methods, sweep=sweep,
-                model=model, target=target, replay=replay, budget=budget, judge=judge,
-                heldout_fraction=number(s, "heldout_fraction", 0.0, 0.5, "setting.heldout_fraction", lo_open=True),
-                cross_document_attention=s.get("cross_document_attention", False),
-                split_salt=str(s.get("split_salt", "lossmooth-heldout")),
-                gap_window=integer(s, "gap_window", 1, "setting.gap_window"), raw=cfg)
+                lr=budget["lr"], model=model, target=target, replay=replay, budget=budget, judge=judge,
+                heldout_fraction=fields["heldout_fraction"], cross_document_attention=fields["cross_document_attention"],
+                split_salt=fields["split_salt"], gap_window=fields["gap_window"], raw=cfg)
 
 
 def own_checkpoint(m: dict) -> str | None:

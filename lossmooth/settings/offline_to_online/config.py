@@ -1,5 +1,6 @@
 """The offline-to-online setting's config (``conf/setting/offline_to_online.yaml`` with the ``task``,
-``dataset`` and ``method`` groups and TD3+BC's numbers under ``td3``), validated into a :class:`Spec`.
+``dataset`` and ``method`` groups and TD3+BC's numbers under ``td3``), validated into a :class:`Spec`:
+each field's type and bounds from the schema (``schema.py``), then the rules that involve several fields.
 
 Budget keys, shared by name with every setting: ``setting.source_steps`` (offline gradient updates:
 critic updates, ``td3.policy_delay`` of them per TD3+BC round) with ``setting.source_eval_every``
@@ -9,23 +10,22 @@ the switch, as everywhere), ``setting.reset_optimizer`` and ``setting.eval_episo
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from lossmooth.core.config import choice, flag, integer, method_inits, number, parse_methods, parse_sweep
+from lossmooth.core.config import integer, method_inits, parse_methods, parse_sweep, validate
 from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
+from lossmooth.settings.offline_to_online.schema import TD3, OfflineToOnlineSetting
 from lossmooth.rl import envs
 
 SWEEPABLE = ("T", "lam0", "value")
 DATASET_KINDS = ("own", "minari", "d4rl")
 ENV_KINDS = ("brax", "gymnasium")
-TD3_FIELDS = {"hidden_layer_sizes", "activation", "batch_size", "policy_delay", "target_noise",
-              "target_noise_clip", "tau", "gamma", "learning_rate", "max_grad_norm", "exploration_noise",
-              "num_envs", "num_epochs", "buffer_size", "fill_buffer", "network_init", "actor_critic"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # (RunSpec's fields have defaults)
 class Spec(RunSpec):
     task: str
     backend: str
@@ -91,24 +91,11 @@ def parse(cfg: dict) -> Spec:
                 and r[1] > r[0]):
             raise ConfigError(f"dataset.ref_scores: must be [random, expert] returns with expert > random, got {r!r}")
     td3 = dict(cfg.get("td3") or {})
-    extra = set(td3) - TD3_FIELDS - {"alpha"}
-    if extra:
-        raise ConfigError(f"td3: unknown field(s) {sorted(extra)}; allowed: {sorted(TD3_FIELDS | {'alpha'})}")
-    alpha = number(td3, "alpha", 0.0, field="td3.alpha", lo_open=True)
-    for k in ("batch_size", "policy_delay", "num_envs", "num_epochs", "buffer_size", "fill_buffer"):
-        integer(td3, k, 1, f"td3.{k}")
-    for k in ("target_noise", "target_noise_clip", "exploration_noise", "max_grad_norm"):
-        number(td3, k, 0.0, field=f"td3.{k}")
-    td3.setdefault("network_init", "rejax")
-    td3.setdefault("actor_critic", "mean")
-    choice(td3, "network_init", ("torch", "rejax"), "td3.network_init")
-    choice(td3, "actor_critic", ("first", "mean"), "td3.actor_critic")
-    number(td3, "tau", 0.0, 1.0, field="td3.tau")
-    number(td3, "gamma", 0.0, 1.0, field="td3.gamma")
-    number(td3, "learning_rate", 0.0, field="td3.learning_rate", lo_open=True)
-    sizes = td3.get("hidden_layer_sizes")
-    if not (isinstance(sizes, (list, tuple)) and sizes and all(isinstance(h, int) and h > 0 for h in sizes)):
-        raise ConfigError(f"td3.hidden_layer_sizes: must be a list of positive integers, got {sizes!r}")
+    known = [f.name for f in dataclasses.fields(TD3)]
+    if set(td3) - set(known):
+        raise ConfigError(f"td3: unknown field(s) {sorted(set(td3) - set(known))}; allowed: {sorted(known)}")
+    alpha = validate(td3, TD3, "td3")["alpha"]  # each field's type and bounds (schema.py)
+    sizes = td3["hidden_layer_sizes"]
     if td3["batch_size"] > td3["buffer_size"]:
         raise ConfigError("td3.batch_size: larger than td3.buffer_size")
     rejax = {k: v for k, v in td3.items() if k not in ("alpha", "tau", "hidden_layer_sizes", "activation")}
@@ -123,9 +110,8 @@ def parse(cfg: dict) -> Spec:
             raise ConfigError(f"method.{name}.source_bc: must be true or false, got {bc!r}")
         source_bc[name] = bc
     sweep = parse_sweep(cfg, SWEEPABLE)
-    reset = flag(s, "reset_optimizer", "setting.reset_optimizer")
-    source_steps = integer(s, "source_steps", 1, "setting.source_steps")
-    source_every = integer(s, "source_eval_every", 1, "setting.source_eval_every")
+    fields = validate(s, OfflineToOnlineSetting, "setting")  # each field's type and bounds (schema.py)
+    source_steps, source_every = fields["source_steps"], fields["source_eval_every"]
     for key, v in (("source_steps", source_steps), ("source_eval_every", source_every)):
         if v % td3["policy_delay"]:
             raise ConfigError(f"setting.{key}: {v} offline updates is not a whole number of TD3+BC rounds of "
@@ -146,8 +132,7 @@ def parse(cfg: dict) -> Spec:
         episode_length=integer(task, "episode_length", 1, "task.episode_length") if not gym else 0,
         dataset=ds, algos={"td3": rejax}, bc_alpha=alpha,
         source_steps=source_steps, source_eval_every=source_every,
-        adapt_steps={"td3": integer(s, "adapt_steps", 1, "setting.adapt_steps")},
-        eval_every={"td3": integer(s, "eval_every", 1, "setting.eval_every")},
-        eval_episodes=integer(s, "eval_episodes", 1, "setting.eval_episodes"), reset_optimizer=reset,
+        adapt_steps={"td3": fields["adapt_steps"]}, eval_every={"td3": fields["eval_every"]},
+        eval_episodes=fields["eval_episodes"], reset_optimizer=fields["reset_optimizer"],
         methods=methods, inits=method_inits(cfg.get("method")), source_bc=source_bc, bc_decay=bc_decay,
-        sweep=sweep, gap_window=integer(s, "gap_window", 1, "setting.gap_window"))
+        sweep=sweep, gap_window=fields["gap_window"])

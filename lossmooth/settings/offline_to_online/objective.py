@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossmooth.core import engine
-from lossmooth.core.runs import expand_runs
 from lossmooth.errors import ConfigError
 from lossmooth.offline import datasets as D
 from lossmooth.rl import envs
@@ -37,22 +36,20 @@ from lossmooth.rl.td3 import SmoothedTD3
 from lossmooth.settings.offline_to_online.config import Spec
 
 
-def runs(spec: Spec) -> list[dict]:
-    """Every (method, swept numbers, seed) run, with the per-run numbers of its source objective
-    (``algo_fields``, vmappable fields of the agent): TD3+BC's weight on the offline batch (0 for
-    batch mixing) and the BC-decay control's weights."""
-    out = expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
-    for r in out:
-        bc = spec.source_bc.get(r["name"], True)
-        decay = spec.bc_decay.get(r["name"], 0)
-        r["algo_fields"] = {"source_bc_alpha": jnp.asarray(spec.bc_alpha if bc else 0.0, jnp.float32),
-                            # the BC-decay control: TD3+BC's actor loss on the online half too
-                            "target_bc_alpha": jnp.asarray(spec.bc_alpha if decay else 0.0, jnp.float32),
-                            "bc_decay_updates": jnp.asarray(decay, jnp.float32)}
-        if not bc:
-            r["hparams"] = {**r["hparams"], "source_loss": "td3"}
-        if decay:
-            r["hparams"] = {**r["hparams"], "bc_decay_updates": decay}
+def method_fields(spec: Spec) -> dict:
+    """Per method, the per-run numbers of its source objective (``algo_fields``, vmappable fields of the
+    agent: TD3+BC's weight on the offline batch, 0 for batch mixing, and the BC-decay control's
+    weights) and the hyperparameters that name them (``hparams``): the spec's ``method_fields``."""
+    out = {}
+    for name in spec.methods:
+        bc = spec.source_bc.get(name, True)
+        decay = spec.bc_decay.get(name, 0)
+        fields = {"source_bc_alpha": jnp.asarray(spec.bc_alpha if bc else 0.0, jnp.float32),
+                  # the BC-decay control: TD3+BC's actor loss on the online half too
+                  "target_bc_alpha": jnp.asarray(spec.bc_alpha if decay else 0.0, jnp.float32),
+                  "bc_decay_updates": jnp.asarray(decay, jnp.float32)}
+        out[name] = {"algo_fields": fields, "hparams": {**({} if bc else {"source_loss": "td3"}),
+                                                        **({"bc_decay_updates": decay} if decay else {})}}
     return out
 
 
@@ -90,7 +87,7 @@ def build_agents(spec: Spec, data: D.Transitions, eval_runs: int) -> Agents:
     obs_dim = int(np.prod(env.observation_space(params).shape))
     act_dim = int(np.prod(env.action_space(params).shape))
     D.check_matches(data, obs_dim, act_dim, env_name(spec, data))
-    target_bc = any(float(r["algo_fields"]["target_bc_alpha"]) > 0 for r in runs(spec))
+    target_bc = any(float(f["algo_fields"]["target_bc_alpha"]) > 0 for f in method_fields(spec).values())
     with warnings.catch_warnings():  # rejax deep-copies its config; brax envs are shallow-copied
         warnings.filterwarnings("ignore", message=".*deepcopy.*", category=RuntimeWarning)
         algo = SmoothedTD3.create(env=env, env_params=params, source_env=env, freeze_obs_rms=True,

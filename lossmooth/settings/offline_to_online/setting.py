@@ -7,16 +7,16 @@ and its normalized score ``100 (R - R_random) / (R_expert - R_random)`` with the
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
 
 from lossmooth.core import engine
-from lossmooth.core.runs import groups_of
 from lossmooth.offline import datasets as D
 from lossmooth.offline import scores
 from lossmooth.rl import agents as A
-from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
+from lossmooth.settings.contract import Context, Curves, Line, Phase, PhaseResult, Policy, Setting, batches
 from lossmooth.settings.offline_to_online import objective as O
 from lossmooth.settings.offline_to_online.config import Spec, parse
 from lossmooth.settings.offline_to_online.data import load_dataset
@@ -41,14 +41,14 @@ class OfflineToOnline(Setting):
     step_unit = "env_steps"
     line_key = "algo"
 
-    parse = staticmethod(parse)  # the config, validated (config.py)
-
-    def runs(self, spec: Spec, loaded) -> list[dict]:
-        return O.runs(spec)
+    def parse(self, cfg: dict) -> Spec:
+        """The config, validated (config.py), with each method's per-run fields (:func:`.objective.method_fields`)."""
+        spec = parse(cfg)
+        return dataclasses.replace(spec, method_fields=O.method_fields(spec))
 
     def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
         data = load_dataset(spec)
-        eval_runs = max([spec.num_seeds] + [len(g) for g in groups_of(self.runs(spec, None))])
+        eval_runs = max([spec.num_seeds] + [len(g) for g in batches(self, self.runs(spec))])
         agents = O.build_agents(spec, data, eval_runs)  # checks the dataset against the environment
         own = spec.dataset["kind"] == "own"
         returns = data.episode_returns()
@@ -74,13 +74,18 @@ class OfflineToOnline(Setting):
         every = min(spec.source_eval_every // delay, rounds)
         return every, max(1, -(-rounds // every))
 
-    def chunks(self, spec: Spec, loaded: Loaded, line: str) -> tuple[int, int]:
-        return (self._offline_chunking(spec)[1],
-                A.chunking(loaded.agents, spec.eval_every["td3"], spec.adapt_steps["td3"])[1])
-
-    def adapt_updates(self, spec: Spec, loaded: Loaded, line: str) -> int:
-        spe, n_chunks = A.chunking(loaded.agents, spec.eval_every["td3"], spec.adapt_steps["td3"])
-        return A.updates_after(loaded.agents, spe * n_chunks)
+    def describe(self, spec: Spec, loaded: Loaded, line: str) -> Line:
+        """The dataset column names the data itself: its content hash (first 8 hex digits) and the
+        (random, expert) reference returns its scores are normalized with, which with the hash identify
+        it. The source phase's steps are TD3+BC updates, the adaptation's environment steps."""
+        every, n = self._offline_chunking(spec)
+        delay, ag = spec.algos["td3"]["policy_delay"], loaded.agents
+        spe, n_chunks = A.chunking(ag, spec.eval_every["td3"], spec.adapt_steps["td3"])
+        per, (lo, hi) = ag.steps_per_iteration, loaded.data.ref_scores
+        return Line(dataset=f"{loaded.data.name} (sha256 {loaded.info['dataset_sha256'][:8]}; refs {lo:.0f}, {hi:.0f})",
+                    model="td3", shift=SHIFT, severity=0.0, source=Policy(every * delay * n, every * delay),
+                    adapt=Policy(spe * per * n_chunks, spe * per, updates=A.updates_after(ag, spe * n_chunks)),
+                    identity={"dataset_sha256": loaded.info["dataset_sha256"], "ref_scores": [lo, hi]})
 
     def _with_score(self, ref):
         return lambda m: {**m, "target_score": scores.normalized(m["target_return"], ref)}
@@ -90,8 +95,8 @@ class OfflineToOnline(Setting):
         ag = ld.agents
         every, n_chunks = self._offline_chunking(spec)
         chunk = O.offline_chunk(ag, every, mesh)
-        runs = self.runs(spec, ld)
-        groups = [[runs[i] for i in g] for g in self.groups(spec, runs)]
+        runs = self.runs(spec)
+        groups = [[runs[i] for i in g] for g in batches(self, runs)]
 
         def online_ahead(c, state):
             if c == 0:  # the online programs compile on the spare core while TD3+BC trains
@@ -146,16 +151,6 @@ class OfflineToOnline(Setting):
                      # host-stepped simulators keep their state outside the checkpoint: such a loop
                      # restarts from the switch (deterministic given the seeds)
                      checkpoint=host_envs is None, close=None if host_envs is None else host_envs.close)
-
-    def context(self, spec: Spec, loaded: Loaded, line: str) -> dict:
-        """The dataset column names the data itself: its content hash (first 8 hex digits) and the
-        (random, expert) reference returns its scores are normalized with."""
-        lo, hi = loaded.data.ref_scores
-        return {"dataset": f"{loaded.data.name} (sha256 {loaded.info['dataset_sha256'][:8]}; refs {lo:.0f}, {hi:.0f})",
-                "model": "td3", "shift": SHIFT, "severity": 0.0}
-
-    def data_identity(self, spec: Spec, loaded: Loaded, line: str) -> dict:
-        return {"dataset_sha256": loaded.info["dataset_sha256"], "ref_scores": list(loaded.data.ref_scores)}
 
     def run_fields(self, spec: Spec, loaded, line: str, run: dict, curves: dict) -> dict:
         return {"init": run["init"], "dataset_sha256": loaded.info["dataset_sha256"],

@@ -1,5 +1,6 @@
 """The online RL setting's config (``conf/setting/online_rl.yaml`` with the ``algo``, ``task``,
-``shift``, ``protocol`` and ``budget`` groups), validated into a :class:`Spec`.
+``shift``, ``protocol`` and ``budget`` groups), validated into a :class:`Spec`:
+each field's type and bounds from the schema (``schema.py``), then the rules that involve several fields.
 
 Budget keys, shared by name with every setting, count *environment steps* here (of the source task in
 the source phase, of the target task after the switch): ``setting.source_steps``,
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lossmooth.core.config import flag, integer, method_inits, parse_methods, parse_sequence, parse_sweep
+from lossmooth.core.config import integer, method_inits, parse_methods, parse_sequence, parse_sweep, validate
 from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
+from lossmooth.settings.online_rl.schema import OnlineRLSetting
 from lossmooth.rl import envs, presets
 
 ALGOS = ("td3", "ppo")
@@ -25,7 +27,7 @@ SWEEPABLE = ("T", "lam0", "value")
 BUDGET = ("source_steps", "adapt_steps", "eval_every")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # (RunSpec's fields have defaults)
 class Spec(RunSpec):
     algos: dict  # name -> rejax fields (the preset with the overrides applied)
     task: str
@@ -71,16 +73,13 @@ def parse(cfg: dict) -> Spec:
     if proto.get("name") not in PROTOCOLS:
         raise ConfigError(f"protocol.name: unknown protocol '{proto.get('name')}'; choose one of "
                           f"{', '.join(PROTOCOLS)}")
-    reset = flag(s, "reset_optimizer", "setting.reset_optimizer")
+    fields = validate(s, OnlineRLSetting, "setting")  # each field's type and bounds (schema.py)
     methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     sweep = parse_sweep(cfg, SWEEPABLE)
     algo_cfg = cfg.get("algo") or {}
     if not algo_cfg:
         raise ConfigError("algo: no algorithm selected; pick some, e.g. algo=[td3,ppo]")
     budget = cfg.get("budget") or {}
-    for k in BUDGET:  # checked where an algorithm's own budget.<algo>.<k> overrides it too
-        if s.get(k) is not None:
-            integer(s, k, 1, f"setting.{k}")
     algos, src, ad, every = {}, {}, {}, {}
     for name, a in algo_cfg.items():
         if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
@@ -113,8 +112,7 @@ def parse(cfg: dict) -> Spec:
         algos[name] = preset
     return Spec(
         num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task.get("backend") if kind == "brax" else None,
-        episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=reset,
+        episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=fields["reset_optimizer"],
         methods=methods, inits=method_inits(cfg.get("method")), sweep=sweep,
         source_steps=src, adapt_steps=ad, eval_every=every,
-        eval_episodes=integer(s, "eval_episodes", 1, "setting.eval_episodes"), sequence=sequence,
-        gap_window=integer(s, "gap_window", 1, "setting.gap_window"))
+        eval_episodes=fields["eval_episodes"], sequence=sequence, gap_window=fields["gap_window"])

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import jax
 
 from lossmooth.core import engine
-from lossmooth.core.runs import expand_runs, groups_of
 from lossmooth.rl import agents as A
-from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
+from lossmooth.settings.contract import Context, Curves, Line, Phase, PhaseResult, Policy, Setting, batches
 from lossmooth.settings.online_rl.config import Spec, parse
 from lossmooth.settings.online_rl.objective import build_agents
 
@@ -39,11 +38,8 @@ class OnlineRL(Setting):
 
     parse = staticmethod(parse)  # the config, validated (config.py)
 
-    def runs(self, spec: Spec, loaded) -> list[dict]:
-        return expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, inits=spec.inits)
-
     def load(self, spec: Spec, cfg: dict, choices: dict) -> Loaded:
-        eval_runs = max([spec.num_seeds] + [len(g) for g in groups_of(self.runs(spec, None))])
+        eval_runs = max([spec.num_seeds] + [len(g) for g in batches(self, self.runs(spec))])
         agents = {name: build_agents(spec, name, eval_runs) for name in spec.algos}  # validates the tasks too
         # the environments are the paper's kind; a budget below rejax's presets makes it a stand-in run
         # (a gymnax task is a stand-in at any budget: the paper's online RL tasks are brax locomotion)
@@ -61,15 +57,18 @@ class OnlineRL(Setting):
     def lines(self, spec: Spec, loaded) -> list[str]:
         return list(spec.algos)
 
-    def chunks(self, spec: Spec, loaded: Loaded, line: str) -> tuple[int, int]:
+    def describe(self, spec: Spec, loaded: Loaded, line: str) -> Line:
+        """Steps count environment steps; one switch, or a sequence's: switch i (1-based) trains task i
+        with task i - 1 as its source."""
         ag = loaded.agents[line]
-        return (A.chunking(ag, spec.eval_every[line], spec.source_steps[line])[1],
-                A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])[1])
-
-    def adapt_updates(self, spec: Spec, loaded: Loaded, line: str) -> int:
-        ag = loaded.agents[line]
-        spe, n_chunks = A.chunking(ag, spec.eval_every[line], spec.adapt_steps[line])
-        return A.updates_after(ag, spe * n_chunks)
+        (s_spe, s_n), (spe, n) = (A.chunking(ag, spec.eval_every[line], steps[line])
+                                  for steps in (spec.source_steps, spec.adapt_steps))
+        per = ag.steps_per_iteration
+        return Line(dataset=spec.task, model=line, shift=spec.shift.name, severity=spec.shift.severity,
+                    source=Policy(s_spe * per * s_n, s_spe * per),
+                    adapt=Policy(spe * per * n, spe * per, updates=A.updates_after(ag, spe * n)),
+                    switches=tuple({"switch": i + 1, "shift": s.name, "severity": s.severity}
+                                   for i, s in enumerate(spec.sequence)) or (None,))
 
     def source_phase(self, ctx: Context, line: str) -> Phase:
         spec, ag, mesh = ctx.spec, ctx.loaded.agents[line], ctx.mesh
@@ -80,12 +79,6 @@ class OnlineRL(Setting):
                      n_chunks=n_chunks, eval_every=spe * ag.steps_per_iteration,
                      # compiles on the second core while the training program compiles
                      ahead=lambda s, h: A.eval_ahead(ag, s, mesh))
-
-    def switches(self, spec: Spec, loaded, line: str) -> list[dict | None]:
-        """One switch, or a sequence's: switch i (1-based) trains task i with task i - 1 as its source."""
-        if not spec.sequence:
-            return [None]
-        return [{"switch": i + 1, "shift": s.name, "severity": s.severity} for i, s in enumerate(spec.sequence)]
 
     def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult,
                     switch: int = 0) -> Phase:
@@ -104,9 +97,6 @@ class OnlineRL(Setting):
         return Phase(state=state, hp=hp, chunk=A.adapt_chunk(ag, spe, True, mesh), n_chunks=n_chunks,
                      eval_every=spe * ag.steps_per_iteration, later=later,
                      evaluate=lambda s, h, d: A.evaluate(ag, s, mesh), ahead=ahead)
-
-    def context(self, spec: Spec, loaded, line: str) -> dict:
-        return {"dataset": spec.task, "model": line, "shift": spec.shift.name, "severity": spec.shift.severity}
 
     def run_fields(self, spec: Spec, loaded, line: str, run: dict, curves: dict) -> dict:
         return {"init": run["init"], "target_return_at_switch": float(curves["target_return"][0]),

@@ -1,8 +1,6 @@
 """Setting 2, pretrained vision adaptation, behind the setting contract: the supervised setting's
 phases, data pipeline and metrics on a *domain pair* (``data=digits``, ``data=domain_net``,
 ``data=image_folder``) with a pretrained backbone (``model=efficientnet_lite0``, ``model=resnet50``)."""
-from __future__ import annotations
-
 from lossmooth.settings.supervised.setting import Supervised
 
 

@@ -1,5 +1,6 @@
 """The supervised settings' config (``conf/setting/supervised.yaml``, ``pretrained_vision.yaml``),
-validated into a :class:`Spec`. Steps count optimizer updates.
+validated into a :class:`Spec`: each field's type and bounds from the schema (``schema.py``), then
+the rules that involve several fields. Steps count optimizer updates.
 
 Budget keys, shared by name with every setting: ``setting.source_steps`` (source-phase updates),
 ``setting.adapt_steps`` (adaptation updates), ``setting.eval_every`` (updates between evaluations),
@@ -12,18 +13,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from lossmooth.core.config import dense_eval, flag, integer, number, parse_methods, parse_sequence, parse_sweep
+from lossmooth.core.config import dense_eval, integer, parse_methods, parse_sequence, parse_sweep, validate
 from lossmooth.data import domains, images, shifts
 from lossmooth import settings
 from lossmooth.errors import ConfigError
 from lossmooth.settings.contract import RunSpec
+from lossmooth.settings.supervised.schema import SupervisedSetting
 from lossmooth.models import classifiers
 
 SWEEPABLE = ("T", "lam0", "value", "reg_coef", "lr", "eps", "eta", "mu0", "patience", "rho", "beta")
-OPTIMIZERS = ("adam", "sgd")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # (RunSpec's fields have defaults)
 class Spec(RunSpec):
     """Validated plain values of one supervised run (built from the Hydra config)."""
 
@@ -95,30 +96,12 @@ def parse(cfg) -> Spec:
         raise ConfigError(f"method.{probing[0]}: LP-FT needs a model with a separate classifier head "
                           f"({', '.join(classifiers.HEADED)}), not '{model_name}'; pick one with model=...")
     sweep = parse_sweep(cfg, SWEEPABLE)
-    opt = s.get("optimizer", "adam")
-    if opt not in OPTIMIZERS:
-        raise ConfigError(f"setting.optimizer: unknown optimizer '{opt}'; choose one of {', '.join(OPTIMIZERS)}")
-    f = lambda k: f"setting.{k}"  # noqa: E731
+    fields = validate(s, SupervisedSetting, "setting")  # each field's type and bounds (schema.py)
     spec = Spec(
         num_seeds=num_seeds, seed=seed, data_name=data["name"], data_dir=data.get("data_dir"),
         model_name=model_name, model_kwargs=model, shift=shift["name"],
         severity=float(shift.get("severity", 0.0)), methods=methods, sweep=sweep,
-        source_steps=integer(s, "source_steps", 0, f("source_steps")),
-        adapt_steps=integer(s, "adapt_steps", 1, f("adapt_steps")),
-        target_batch=integer(s, "target_batch", 1, f("target_batch")),
-        source_batch=integer(s, "source_batch", 1, f("source_batch")),
-        replay_pool=integer(s, "replay_pool", 1, f("replay_pool")),
-        eval_every=integer(s, "eval_every", 1, f("eval_every")),
-        evals_per_chunk=integer(s, "evals_per_chunk", 1, f("evals_per_chunk")),
-        source_evals_per_chunk=integer(s, "source_evals_per_chunk", 1, f("source_evals_per_chunk")),
-        eval_size=integer(s, "eval_size", 1, f("eval_size")),
-        gap_window=integer(s, "gap_window", 1, f("gap_window")),
-        optimizer=opt,
-        source_lr=number(s, "source_lr", 0.0, None, f("source_lr"), lo_open=True),
-        lr=number(s, "lr", 0.0, None, f("lr"), lo_open=True),
-        split_seed=integer(s, "split_seed", 0, f("split_seed")),
-        train_fraction_source=number(s, "train_fraction_source", 0.0, 1.0, f("train_fraction_source"), lo_open=True),
-        reset_optimizer=flag(s, "reset_optimizer", f("reset_optimizer"), default=True),
+        **{k: v for k, v in fields.items() if k not in ("name", "smoothing_T")},
         domains=pair,
     )
     if spec.source_batch > spec.replay_pool:
