@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from lossmooth.results import aggregate as agg  # noqa: E402
-from lossmooth.results import inference, report  # noqa: E402
+from lossmooth.results import inference, tables  # noqa: E402
 
 DEFAULT_RUN = "supervised/20261130-130021-14ea330652"  # the supervised default: 2 methods x 8 seeds
 
@@ -33,7 +33,7 @@ def one_directory(results_dir: str) -> tuple[float, list]:
     t0 = time.perf_counter()
     rows = agg.collect(results_dir, "supervised", run_dirs={path})
     groups, diffs, normalized = agg.tables(rows)
-    report.markdown(groups, diffs, "mean", normalized)
+    tables.markdown(groups, diffs, "mean", normalized)
     return time.perf_counter() - t0, rows
 
 

@@ -28,7 +28,7 @@ from lossmooth.core.engine import Preempted
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import aggregate as agg
-from lossmooth.results import objective, report
+from lossmooth.results import objective, tables
 from lossmooth.results.store import NothingToDo
 
 BUSY = 75  # EX_TEMPFAIL: another process is running this config; nothing was produced, try again later
@@ -38,7 +38,7 @@ def print_run_table(run_dir: str) -> list[dict]:
     """Print the run's table; return its rows."""
     rows = agg.collect(os.path.dirname(os.path.dirname(run_dir)), filters={"run_dir": run_dir})
     groups, diffs, normalized = agg.tables(rows)
-    print(report.markdown(groups, diffs, normalized=normalized))
+    print(tables.markdown(groups, diffs, normalized=normalized))
     print(f"results: {run_dir}")
     return rows
 

@@ -183,7 +183,7 @@ def cmd_table(argv: list[str]) -> int:
                         "exploratory), e.g. final_target_acc,min_acc")
     a = p.parse_args(argv)
     from lossmooth.results import aggregate as agg
-    from lossmooth.results import report, summaries
+    from lossmooth.results import metrics, tables
     from lossmooth.results.store import atomic_write
 
     try:
@@ -191,7 +191,7 @@ def cmd_table(argv: list[str]) -> int:
         if a.reps < 1:
             raise ConfigError(f"--reps: must be at least 1 bootstrap resample, got {a.reps}")
         primary = [m for m in (a.primary or "").split(",") if m]
-        unknown = [m for m in primary if not summaries.is_summary_name(m)]
+        unknown = [m for m in primary if not metrics.is_summary_name(m)]
         if unknown or (a.primary is not None and not primary):
             raise ConfigError(f"--primary: unknown metric(s) {', '.join(unknown) or repr(a.primary)}; give summary "
                               "names separated by commas, e.g. final_target_acc,min_acc")
@@ -220,7 +220,7 @@ def cmd_table(argv: list[str]) -> int:
                     "hold one pair only (n = 1): nothing to test; run more seeds" if few else
                     "do not exist (no method beside the hard switch)"))
             family = agg.adjust_family(diffs, primary)
-        md = report.markdown(groups, diffs, a.stat, normalized, family)
+        md = tables.markdown(groups, diffs, a.stat, normalized, family)
         parts.append(md if len(by_setting) == 1 else f"## {name}\n\n{md}")
         for acc, part in zip(csv_parts, (groups, diffs, normalized)):
             acc += part
@@ -229,7 +229,7 @@ def cmd_table(argv: list[str]) -> int:
     if a.markdown:
         atomic_write(a.markdown, md)
     if a.csv:
-        atomic_write(a.csv, report.csv_text(*csv_parts))
+        atomic_write(a.csv, tables.csv_text(*csv_parts))
     return 0
 
 
@@ -291,7 +291,7 @@ def cmd_plot(argv: list[str]) -> int:
     p.add_argument("--title", default=None)
     a = p.parse_args(argv)
     from lossmooth.results import aggregate as agg
-    from lossmooth.results import report
+    from lossmooth.results import plots
 
     try:
         _reading_folder("plot", a.results_dir)
@@ -305,7 +305,7 @@ def cmd_plot(argv: list[str]) -> int:
         _output_path("--out", a.out)
     except ConfigError as e:
         return _fail(str(e))
-    report.plot_curves(rows, a.out, a.title)
+    plots.plot_curves(rows, a.out, a.title)
     print(f"wrote {a.out}")
     return 0
 

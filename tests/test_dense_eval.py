@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lossmooth.results import aggregate as agg
-from lossmooth.results import report, store
+from lossmooth.results import store, tables
 from lossmooth.results import summaries as S
 from lossmooth.runner import run_config
 from tests.conftest import TINY, compose
@@ -53,9 +53,9 @@ def test_dense_rows_cover_every_update_and_make_the_dense_summaries(runs):
         assert s["dense_min_step"] == 1 + int(np.argmin(b[1:]))
         assert s["dense_stability_gap"] == pytest.approx(max(0.0, b[0] - b[1:].min()))  # the source curve's
         assert s["dense_target_dip"] == pytest.approx(max(0.0, a[0] - a[1:].min()))
-    table = report.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[1]))), reps=100)[:2])
+    table = tables.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[1]))), reps=100)[:2])
     assert "min-ACC, every update (dense)" in table and "Dense: from the evaluations" in table
-    plain_table = report.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[0]))), reps=100)[:2])
+    plain_table = tables.markdown(*agg.tables(agg.collect(os.path.dirname(os.path.dirname(runs[0]))), reps=100)[:2])
     assert "dense" not in plain_table.lower()
 
 

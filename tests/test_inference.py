@@ -12,7 +12,7 @@ from scipy import stats
 from lossmooth.errors import ConfigError
 from lossmooth.results import aggregate as agg
 from lossmooth.results import inference as inf
-from lossmooth.results import report
+from lossmooth.results import tables
 from lossmooth.results import summaries as S
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -91,7 +91,7 @@ def test_paired_rows_carry_p_values_and_the_primary_family_is_holm_adjusted():
     assert d["final_target_acc_diff_p"] == pytest.approx(2 / 256)
     fam = agg.adjust_family(diffs, ["final_target_acc", "min_acc"])
     assert fam["size"] == 2 and d["final_target_acc_diff_p_holm"] == pytest.approx(4 / 256)
-    md = report.markdown(groups, diffs, "mean", None, fam)
+    md = tables.markdown(groups, diffs, "mean", None, fam)
     assert "final target acc (primary)" in md and "p_Holm 0.016" in md and "Holm-adjusted over the primary family: 2" in md
     assert "95% Student-t CIs" in md
 
@@ -100,7 +100,7 @@ def test_fewer_than_three_pairs_resolve_nothing():
     groups, diffs, _ = agg.tables(_rows([0.02, 0.03]), reps=100)
     (d,) = diffs
     assert np.isnan(d["final_target_acc_diff_lo"]) and np.isnan(d["final_target_acc_diff_p"])
-    assert "(n < 3: unresolved)" in report.markdown(groups, diffs)
+    assert "(n < 3: unresolved)" in tables.markdown(groups, diffs)
 
 
 def test_the_stability_gap_is_the_source_curves_drop_and_the_target_dip_the_target_curves():
@@ -177,4 +177,4 @@ def test_runs_on_a_diverged_source_are_counted_apart_and_left_out():
     groups, diffs, _ = agg.tables(rows, reps=100)
     assert all(g["n"] == 3 and g["n_source_diverged"] == 1 and g["n_diverged"] == 0 for g in groups)
     assert diffs[0]["n_pairs"] == 3
-    assert "3 (+1 on a diverged source)" in report.markdown(groups, diffs)
+    assert "3 (+1 on a diverged source)" in tables.markdown(groups, diffs)

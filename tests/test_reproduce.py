@@ -379,7 +379,7 @@ def test_criteria_bound_cells_and_a_stated_miss_must_still_be_a_miss():
 
 def test_a_map_puts_each_paired_difference_in_its_cell_and_stars_those_resolved_after_benjamini_hochberg(tmp_path):
     from lossmooth.results import aggregate as agg
-    from lossmooth.results import report
+    from lossmooth.results import plots, tables
 
     diffs = []
     for shift, sev in (("blur", 0.5), ("blur", 1.0), ("label_permutation", 0.5)):
@@ -391,12 +391,12 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_stars_those_resolved_
     assert agg.adjust_map(diffs, "T", ("min_acc", "wc_acc")) == 6
     # BH over 6 cells: the two p = 0.004 get q = 0.004 * 6 / 2 = 0.012; the others 0.3
     assert [round(d["min_acc_diff_q"], 4) for d in diffs] == [0.3, 0.012, 0.3, 0.012, 0.3, 0.3]
-    md = report.map_markdown(diffs, ("shift", "severity"), "T", ("min_acc", "wc_acc"), pct=True)
+    md = tables.map_markdown(diffs, ("shift", "severity"), "T", ("min_acc", "wc_acc"), pct=True)
     assert "| shift / severity | T=25 | T=100 |" in md and "wc acc" not in md  # a metric no cell has: no grid
     assert "| blur, 0.5 | +0.8 | +3.0* |" in md and "| blur, 1 | +0.8 | +3.0* |" in md
     assert "| label_permutation, 0.5 | +0.8 | +3.0 |" in md
     assert "over the map's 6 comparisons" in md and "Resolved (q < 0.05): 2 of 6 cells above 0, 0 below 0." in md
-    report.plot_map(diffs, str(tmp_path / "m.png"), ("shift", "severity"), "T", ("min_acc",), True)
+    plots.plot_map(diffs, str(tmp_path / "m.png"), ("shift", "severity"), "T", ("min_acc",), True)
     assert (tmp_path / "m.png").stat().st_size > 1000
     with pytest.raises(registry.ConfigError, match="aggregate.map must be"):
         registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]],
@@ -410,17 +410,17 @@ def test_a_map_puts_each_paired_difference_in_its_cell_and_stars_those_resolved_
     with pytest.raises(registry.ConfigError, match="plot: heat or lines"):
         registry._entry("x", {"description": "d", "setting": "supervised", "runs": [[]], "aggregate": {
             "map": {"rows": ["shift"], "cols": "T", "metrics": ["min_acc"], "plot": "bars"}}}, "x.yaml")
-    report.plot_map(diffs, str(tmp_path / "lines.png"), ("shift", "severity"), "T", ("min_acc",), True, style="lines")
+    plots.plot_map(diffs, str(tmp_path / "lines.png"), ("shift", "severity"), "T", ("min_acc",), True, style="lines")
     assert (tmp_path / "lines.png").stat().st_size > 1000
     # columns by method: one per method beside the hard switch
     by_method = [{"shift": "blur", "severity": 1.0, "method": m, "hparams": {"lr": 1e-3}, "min_acc_diff": v,
                   "min_acc_diff_lo": v - 0.01, "min_acc_diff_hi": v + 0.01, "min_acc_diff_p": p}
                  for m, v, p in (("source_guard", 0.05, 0.01), ("progress_ramp", 0.0, 0.9))]
     assert agg.adjust_map(by_method, "method", ("min_acc",)) == 2
-    md = report.map_markdown(by_method, ("shift", "severity"), "method", ("min_acc",), pct=True)
+    md = tables.map_markdown(by_method, ("shift", "severity"), "method", ("min_acc",), pct=True)
     assert "each method minus hard switch" in md and "| shift / severity | progress_ramp | source_guard |" in md
     assert "| blur, 1 | +0.0 | +5.0* |" in md
-    report.plot_map(by_method, str(tmp_path / "methods.png"), ("shift", "severity"), "method", ("min_acc",), True)
+    plots.plot_map(by_method, str(tmp_path / "methods.png"), ("shift", "severity"), "method", ("min_acc",), True)
     assert (tmp_path / "methods.png").stat().st_size > 1000
 
 

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lossmooth.results import report
-from lossmooth.results.summaries import higher_is_better, sequence_summaries
+from lossmooth.results import plots, tables
+from lossmooth.results.metrics import higher_is_better
+from lossmooth.results.summaries import sequence_summaries
 from lossmooth.settings.supervised.data import SequenceData
 from tests.conftest import TINY, compose
 
@@ -123,15 +124,15 @@ def test_a_sequence_tabulates_and_plots(sequence_run, tmp_path):
     rows = agg.collect(os.path.dirname(os.path.dirname(path)), run_dirs={path})
     groups, diffs, normalized = agg.tables(rows, reps=50)
     assert {g.get("switch") for g in groups} == {1, 2, "all"}
-    text = report.markdown(groups, diffs, normalized=normalized)
+    text = tables.markdown(groups, diffs, normalized=normalized)
     assert "| #1 blur(1) | hard_switch |" in text and "| #2 label_permutation(1) | loss_smoothing |" in text
     assert "**Whole sequence** (blur > label_permutation)" in text and "WC-ACC (k tasks)" in text
     whole = [d for d in diffs if d.get("switch") == "all"]
     assert len(whole) == 1 and whole[0]["n_pairs"] == 2 and "seq_forgetting_diff" in whole[0]
-    csv = report.csv_text(groups, diffs)
+    csv = tables.csv_text(groups, diffs)
     assert "seq_forgetting_task0_mean" in csv.splitlines()[0]
     png = tmp_path / "seq.png"
-    report.plot_curves(rows, str(png))
+    plots.plot_curves(rows, str(png))
     assert png.stat().st_size > 10_000
 
 
@@ -209,10 +210,10 @@ def test_an_rl_sequence_table_keeps_returns_as_they_are_and_algorithms_apart():
                 **{k: x for k, x in kw.items() if k != "stat"}}
     groups = [entry("td3", "hard_switch", -250.0, n=8, n_diverged=0), entry("ppo", "hard_switch", -300.0, n=8, n_diverged=0)]
     diffs = [entry("td3", "loss_smoothing", 12.5, n_pairs=8, stat="diff")]
-    text = report.sequence_markdown(groups, diffs, unit="return")
+    text = tables.sequence_markdown(groups, diffs, unit="return")
     assert "| algo | method |" in text and "| td3 | hard_switch |  | 8 | -250 |" in text
     assert "| ppo | hard_switch |" in text and "| td3 | loss_smoothing |  | 8 | 12.5 |" in text
     assert "avg final return (all tasks)" in text and "paired difference vs hard switch** (return)" in text
     assert "percentage points" not in text and "accuracy" not in text
-    acc = report.sequence_markdown([entry("cnn", "hard_switch", 0.5, n=8, n_diverged=0)], [], unit="acc")
+    acc = tables.sequence_markdown([entry("cnn", "hard_switch", 0.5, n=8, n_diverged=0)], [], unit="acc")
     assert "| model |" not in acc and "| hard_switch |  | 8 | 50.0 |" in acc  # one model: no column; accuracies in %

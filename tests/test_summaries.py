@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lossmooth.results import summaries as S
+from lossmooth.results.metrics import higher_is_better
 
 
 def brute(a, b, window, beta, lower_is_better=False):
@@ -57,9 +58,9 @@ def test_one_task_uses_the_target_curve_for_both_parts():
 
 
 def test_directions():
-    assert not S.higher_is_better("windowed_forgetting", "acc")
-    assert S.higher_is_better("min_acc", "return") and not S.higher_is_better("min_acc", "loss")
-    assert S.higher_is_better("windowed_plasticity", "loss") and not S.higher_is_better("lca", "loss")
+    assert not higher_is_better("windowed_forgetting", "acc")
+    assert higher_is_better("min_acc", "return") and not higher_is_better("min_acc", "loss")
+    assert higher_is_better("windowed_plasticity", "loss") and not higher_is_better("lca", "loss")
 
 
 def test_summaries_carry_the_field_metrics_in_every_kind():

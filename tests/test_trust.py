@@ -217,7 +217,7 @@ def test_a_d4rl_file_is_scored_with_its_own_environment_s_references(tmp_path):
 
 def test_a_judge_that_is_the_model_under_study_is_shown_as_a_pipeline_check_not_a_result():
     from lossmooth.results import aggregate as agg
-    from lossmooth.results import report
+    from lossmooth.results import tables
 
     def rows(pipeline_check):
         out = []
@@ -232,7 +232,7 @@ def test_a_judge_that_is_the_model_under_study_is_shown_as_a_pipeline_check_not_
 
     for check in (True, False):
         groups, diffs, _ = agg.tables(rows(check), reps=50)
-        md = report.markdown(groups, diffs)
+        md = tables.markdown(groups, diffs)
         assert ("judge win rate vs reference" in md) is not check
         assert ("Judge: pipeline check only" in md) is check
         assert ("0.5 [" in md or "| 0.5 |" in md) is not check  # the ties are not presented as a result

@@ -1,6 +1,7 @@
 """What ``lossmooth reproduce`` does with an entry: the ``lossmooth run`` commands for its missing
 runs, and its table (markdown, CSV) and plot built from exactly its runs with the one aggregation
-(:mod:`lossmooth.results.aggregate`) and report (:mod:`lossmooth.results.report`) code.
+(:mod:`lossmooth.results.aggregate`), table (:mod:`lossmooth.results.tables`) and plot
+(:mod:`lossmooth.results.plots`) code.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from lossmooth.reproduce import criteria, existing, order, targets
 from lossmooth.reproduce.existing import Found
 from lossmooth.reproduce.registry import Entry, Point, config_value, resolve
 from lossmooth.results import aggregate as agg
-from lossmooth.results import report
+from lossmooth.results.metrics import kind_of
+from lossmooth.results.plots import plot_curves, plot_map
+from lossmooth.results.tables import csv_text, map_markdown, markdown
 from lossmooth.results.store import atomic_write
 
 
@@ -92,17 +95,17 @@ def tables(entry: Entry, points: list[Point], runs: list[Found], results_dir: st
     family = analysis(entry, diffs)
     if entry.map:
         agg.adjust_map(diffs, entry.map[1], entry.map[2])
-    text = report.csv_text(groups, diffs, normalized)
+    text = csv_text(groups, diffs, normalized)
     results = criteria.evaluate(entry.criteria, targets.table_rows(text), entry.name)
     plan_order = order.check(entry.source, entry.name, [r.commit for r in runs]) if entry.source else None
-    md = _header(entry, points, runs, results_dir, plan_order) + report.markdown(groups, diffs, entry.stat,
-                                                                               normalized, family)
+    md = _header(entry, points, runs, results_dir, plan_order) + markdown(groups, diffs, entry.stat,
+                                                                        normalized, family)
     if entry.map:
-        md += report.map_markdown(diffs, *entry.map[:3], pct=report.unit_of(groups) == "acc")
+        md += map_markdown(diffs, *entry.map[:3], pct=kind_of(groups) == "acc")
     if results:
         md += "\n" + criteria.report(results)
     return Table(markdown=md, csv=text, rows=rows, criteria=results, diffs=diffs,
-                 pct=report.unit_of(groups) == "acc", order=plan_order)
+                 pct=kind_of(groups) == "acc", order=plan_order)
 
 
 def pilot_runs(entries: dict[str, Entry], results_dir: str) -> dict[str, str]:
@@ -151,9 +154,9 @@ def write(entry: Entry, table: Table, results_dir: str) -> None:
     os.makedirs(os.path.dirname(out["md"]), exist_ok=True)
     atomic_write(out["md"], table.markdown)
     atomic_write(out["csv"], table.csv)
-    report.plot_curves(table.rows, out["png"], entry.title)
+    plot_curves(table.rows, out["png"], entry.title)
     if entry.map:
-        report.plot_map(table.diffs, out["map"], *entry.map[:3], pct=table.pct, title=entry.title, style=entry.map[3])
+        plot_map(table.diffs, out["map"], *entry.map[:3], pct=table.pct, title=entry.title, style=entry.map[3])
 
 
 def _header(entry: Entry, points: list[Point], runs: list[Found], results_dir: str, plan_order=None) -> str:

@@ -1,7 +1,7 @@
 """What makes a registry entry a measurement: its ``criteria``, checked on its regenerated table.
 
 A criterion is stated before looking at which method wins and never names a direction between methods:
-it bounds one cell of the entry's CSV table (:func:`lossmooth.results.report.csv_text`), for example
+it bounds one cell of the entry's CSV table (:func:`lossmooth.results.tables.csv_text`), for example
 the hard switch's source performance at the switch (the source model is competent), the lower end of
 the CI of its source drop (the switch shows the phenomenon), or the half-width of a paired difference's
 CI (enough seeds). In an entry's YAML::

@@ -18,7 +18,7 @@ import yaml
 from lossmooth.errors import ConfigError
 from lossmooth.reproduce import criteria
 from lossmooth.provenance import CONF_DIR
-from lossmooth.results import store, summaries
+from lossmooth.results import metrics, store
 from lossmooth.runner.compose import compose
 from lossmooth.settings import search_path
 
@@ -183,7 +183,7 @@ def _analysis(raw, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     if not isinstance(primary, list) or not primary or not all(isinstance(m, str) for m in primary):
         raise ConfigError(f"{where}: analysis.primary must be a non-empty list of summary names "
                           "(e.g. [final_target_acc, min_acc])")
-    unknown = [m for m in primary if not summaries.is_summary_name(m)]
+    unknown = [m for m in primary if not metrics.is_summary_name(m)]
     if unknown:
         raise ConfigError(f"{where}: analysis.primary names unknown metric(s) {', '.join(unknown)}; use a "
                           "summary name as the table's CSV has it without _diff (e.g. min_acc, final_target_acc)")

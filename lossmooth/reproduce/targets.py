@@ -5,7 +5,7 @@ Columns: ``entry,row,metric,target,tolerance,note``.
 
 - ``entry``: a registry entry;
 - ``row``: space-separated ``key=value`` pairs that select exactly one row of the entry's CSV table
-  (:func:`lossmooth.results.report.csv_text`): keys are its columns (``kind`` = aggregate /
+  (:func:`lossmooth.results.tables.csv_text`): keys are its columns (``kind`` = aggregate /
   paired_diff / normalized_by_hard_switch, ``dataset``, ``model`` (the algorithm in RL), ``shift``,
   ``method``, ...) or ``hparams.<name>`` (a method's numbers, e.g. ``hparams.T=50``); values compare
   as numbers where both sides are numbers;
@@ -109,7 +109,7 @@ def selector(text: str, where: str) -> tuple[tuple[str, str], ...]:
 
 
 def table_rows(csv_text: str) -> list[dict]:
-    """The rows of a table's CSV text (:func:`lossmooth.results.report.csv_text`), as strings."""
+    """The rows of a table's CSV text (:func:`lossmooth.results.tables.csv_text`), as strings."""
     return list(csv.DictReader(io.StringIO(csv_text)))
 
 

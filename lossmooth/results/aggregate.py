@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from lossmooth.results import inference, store, summaries
+from lossmooth.results.metrics import curve_higher, kind_of, source_perplexity
 
 GROUP_KEYS = ("setting", "dataset", "model", "shift", "severity", "method", "hparams")
 BASELINE = "hard_switch"
@@ -70,12 +71,6 @@ def summary_params(cfg: dict) -> tuple[int, int]:
     return int(sp.get("window", summaries.WINDOW)), int(sp.get("lca_beta", summaries.LCA_BETA))
 
 
-def _source_perplexity(row: dict) -> bool:
-    """Whether the row's source curve is a perplexity (runs made before the flag: the LM's replay curve)."""
-    names = row.get("curves") or {}
-    return bool(names.get("source_perplexity", row.get("setting") == "lm" and names.get("source") == "replay_ppl"))
-
-
 def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> None:
     """Add the field's metrics (min-ACC, WC-ACC, WF^w, WP^w, LCA^beta) to the summaries of rows of a run
     made before they existed, from the run's stored curves and its config's ``summaries`` (the same
@@ -98,7 +93,7 @@ def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> No
         if m.get("phase") == "adapt" and "run_index" in m:
             curves.setdefault(m["run_index"], []).append(m)
     for r in missing:
-        kind = summaries.kind_of([r.get("summary", {})])
+        kind = kind_of([r.get("summary", {})])
         names = r.get("curves") or {}
         target, source = names.get("target", f"target_{kind}"), names.get("source")
         evals = sorted(curves.get(r["run_index"], []), key=lambda m: m["step"])
@@ -108,12 +103,13 @@ def field_metrics(run_dir: str, rows: list[dict], cfg: dict | None = None) -> No
         b = np.array([m[source] for m in evals], np.float64) if source else None
         added = {}
         if not all(m in r["summary"] for m in summaries.FIELD_METRICS):
-            added.update(summaries.field_metrics(kind, a, b, window, beta, _source_perplexity(r)))
+            added.update(summaries.field_metrics(kind, a, b, window, beta,
+                                                   source_perplexity(r.get("curves"), r.get("setting"))))
             r["summary_params"] = {"window": window, "lca_beta": beta}
         if "stability_gap" not in r["summary"] and gap_window is not None:
             steps = np.array([m["step"] for m in evals], np.float64)
             added["stability_gap"] = summaries.stability_gap(steps, a if b is None else b, int(gap_window),
-                                                             kind != "loss")
+                                                             curve_higher(kind))
         r["summary"] = {**r["summary"], **added}
 
 
@@ -250,6 +246,8 @@ def aggregate(rows: list[dict], metrics=None, reps: int = 2000) -> list[dict]:
             entry["ramp_unfinished"] = True
         if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
             entry["judge_pipeline_check"] = True
+        if rs[0].get("curves"):  # the names the table's labels are made from (lossmooth.results.metrics)
+            entry["curves"] = rs[0]["curves"]
         params = {json.dumps(r.get("summary_params"), sort_keys=True) for r in rs if r.get("summary_params")}
         if len(params) == 1:  # the windows of the field's metrics (mixed windows are not shown as one)
             entry.update(json.loads(params.pop()))
@@ -279,6 +277,8 @@ def paired_differences(rows: list[dict], metrics=None, baseline: str = BASELINE,
             entry["ramp_unfinished"] = True
         if any((r.get("judge") or {}).get("pipeline_check") for r in rs):
             entry["judge_pipeline_check"] = True
+        if rs[0].get("curves"):  # the names the table's labels are made from (lossmooth.results.metrics)
+            entry["curves"] = rs[0]["curves"]
         entry["hparams"] = json.loads(entry["hparams"])
         # a metric the pairs do not all have (another setting's) is left out
         have = [m for m in metrics if all(m in r["summary"] and m in b["summary"] for r, b in pairs)]

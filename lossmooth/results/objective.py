@@ -3,7 +3,7 @@
 With ``objective.metric = m`` and ``objective.method = M``, a job returns the mean over seeds of the
 paired difference ``m(M) - m(hard switch)`` (same seed, same source model, same data order), as its
 table's "paired difference" block shows it. Whether larger is better depends on ``m``
-(:func:`lossmooth.results.summaries.higher_is_better`): set ``hydra.sweeper.direction`` to match. The
+(:func:`lossmooth.results.metrics.higher_is_better`): set ``hydra.sweeper.direction`` to match. The
 trained numbers do not depend on the objective (``objective`` is a host-only key): each trial is an
 ordinary run directory that ``lossmooth table`` reads.
 """
@@ -14,10 +14,11 @@ import os
 
 from lossmooth.errors import ConfigError
 from lossmooth.results import aggregate as agg
-from lossmooth.results import summaries
+from lossmooth.results import metrics
 
-KNOWN = tuple(dict.fromkeys(summaries.METRICS + summaries.metric_names("return") + summaries.SCORE_METRICS
-                            + summaries.LM_METRICS + summaries.FIELD_METRICS + summaries.DENSE_METRICS))
+# the summaries of every kind's standard curves, the field's and the dense evaluation's
+KNOWN = tuple(dict.fromkeys(n for family in ("curve", "field", "dense") for kind in metrics.KINDS
+                            for n in metrics.names(family, kind)))
 
 
 def parse(cfg: dict) -> tuple[str, str] | None:
@@ -66,5 +67,4 @@ def value(run_dir: str, metric: str, method: str, rows: list[dict] | None = None
     values = [d[f"{metric}_diff"] for d in diffs if f"{metric}_diff" in d]
     if not values:
         return math.nan
-    kind = summaries.kind_of([r.get("summary", {}) for r in rows])
-    return float(max(values) if summaries.higher_is_better(metric, kind) else min(values))
+    return float(max(values) if metrics.higher_is_better(metric, metrics.kind_of(rows)) else min(values))

@@ -66,8 +66,9 @@ A minimum over many evaluations of a subset is biased low by the subset's sampli
 smaller ``size``); both methods' runs are evaluated on the same subset, so paired differences keep
 the bias out only as far as it is the same for both.
 
-Directions: ``min_acc``, ``wc_acc``, ``windowed_plasticity`` and ``lca`` higher is better,
-``windowed_forgetting`` lower is better, for the kinds ``acc`` and ``return``. With one task and no source
+Directions are the metrics registry's (:mod:`lossmooth.results.metrics`): a value of a curve (``min_acc``,
+``wc_acc``, ``lca``) is better in the curve's own direction, a harm (``windowed_forgetting``) lower and a
+gain (``windowed_plasticity``) higher, in every kind. With one task and no source
 curve (``score``: offline-to-online, the online task is the offline one) the target curve plays both parts:
 ``min_acc`` is the worst score after the switch and ``windowed_forgetting`` its largest fall. Where lower
 is better (``loss``: the LM, the source curve a replay perplexity) every "min" is a max and every "drop"
@@ -84,35 +85,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lossmooth.results.metrics import curve_higher, names
 
-
-def metric_names(unit: str = "acc") -> tuple:
-    return (f"final_target_{unit}", f"source_{unit}_after", "forgetting", f"worst_target_{unit}",
-            "stability_gap", "target_dip", "auc_target")
-
-
-METRICS = metric_names("acc")
-SCORE_METRICS = ("final_target_score", "best_target_score", "worst_target_score", "stability_gap", "target_dip",
-                 "auc_target")
-LM_METRICS = ("final_target_loss", "replay_ppl_after", "forgetting", "worst_target_loss", "stability_gap",
-              "target_dip", "auc_target_loss")
-FIELD_METRICS = ("min_acc", "wc_acc", "windowed_forgetting", "windowed_plasticity", "lca", "source_at_switch",
-                 "target_at_switch", "source_drop", "target_gain")
+FIELD_METRICS = names("field")  # what field_metrics returns
 WINDOW, LCA_BETA = 10, 10  # the defaults of conf/config.yaml's summaries.window and summaries.lca_beta
-
-
-def higher_is_better(name: str, kind: str = "acc") -> bool:
-    """The direction of the summary ``name`` of a run whose curves are of ``kind`` (module docstring)."""
-    if name.startswith("seq_forgetting"):
-        return False
-    if name.startswith("seq_"):
-        return True
-    if name in ("forgetting", "stability_gap", "target_dip", "regret", "windowed_forgetting", "source_drop",
-                "dense_source_drop", "dense_stability_gap", "dense_target_dip", "dense_windowed_forgetting"):
-        return False
-    if kind == "loss":
-        return name in ("windowed_plasticity", "target_gain")  # dense_min_acc, dense_worst_target: losses
-    return True
 
 
 def _largest_change(x: np.ndarray, window: int) -> float:
@@ -130,7 +106,7 @@ def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = 
     ``source_perplexity``: ``b`` is a perplexity (kind ``loss``), so WC-ACC takes its log (nats)."""
     a = np.asarray(a, np.float64)
     b = a if b is None else np.asarray(b, np.float64)
-    sign = -1.0 if kind == "loss" else 1.0  # lower is better: every min a max, every drop a rise
+    sign = 1.0 if curve_higher(kind) else -1.0  # lower is better: every min a max, every drop a rise
     after = b[1:] if len(b) > 1 else b
     worst = float(sign * np.min(sign * after))
     return {"min_acc": worst,
@@ -140,9 +116,6 @@ def field_metrics(kind: str, a: np.ndarray, b: np.ndarray | None, window: int = 
             "lca": float(np.mean(a[1:1 + lca_beta] if len(a) > 1 else a)),
             "source_at_switch": float(b[0]), "target_at_switch": float(a[0]),
             "source_drop": sign * (float(b[0]) - worst), "target_gain": sign * (float(a[-1]) - float(a[0]))}
-
-
-SEQUENCE_METRICS = ("seq_avg_final_acc", "seq_min_acc", "seq_wc_acc", "seq_forgetting")
 
 
 def sequence_summaries(curves: list, ends: list) -> dict:
@@ -181,16 +154,12 @@ def sequence_summaries(curves: list, ends: list) -> dict:
     return out
 
 
-DENSE_METRICS = ("dense_min_acc", "dense_source_drop", "dense_stability_gap", "dense_min_step",
-                 "dense_worst_target", "dense_target_dip", "dense_windowed_forgetting")
-
-
 def dense_summaries(curves, metrics: dict, window: int = WINDOW) -> dict:
     """The dense evaluation's summaries (module docstring) from its curves ``metrics`` (name -> values
     at updates 0, 1, ..., W), named as the setting's :class:`~lossmooth.settings.contract.Curves`."""
     a = np.asarray(metrics[curves.target], np.float64)
     b = a if curves.source is None else np.asarray(metrics[curves.source], np.float64)
-    sign = -1.0 if curves.kind == "loss" else 1.0
+    sign = 1.0 if curve_higher(curves.kind) else -1.0
     f = field_metrics(curves.kind, a, b, window)
     worst_target = float(sign * np.min(sign * a[1:]))
     return {"dense_min_acc": f["min_acc"], "dense_source_drop": f["source_drop"],
@@ -198,15 +167,6 @@ def dense_summaries(curves, metrics: dict, window: int = WINDOW) -> dict:
             "dense_min_step": int(1 + np.argmin(sign * b[1:])), "dense_worst_target": worst_target,
             "dense_target_dip": max(0.0, sign * (float(a[0]) - worst_target)),
             "dense_windowed_forgetting": f["windowed_forgetting"]}
-
-
-def kind_of(summaries: list[dict]) -> str:
-    """The kind of the runs whose summaries are ``summaries``: ``score`` (offline-to-online), ``return``
-    (online RL) or ``loss`` (LM) when they carry those summaries, else ``acc``."""
-    for kind in ("score", "return", "loss"):
-        if any(k.startswith(f"final_target_{kind}") for s in summaries for k in s):
-            return kind
-    return "acc"
 
 
 def _gap_window(steps: np.ndarray, gap_window: int) -> np.ndarray:
@@ -237,7 +197,7 @@ def summarize_curves(curves, steps: np.ndarray, metrics: dict, gap_window: int, 
     (:func:`field_metrics`; see the module docstring)."""
     steps = np.asarray(steps, np.float64)
     a = np.asarray(metrics[curves.target], np.float64)
-    higher = curves.kind != "loss"
+    higher = curve_higher(curves.kind)
     just_after = a[_gap_window(steps, gap_window)]
     worst = float(just_after.min() if higher else just_after.max())
     out = {f"final_{curves.target}": float(a[-1])}
@@ -298,12 +258,3 @@ class _Curves:
                  source_perplexity: bool = False):
         self.kind, self.target, self.source, self.success = kind, target, source, success
         self.source_perplexity = source_perplexity
-
-
-def is_summary_name(name: str) -> bool:
-    """Whether ``name`` is a summary a run can have (every kind's names above; a setting's own curves give
-    ``final_<target>``, ``worst_<target>``, ``best_<target>``, ``auc_<target>`` and ``<source>_after``)."""
-    known = {*METRICS, *metric_names("return"), *SCORE_METRICS, *LM_METRICS, *FIELD_METRICS, *DENSE_METRICS,
-             *SEQUENCE_METRICS, "regret", "judge_win_rate"}
-    return (name in known or name.startswith(("final_", "worst_", "best_", "auc_", "seq_"))
-            or name.endswith("_after"))
