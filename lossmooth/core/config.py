@@ -13,6 +13,9 @@ lossmooth.errors.ConfigError: setting.lr: must be in (0.0, inf], got 0
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import numpy as np
 
 from lossmooth.core.objective import Method
@@ -66,6 +69,76 @@ def choice(section: dict, key: str, allowed: tuple, field: str | None = None):
     if v not in allowed:
         raise ConfigError(f"{field or key}: unknown value {v!r}; choose one of {', '.join(map(str, allowed))}")
     return v
+
+
+def bounded(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, choices: tuple = (),
+            doc: str = ""):
+    """A field of a config schema (a dataclass whose annotations are the field's type: ``int``,
+    ``float``, ``bool``, ``str``, ``list[int]``, ``X | None``) with what :func:`validate` checks beyond
+    the type: ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``; for ``list[int]``, every entry >= ``lo``),
+    ``choices``; ``doc`` says what the field is (its ``# assumed:`` reason, where the paper gives no
+    value, stays beside the value in ``conf/``, where each run's metadata reads it)."""
+    return dataclasses.field(metadata={"lo": lo, "hi": hi, "lo_open": lo_open, "choices": tuple(choices), "doc": doc})
+
+
+def validate(section: dict, schema, prefix: str) -> dict:
+    """``section`` (a config node) checked against ``schema`` (a dataclass of :func:`bounded` fields)
+    field by field, in the schema's order: ``{field: value}``, integers as ``int`` and numbers as
+    ``float``; the first bad field is one :class:`ConfigError` line naming ``<prefix>.<field>``.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class S:
+    ...     steps: int = bounded(1)
+    ...     lr: float = bounded(0.0, lo_open=True)
+    >>> validate({"steps": 10, "lr": 1}, S, "setting")
+    {'steps': 10, 'lr': 1.0}
+    >>> validate({"steps": 2.5, "lr": 1}, S, "setting")
+    Traceback (most recent call last):
+    ...
+    lossmooth.errors.ConfigError: setting.steps: must be an integer >= 1, got 2.5
+    """
+    hints = typing.get_type_hints(schema)
+    return {f.name: check(section, f.name, hints[f.name], f.metadata, f"{prefix}.{f.name}")
+            for f in dataclasses.fields(schema)}
+
+
+def check(section: dict, key: str, kind, meta: dict, field: str):
+    """``section[key]`` checked as the schema type ``kind`` with :func:`bounded`'s ``meta``."""
+    args = typing.get_args(kind)
+    if type(None) in args:  # ``X | None``: null, or an X
+        if section.get(key) is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if meta.get("choices"):
+        return choice(section, key, meta["choices"], field)
+    if kind is bool:
+        return flag(section, key, field)
+    if kind is int:
+        return integer(section, key, meta.get("lo") or 0, field)
+    if kind is float:
+        return number(section, key, meta.get("lo"), meta.get("hi"), field, lo_open=meta.get("lo_open", False))
+    v = section.get(key)
+    if kind is str:
+        if not isinstance(v, str):
+            raise ConfigError(f"{field}: must be a string, got {v!r}")
+        return v
+    if typing.get_origin(kind) is list and typing.get_args(kind) == (int,):
+        lo = meta.get("lo") or 0
+        if not (isinstance(v, (list, tuple)) and v
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= lo for x in v)):
+            raise ConfigError(f"{field}: must be a non-empty list of integers >= {lo}, got {v!r}")
+        return list(v)
+    raise TypeError(f"{field}: schema type {kind!r} is not one validate() reads")  # a programming error
+
+
+def schema_node(schema) -> dict:
+    """The keys of ``schema`` as a config node of missing values (``???``), in the schema's order: what
+    Hydra's ConfigStore holds for it, so a key no schema field names is refused (struct mode) and a
+    field no config file sets fails when composed. Values keep the type the YAML gives them (OmegaConf's
+    own typing would turn a ``1`` into ``1.0``, changing a run's identity, and answer in its own
+    words): :func:`validate` checks the types."""
+    return {f.name: "???" for f in dataclasses.fields(schema)}
 
 
 def writable_folder(path, field: str, what: str = "") -> None:

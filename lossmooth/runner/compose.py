@@ -4,16 +4,39 @@ name moved into the chosen setting's namespace (:mod:`lossmooth.runner.namespace
 composes a config (``lossmooth run``, ``reproduce``, ``data collect``, the tests) goes through here."""
 from __future__ import annotations
 
+import importlib
+
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lossmooth import settings
+from lossmooth.core.config import schema_node
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 from lossmooth.runner.namespaces import translate
+
+
+def register_schemas() -> None:
+    """Each built-in setting's schema (its ``schema.py``: ``SCHEMA``, config node -> dataclass) in
+    Hydra's ConfigStore as ``schema/<setting>``, which the setting's config names first in its
+    defaults list (``- /schema: <setting>``), so its values land on the schema's keys."""
+    store = ConfigStore.instance()
+    for name, package in settings.BUILTIN.items():
+        try:
+            module = importlib.import_module(f"{package}.schema")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.schema":
+                raise
+            continue  # a setting whose config names another's schema (pretrained_vision: supervised's)
+        store.store(group="schema", name=name, package="_global_",
+                    node={key: schema_node(schema) for key, schema in module.SCHEMA.items()})
+
+
+register_schemas()  # at import: every compose here, and Hydra's app behind ``lossmooth run``, finds them
 
 
 def hydra_overrides(overrides: list[str], name: str = "config") -> list[str]:
@@ -73,6 +96,8 @@ def compose(overrides: list[str], name: str = "config", where: str | None = "con
             raise ConfigError(f"{key}: the override '{unreadable}' cannot be parsed (Hydra reads spaces, non-ASCII "
                               "letters and =,[]{}() and quotes specially); quote the value inside the argument, e.g. "
                               f"'{key}=\"{value}\"'") from None
+        if "Interpolation key 'setting.smoothing_T' not found" in str(e):
+            raise ConfigError(settings.NO_SMOOTHING_T) from None
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         raise ConfigError(" ".join(lines[:2]) + (f" (see {where} for the valid keys)" if where else "")) from None
 
