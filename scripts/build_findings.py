@@ -1,8 +1,9 @@
 """Write every results-derived part of the docs from the committed tables (no number typed by hand):
 the full Findings (docs/findings.md), their compact form on the docs home page (docs/index.md), the
 criteria table (docs/metrics.md), the results gallery (docs/gallery.md: every registry entry's table,
-plot and map) and the README's one-row-per-entry summary, the partial pages between their markers
-(lossmooth.reproduce.findings, lossmooth.reproduce.gallery). Run it after `lossmooth reproduce` has
+plot and map), the README's one-row-per-entry summary, the partial pages between their markers, and
+every number quoted in the prose of a page between cell markers (lossmooth.reproduce.findings,
+lossmooth.reproduce.gallery, lossmooth.reproduce.quotes). Run it after `lossmooth reproduce` has
 rebuilt a table; tests/test_findings.py fails when a page differs from what the committed tables give.
 
     python scripts/build_findings.py [--results-dir results] [--check]
@@ -17,7 +18,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from lossmooth.errors import ConfigError  # noqa: E402
-from lossmooth.reproduce import findings, gallery, registry  # noqa: E402
+from lossmooth.reproduce import findings, gallery, quotes, registry  # noqa: E402
+
+# pages written whole by the generator, or by a benchmark script (their numbers are its output)
+GENERATED = ("findings.md", "gallery.md")
+BENCHMARK_OUTPUTS = ("calibration.md", "td3bc_reference.md", "accelerator_check.md")
 
 
 def _replaced(path: str, blocks: list[tuple[str, str, str]]) -> str:
@@ -35,7 +40,7 @@ def expected(results_dir: str) -> dict[str, str]:
     docs = os.path.join(ROOT, "docs")
     readme, index, metrics = (os.path.join(ROOT, "README.md"), os.path.join(docs, "index.md"),
                               os.path.join(docs, "metrics.md"))
-    return {
+    out = {
         os.path.join(docs, "findings.md"): findings.full(entries, results_dir),
         os.path.join(docs, "gallery.md"): gallery.page(entries, results_dir),
         readme: _replaced(readme, [(findings.readme_summary(entries, results_dir), findings.SUMMARY_BEGIN,
@@ -44,6 +49,25 @@ def expected(results_dir: str) -> dict[str, str]:
         metrics: _replaced(metrics, [(findings.criteria_block(entries, results_dir), findings.CRITERIA_BEGIN,
                                       findings.CRITERIA_END)]),
     }
+    # every other page: its quoted cells (numbers in the prose) rewritten from the committed tables
+    for path in prose_pages():
+        text = out.get(path)
+        if text is None:
+            with open(path) as f:
+                text = f.read()
+        if quotes.CELL.search(text):
+            out[path] = quotes.fill(text, entries, results_dir)
+    return out
+
+
+def prose_pages() -> list[str]:
+    """The README and every docs page not written whole by a generator or a benchmark."""
+    pages = [os.path.join(ROOT, "README.md")]
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "docs")):
+        pages += [os.path.join(dirpath, f) for f in sorted(files)
+                  if f.endswith(".md") and not (dirpath == os.path.join(ROOT, "docs") and
+                                                f in GENERATED + BENCHMARK_OUTPUTS)]
+    return sorted(pages)
 
 
 def main(argv=None) -> int:

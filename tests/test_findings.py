@@ -1,6 +1,7 @@
 """The docs cannot drift from the committed tables: docs/findings.md, docs/gallery.md and the generated
 blocks of the README, docs/index.md and docs/metrics.md are what lossmooth.reproduce.findings and
 lossmooth.reproduce.gallery make of results/reproduce/ today."""
+import csv
 import os
 import sys
 
@@ -12,7 +13,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import build_findings  # noqa: E402
 
 from lossmooth.errors import ConfigError  # noqa: E402
-from lossmooth.reproduce import findings, gallery, registry  # noqa: E402
+from lossmooth.reproduce import findings, gallery, quotes, registry  # noqa: E402
 
 
 def test_the_committed_findings_are_what_the_committed_tables_give():
@@ -74,3 +75,36 @@ def test_the_readme_summary_has_one_row_per_committed_table():
     rows = [ln for ln in block.splitlines() if ln.startswith("| ") and not ln.startswith("| entry")]
     committed = findings.committed(registry.load(), os.path.join(ROOT, "results"))
     assert [r.split(" | ")[0][2:] for r in rows] == [e.name for e, _ in committed]
+
+
+def test_no_page_states_a_number_with_a_ci_outside_a_quoted_cell():
+    """Numbers with a CI in the README and the docs' prose are quoted cells (filled from the committed
+    tables, checked above) or sit in generated blocks: none is typed by hand."""
+    typed = {}
+    for path in build_findings.prose_pages():
+        with open(path) as f:
+            found = quotes.unquoted(f.read())
+        if found:
+            typed[os.path.relpath(path, ROOT)] = found
+    assert not typed, f"numbers typed by hand (quote them as cells): {typed}"
+    cells = sum(len(quotes.CELL.findall(open(p).read())) for p in build_findings.prose_pages())
+    assert cells >= 20  # the settings' and the committed defaults' prose quote their numbers
+
+
+def test_a_quoted_cell_is_rewritten_from_its_table_and_a_bad_one_is_named():
+    entries = registry.load()
+    results = os.path.join(ROOT, "results")
+    stale = ("smoothing gains <!-- cell supervised_default kind=paired_diff,method=loss_smoothing min_acc_diff -->"
+             "+99.9 [0.0, 1.0]<!-- /cell --> points")
+    filled = quotes.fill(stale, entries, results)
+    with open(entries["supervised_default"].outputs(results)["csv"]) as f:
+        row = next(r for r in csv.DictReader(f) if r["kind"] == "paired_diff")
+    want = (f"{100 * float(row['min_acc_diff']):+.1f} [{100 * float(row['min_acc_diff_lo']):.1f}, "
+            f"{100 * float(row['min_acc_diff_hi']):.1f}]")
+    assert f"-->{want}<!--" in filled and "+99.9" not in filled
+    assert quotes.unquoted(filled) == [] and quotes.unquoted("ours 67.5 [65.2, 69.9]") == ["67.5 [65.2, 69.9]"]
+    with pytest.raises(ConfigError, match="unknown entry 'nope'"):
+        quotes.fill("<!-- cell nope kind=aggregate x_mean -->1<!-- /cell -->", entries, results)
+    with pytest.raises(ConfigError, match="matches 0 rows"):
+        quotes.fill("<!-- cell supervised_default kind=aggregate,method=replay_mix final_target_acc_mean -->"
+                    "1<!-- /cell -->", entries, results)
