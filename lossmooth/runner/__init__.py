@@ -3,9 +3,11 @@
 - :func:`validate`: a resolved config checked by its setting, reading no data;
 - :func:`run_config`: a resolved config run to a complete run directory (or the one a finished run of
   the same config and code already left);
-- :mod:`.execute`: the one run loop (phases, metric rows, summaries), :mod:`.phase`: one phase through
-  the engine, :mod:`.records`: the run directory's life and the pairing keys, :mod:`.loggers`:
-  wandb and TensorBoard.
+- :mod:`.execute`: a run end to end (parse, load, plan, run each job, finish), :mod:`.plan`: every job
+  of a run with its run indices, labels and keys, :mod:`.phase`: one phase through the engine,
+  :mod:`.hooks`: the work between its chunks, :mod:`.sink`: the metric rows, :mod:`.rows`: the
+  ``runs.json`` records, :mod:`.records`: the run directory's life and the pairing keys,
+  :mod:`.loggers`: wandb and TensorBoard.
 """
 from __future__ import annotations
 

@@ -57,14 +57,14 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     peaks = PhasePeaks()
     with peaks.phase("load"):
         loaded = setting.load(spec, cfg, choices)
-    updates = ramps.check(setting, spec, loaded)
+    lines = setting.lines(spec, loaded)
+    facts = {line: line_facts(setting, spec, loaded, line) for line in lines}
+    ramps.check({line: f.updates for line, f in facts.items()}, spec)
     meta = provenance.metadata(cfg, choices, loaded.info)
     runs = setting.runs(spec, loaded)
     groups = setting.groups(spec, runs)
-    lines = setting.lines(spec, loaded)
-    plan = make_plan(setting, cfg, spec, runs, groups, lines,
-                     {line: line_facts(setting, spec, loaded, line) for line in lines})
-    execution = Execution(setting, cfg, spec, loaded, runs, plan, updates, meta, peaks,
+    plan = make_plan(setting, cfg, spec, runs, groups, lines, facts)
+    execution = Execution(setting, cfg, spec, loaded, runs, plan, meta, peaks,
                           mesh=mesh, progress=progress, shard=shard, started=t0)
     return record_run(cfg, setting.name, meta, execution, started=t0, line_key=setting.line_key)
 
@@ -74,11 +74,11 @@ class Execution:
     ``record_run``'s body, ``(rs, loggers, checkpoints) -> (runs.json rows, summary.json)``. Every
     call into the setting's phases and its work after a batch and at the end is here."""
 
-    def __init__(self, setting: Setting, cfg: dict, spec, loaded, runs: list[dict], plan: Plan, updates: dict,
-                 meta: dict, peaks: PhasePeaks, mesh=None, progress: bool = True, shard: int | str = "auto",
+    def __init__(self, setting: Setting, cfg: dict, spec, loaded, runs: list[dict], plan: Plan, meta: dict,
+                 peaks: PhasePeaks, mesh=None, progress: bool = True, shard: int | str = "auto",
                  started: float | None = None):
         self.setting, self.cfg, self.spec, self.loaded, self.runs, self.plan = setting, cfg, spec, loaded, runs, plan
-        self.updates, self.meta, self.peaks = updates, meta, peaks
+        self.meta, self.peaks = meta, peaks
         self.mesh, self.progress, self.shard = mesh, progress, shard
         self.started = time.time() if started is None else started
         self.factor = cfg.get("diverge_factor", DIVERGE_FACTOR)
@@ -106,7 +106,7 @@ class Execution:
         if source is not None:
             walls[lp.source.wall] = source.seconds
         rc = RowContext(setting=self.setting, spec=self.spec, loaded=self.loaded, window=self.window,
-                        lca_beta=self.lca_beta, context=lp.facts.context, updates=self.updates[lp.line],
+                        lca_beta=self.lca_beta, context=lp.facts.context, updates=lp.facts.updates,
                         bad_seeds=self.bad_sources.get(lp.line, {}))
         t_adapt, rows = time.time(), []
         for batch in lp.batches:

@@ -24,12 +24,14 @@ from lossmooth.runner.records import pair_key
 @dataclass(frozen=True)
 class LineFacts:
     """What the setting says of one line before it runs: its chunks ``(source, adaptation per batch
-    and switch)``, context columns, data identity (joins the pair key) and switches."""
+    and switch)``, context columns, data identity (joins the pair key), switches and the gradient
+    updates of its adaptation (a ramp longer than them is marked: :mod:`lossmooth.runner.ramps`)."""
 
     chunks: tuple
     context: dict
     identity: dict
     switches: list
+    updates: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def line_facts(setting, spec, loaded, line: str) -> LineFacts:
     """The one place the runner asks a setting about a line before running it."""
     return LineFacts(chunks=tuple(setting.chunks(spec, loaded, line)), context=setting.context(spec, loaded, line),
                      identity=setting.data_identity(spec, loaded, line),
-                     switches=list(setting.switches(spec, loaded, line)))
+                     switches=list(setting.switches(spec, loaded, line)),
+                     updates=int(setting.adapt_updates(spec, loaded, line)))
 
 
 def make_plan(setting, cfg: dict, spec, runs: list[dict], groups: list[list[int]], lines: list[str],

@@ -28,10 +28,9 @@ def ends(spec) -> list[tuple[str, float]]:
     return out
 
 
-def check(setting, spec, loaded, warn=print) -> dict[str, int]:
+def check(updates: dict[str, int], spec, warn=print) -> dict[str, int]:
     """Refuse a ramp that cannot be meant, warn about one that does not end within the adaptation;
-    returns ``{line: gradient updates of its adaptation}``."""
-    updates = {line: int(setting.adapt_updates(spec, loaded, line)) for line in setting.lines(spec, loaded)}
+    ``updates``: ``{line: gradient updates of its adaptation}`` (returned)."""
     for line, u in updates.items():
         where = f" ({line})" if line else ""
         for name, T in ends(spec):
