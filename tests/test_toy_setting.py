@@ -70,3 +70,30 @@ def test_table_status_and_reproduce_know_the_toy_setting(toy):
     assert made.returncode == 0, made.stderr[-3000:]
     assert "1 command(s) make the rest" in made.stdout and "T=10" in made.stdout and "T=30" in made.stdout
     assert (results / "reproduce" / "toy_T.png").exists()
+
+
+def test_the_builder_derives_the_source_free_program_and_compiles_each_program_once():
+    """A setting gives pure functions; :mod:`lossmooth.settings.programs` swaps in the program without the
+    source branch from the first chunk after every run's ramp, and keeps each compiled program."""
+    from lossmooth.settings import Context, PhaseResult
+    from tests.toy_setting import SETTING
+
+    ramp = lambda T: {"schedule": {"kind": "linear", "T": T, "lam0": 0.0}}  # noqa: E731
+    cfg = {"num_seeds": 2, "seed": 0, "method": {"hard_switch": ramp(0), "loss_smoothing": ramp(20)},
+           "setting": {"dim": 2, "shift": 2.0, "source_steps": 40, "adapt_steps": 40, "eval_every": 10,
+                       "smoothing_T": 20, "gap_window": 20, "lr": 0.1}}
+    spec = SETTING.parse(cfg)
+    ctx = Context(spec=spec, loaded=SETTING.load(spec, cfg, {}))
+    source = SETTING.source_phase(ctx, "")
+    assert (source.n_chunks, source.eval_every, source.later) == (4, 10, None)
+    start = PhaseResult(state=source.state, metrics={}, steps=None, diverged_at=None)
+    runs = SETTING.runs(spec)
+    assert [(r["name"], r["lr"], r["init"]) for r in runs] == [("hard_switch", 0.1, "switch")] * 2 + [
+        ("loss_smoothing", 0.1, "switch")] * 2
+    both = SETTING.adapt_phase(ctx, "", runs, start)
+    assert both.later[0] == 2 and both.later[1] is not both.chunk  # the ramp ends at update 20: chunk 2 on
+    hard = SETTING.adapt_phase(ctx, "", runs[:2], start)
+    assert hard.later == (0, both.later[1]) and hard.chunk is both.chunk  # one compiled program each
+    mix = {**cfg, "method": {"replay_mix": {"schedule": {"kind": "constant", "value": 0.5}}}}
+    spec = SETTING.parse(mix)
+    assert SETTING.adapt_phase(Context(spec=spec, loaded=ctx.loaded), "", SETTING.runs(spec), start).later is None

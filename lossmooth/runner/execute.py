@@ -34,7 +34,7 @@ from lossmooth.runner.plan import AdaptJob, Batch, LinePlan, Plan, SourceJob, li
 from lossmooth.runner.records import progress_bar, record_run
 from lossmooth.runner.rows import RowContext, adapt_rows, diverged_sources, first_eval, sequence_rows
 from lossmooth.runner.sink import RowSink
-from lossmooth.settings.contract import Context, Setting
+from lossmooth.settings.contract import Context, Setting, batches
 
 DIVERGE_FACTOR = 100.0
 
@@ -62,7 +62,7 @@ def execute(setting: Setting, cfg: dict, choices: dict, mesh=None, progress: boo
     ramps.check({line: f.updates for line, f in facts.items()}, spec)
     meta = provenance.metadata(cfg, choices, loaded.info)
     runs = setting.runs(spec, loaded)
-    groups = setting.groups(spec, runs)
+    groups = batches(setting, runs)
     plan = make_plan(setting, cfg, spec, runs, groups, lines, facts)
     execution = Execution(setting, cfg, spec, loaded, runs, plan, meta, peaks,
                           mesh=mesh, progress=progress, shard=shard, started=t0)

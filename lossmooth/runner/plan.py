@@ -106,10 +106,9 @@ def run_index(switch: int, line: int, n_lines: int, n_runs: int, run: int) -> in
 
 def line_facts(setting, spec, loaded, line: str) -> LineFacts:
     """The one place the runner asks a setting about a line before running it."""
-    return LineFacts(chunks=tuple(setting.chunks(spec, loaded, line)), context=setting.context(spec, loaded, line),
-                     identity=setting.data_identity(spec, loaded, line),
-                     switches=list(setting.switches(spec, loaded, line)),
-                     updates=int(setting.adapt_updates(spec, loaded, line)))
+    d = setting.describe(spec, loaded, line)
+    return LineFacts(chunks=d.chunks, context=d.context, identity=d.identity, switches=list(d.switches),
+                     updates=int(d.adapt.n_updates))
 
 
 def make_plan(setting, cfg: dict, spec, runs: list[dict], groups: list[list[int]], lines: list[str],

@@ -26,8 +26,8 @@ def pair_key(cfg: dict, setting, line: str = "", data: dict | None = None) -> st
     methods, the swept numbers, the seeds, the host-only keys and the setting's default
     learning rate (``Setting.lr_key``: each run pairs with the hard switch at its own rate); of a
     setting's lines (``Setting.line_key``, online RL's algorithms) only this line's entry counts; ``data``
-    (:meth:`Setting.data_identity`: e.g. a dataset's content hash) joins the key where a setting names
-    it, so runs on different data never pair however equal their configs."""
+    (the ``identity`` of :meth:`Setting.describe`: e.g. a dataset's content hash) joins the key where a
+    setting names it, so runs on different data never pair however equal their configs."""
     drop = NOT_CONTEXT + ((setting.line_key,) if setting.line_key else ())
     ctx = {k: copy.deepcopy(v) for k, v in store.numbers_config(cfg).items() if k not in drop}
     if setting.lr_key:

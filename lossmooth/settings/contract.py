@@ -310,25 +310,6 @@ class Setting:
             r.update(extra)
         return out
 
-    # -- what the runner reads of a line and its batches, from :meth:`describe` and :func:`batches`
-    def groups(self, spec, runs: list[dict]) -> list[list[int]]:
-        return batches(self, runs)
-
-    def chunks(self, spec, loaded, line: str) -> tuple[int, int]:
-        return self.describe(spec, loaded, line).chunks
-
-    def adapt_updates(self, spec, loaded, line: str) -> int:
-        return self.describe(spec, loaded, line).adapt.n_updates
-
-    def switches(self, spec, loaded, line: str) -> list[dict | None]:
-        return list(self.describe(spec, loaded, line).switches)
-
-    def context(self, spec, loaded, line: str) -> dict:
-        return self.describe(spec, loaded, line).context
-
-    def data_identity(self, spec, loaded, line: str) -> dict:
-        return self.describe(spec, loaded, line).identity
-
 
 def check_setting(setting: Setting) -> Setting:
     """A registered setting's class attributes are well-formed (a programming error otherwise)."""
