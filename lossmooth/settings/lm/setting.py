@@ -17,10 +17,10 @@ import jax
 import numpy as np
 
 from lossmooth.core import engine
-from lossmooth.core.runs import expand_runs, run_label
+from lossmooth.core.runs import run_label
 from lossmooth.lm import train as T
 from lossmooth.lm.load import load_model
-from lossmooth.settings.contract import Context, Curves, Phase, PhaseResult, Setting
+from lossmooth.settings.contract import Context, Curves, Line, Phase, PhaseResult, Policy, Setting
 from lossmooth.settings.lm import judge as J
 from lossmooth.settings.lm.config import Spec, parse
 from lossmooth.settings.lm.data import LMData, as_arrays, build, orders
@@ -57,6 +57,7 @@ class LM(Setting):
     step_unit = "updates"
     lr_key = "lm_budget.lr"
     diverge_on = ("target_loss", "loss_target")
+    one_run_batches = True  # a model with AdamW moments per run is too large to batch many on a CPU
     lanes = 1  # every batch holds one run (one-run programs): nothing beside it to depend on
     returns_memory = True  # weights, moments and generation caches of hundreds of MB, made and freed per run
     # XLA's CPU scheduler orders a program's work for concurrency by default, which keeps activations
@@ -85,18 +86,15 @@ class LM(Setting):
         return Loaded(model_cfg, base_params, tokenizer, data, as_arrays(data), tspec, chunk,
                       engine.make_eval(make_eval(model_cfg, tspec), one_run=True), data.info, init)
 
-    def runs(self, spec: Spec, loaded) -> list[dict]:
-        """Every (method, swept numbers, seed) run; ``lr`` is per run (the paper's grid is a sweep axis)."""
-        return expand_runs(spec.methods, spec.sweep, spec.num_seeds, spec.seed, lr=spec.budget["lr"])
-
-    def groups(self, spec: Spec, runs: list[dict]) -> list[list[int]]:
-        return [[i] for i in range(len(runs))]
-
-    def chunks(self, spec: Spec, loaded, line: str) -> tuple[int, int]:
-        return 0, spec.n_chunks
-
-    def adapt_updates(self, spec: Spec, loaded, line: str) -> int:
-        return spec.budget["adapt_steps"]
+    def describe(self, spec: Spec, loaded, line: str) -> Line:
+        """The model column names the checkpoint: ``name@revision`` where a revision is set (a
+        pretraining budget, as OLMo's ``step330000-tokens1383B``). Exact replay reads text installed on
+        this machine: its hash names it (README: Dataset identity). No source phase; steps count updates."""
+        b, sha = spec.budget, loaded.info.get("dataset_sha256")
+        model = spec.model["name"] + (f"@{spec.model['revision']}" if spec.model.get("revision") else "")
+        return Line(dataset=spec.target["name"], model=model, shift=f"replay:{spec.replay['name']}", severity=0.0,
+                    adapt=Policy(b["adapt_steps"], b["eval_every"], b["evals_per_chunk"]),
+                    identity={"dataset_sha256": sha} if sha else {})
 
     def adapt_phase(self, ctx: Context, line: str, runs: list[dict], source: PhaseResult | None) -> Phase:
         spec, ld = ctx.spec, ctx.loaded
@@ -119,18 +117,6 @@ class LM(Setting):
         if spec.judge["enabled"]:  # the run's replies from its trained weights, kept beside the results
             params = jax.tree.map(lambda x: x[0], result.state["params"])
             J.replies(ctx.run_dir, index[0], spec, ld.model_cfg, params, ld.tokenizer, ld.data.prompts)
-
-    def context(self, spec: Spec, loaded, line: str) -> dict:
-        """The model column names the checkpoint: ``name@revision`` where a revision is set (a
-        pretraining budget, as OLMo's ``step330000-tokens1383B``)."""
-        model = spec.model["name"] + (f"@{spec.model['revision']}" if spec.model.get("revision") else "")
-        return {"dataset": spec.target["name"], "model": model,
-                "shift": f"replay:{spec.replay['name']}", "severity": 0.0}
-
-    def data_identity(self, spec: Spec, loaded, line: str) -> dict:
-        """Exact replay reads text installed on this machine: its hash names it (README: Dataset identity)."""
-        sha = loaded.info.get("dataset_sha256")
-        return {"dataset_sha256": sha} if sha else {}
 
     def finish(self, ctx: Context, rows: list[dict], sources: dict) -> dict:
         spec, ld, runs = ctx.spec, ctx.loaded, ctx.runs
