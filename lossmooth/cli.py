@@ -75,6 +75,7 @@ def check_overrides(overrides: list[str]) -> None:
     many lines)."""
     from lossmooth.core.config import check_renamed
     from lossmooth.reproduce.registry import options
+    from lossmooth.settings import REGISTER
 
     check_renamed(overrides)
     for ov in overrides:
@@ -90,7 +91,8 @@ def check_overrides(overrides: list[str]) -> None:
         wanted = [v.strip() for v in val.strip("[]").split(",") if v.strip()]
         for w in wanted:
             if w not in available:
-                raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(available)}")
+                raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(available)}"
+                                  + (f"; {REGISTER}" if key == "setting" else ""))
 
 
 def _compose_check(overrides: list[str]) -> dict:
