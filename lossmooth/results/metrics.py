@@ -264,7 +264,10 @@ def names(family: str, kind: str = "acc") -> tuple:
 def names_of(rows: list[dict]) -> set:
     """The summary names in ``rows``: runs (their ``summary``), summaries, aggregated entries or table rows
     (suffixes dropped)."""
-    return {summary_name(k) for r in rows for k in (r["summary"] if isinstance(r.get("summary"), dict) else r)}
+    keys = set()
+    for r in rows:
+        keys.update(r["summary"] if isinstance(r.get("summary"), dict) else r)
+    return {summary_name(k) for k in keys}
 
 
 def kind_of(rows: list[dict]) -> str:
@@ -273,7 +276,10 @@ def kind_of(rows: list[dict]) -> str:
     ``..._loss``); else ``loss`` where a target curve's mean is named after it (``final_<t>`` with
     ``auc_<t>``: only lower-is-better runs name it so), ``score`` where it has ``best_<t>`` (one task);
     else ``acc``."""
-    names = names_of(rows)
+    return _kind(names_of(rows))
+
+
+def _kind(names: set) -> str:
     for kind in ("score", "return", "loss"):
         if any(n.startswith(f"final_target_{kind}") for n in names):
             return kind
@@ -296,12 +302,12 @@ def curves_of(rows: list[dict]) -> CurveNames:
     """The curves of the runs behind ``rows`` (runs or aggregated entries of one setting): their
     recorded names (``curves``) where rows carry them, else read from the summaries' names (the kind's
     standard curves, a source curve ``<s>_after`` where one is named otherwise)."""
-    kind = kind_of(rows)
+    names = names_of(rows)
+    kind = _kind(names)
     recorded = next((r for r in rows if r.get("curves")), None)
     if recorded is not None:
         c = recorded["curves"]
         return CurveNames(kind, c["target"], c.get("source"), source_perplexity(c, recorded.get("setting")))
-    names = names_of(rows)
     std = STANDARD[kind]
     source = std.source
     if source is not None and f"{source}_after" not in names:

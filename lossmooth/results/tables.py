@@ -337,15 +337,15 @@ def csv_text(groups: list[dict], diffs: list[dict], normalized: list[dict] | Non
     an entry carries are not a column (they name the columns already)."""
     buf = io.StringIO()
     rows = [dict(g, kind="aggregate") for g in groups] + [dict(d, kind="paired_diff") for d in diffs]
-    rows = [{k: v for k, v in r.items() if k != "curves"} for r in rows]
     rows += [dict(e, kind="normalized_by_hard_switch") for e in (normalized or [])]
     keys = []
     for r in rows:
-        keys += [k for k in r if k not in keys]
+        keys += [k for k in r if k not in keys and k != "curves"]
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
     for r in rows:
-        w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in r.items()})
+        w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in r.items()
+                    if k != "curves"})
     return buf.getvalue()
 
 
