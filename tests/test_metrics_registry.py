@@ -58,6 +58,9 @@ def test_every_summary_the_runner_computes_has_an_entry():
                                [0, 1, 2])
     assert all(M.is_summary_name(n) for n in seq)
     assert not M.is_summary_name("acuracy") and not M.is_summary_name("final_")
+    # each entry names the function that computes it
+    assert all(callable(getattr(S, m.compute, None)) for m in M.REGISTRY if m.compute != "judge")
+    assert {m.sense for m in M.REGISTRY} <= set(M.SENSES) and all(set(m.kinds) <= set(M.KINDS) for m in M.REGISTRY)
 
 
 def test_directions_follow_each_summary_sense_in_every_kind():

@@ -65,7 +65,8 @@ class CurveNames:
         ``q`` the kind (a sequence's task curves are named ``task<j>_<kind>``)."""
         t = self.target.replace("_", " ")
         s = (self.source or self.target).replace("_", " ")
-        return {"t": t, "s": s, "q": self.kind, "harm": "drop" if self.higher else "rise", "gain": "rise" if self.higher else "fall",
+        return {"t": t, "s": s, "q": self.kind, "harm": "drop" if self.higher else "rise",
+                "gain": "rise" if self.higher else "fall",
                 "worst_s": f"log(worst {s}), nats" if self.source_perplexity else f"worst {s}"}
 
 
@@ -86,7 +87,8 @@ class Metric:
     :meth:`CurveNames.words`), ``labels`` (kind -> the label of that kind's standard curves, where it
     differs), ``family`` (``curve``: every run of its kinds has it; ``field``, ``dense``, ``sequence``,
     ``judge``, ``goal``: runs have it where they were made with it) and ``compute``, the function in
-    :mod:`lossmooth.results.summaries` that computes it."""
+    :mod:`lossmooth.results.summaries` that computes it (``judge``: the LM setting's judge, which
+    compares replies, not curves)."""
 
     name: str
     reads: str
@@ -133,7 +135,8 @@ REGISTRY = (
            "stability gap ({s} {harm} after switch)",
            {"acc": "stability gap (source drop after switch)",
             "return": "stability gap (source return drop after switch)",
-            "loss": "stability gap (replay ppl rise after switch)", "score": "stability gap (score drop after switch)"}),
+            "loss": "stability gap (replay ppl rise after switch)",
+            "score": "stability gap (score drop after switch)"}),
     Metric("target_dip", "target", _ALL, "harm",
            "the target curve's drop below its value at the switch within the gap window (a rise, where lower "
            "is better)", "target dip ({t} {harm} after switch)",
@@ -154,7 +157,8 @@ REGISTRY = (
            "field", "field_metrics"),
     Metric("wc_acc", "both", _ALL, "value",
            "1/2 final target value + 1/2 worst source value after the switch (WC-ACC)", "1/2 final {t} + 1/2 {worst_s}",
-           {"acc": "WC-ACC", "return": "WC-ACC (returns)", "loss": "WC-ACC analogue (nats)", "score": "WC-ACC (scores)"},
+           {"acc": "WC-ACC", "return": "WC-ACC (returns)", "loss": "WC-ACC analogue (nats)",
+            "score": "WC-ACC (scores)"},
            "field", "field_metrics"),
     Metric("windowed_forgetting", "source", _ALL, "harm",
            "largest loss of source performance within w consecutive evaluations (WF^w)",
@@ -166,7 +170,8 @@ REGISTRY = (
            "WP^w ({t} {gain})", {"acc": "WP^w (target rise)", "return": "WP^w (target rise)",
                                  "loss": "WP^w (target loss fall)", "score": "WP^w (score rise)"},
            "field", "field_metrics"),
-    Metric("lca", "target", _ALL, "value", "mean target value of the first beta evaluations after the switch (LCA^beta)",
+    Metric("lca", "target", _ALL, "value",
+           "mean target value of the first beta evaluations after the switch (LCA^beta)",
            "LCA^beta ({t})", {"acc": "LCA^beta (target)", "return": "LCA^beta (target)",
                               "loss": "LCA^beta (target loss)", "score": "LCA^beta (score)"},
            "field", "field_metrics"),
@@ -177,7 +182,8 @@ REGISTRY = (
     Metric("source_drop", "source", _ALL, "harm",
            "source value at the switch minus the worst after it (a rise, where lower is better; negative where "
            "it never gets worse)", "{s} {harm} at its worst", family="field", compute="field_metrics"),
-    Metric("target_gain", "target", _ALL, "gain", "what the adaptation adds on the target (a fall, where lower is better)",
+    Metric("target_gain", "target", _ALL, "gain",
+           "what the adaptation adds on the target (a fall, where lower is better)",
            "{t} {gain} over the adaptation", family="field", compute="field_metrics"),
     Metric("dense_min_acc", "source", _ALL, "value", "worst source value over the first W updates after the switch",
            "worst {s}, every update (dense)", {"acc": "min-ACC, every update (dense)"}, "dense", "dense_summaries"),
@@ -210,7 +216,7 @@ REGISTRY = (
     Metric("seq_final_acc", "sequence", _UP, "value", "a task's value at the end of the sequence",
            "final {q}, task", family="sequence", compute="sequence_summaries"),
     Metric("judge_win_rate", "judge", ("loss",), "gain", "share of pairwise wins (ties half) against the reference "
-           "run's replies", "judge win rate vs reference", family="judge", compute="lossmooth.lm judge"),
+           "run's replies", "judge win rate vs reference", family="judge", compute="judge"),
 )
 BY_NAME = {m.name: m for m in REGISTRY}
 _TASK = re.compile(r"_task\d+$")  # a sequence's per-task column: seq_min_acc_task2

@@ -106,7 +106,8 @@ def curves_note(curves: CurveNames, stat: str) -> str:
     return (f"The setting's curves {names}, {'higher' if curves.higher else 'lower'} is better"
             f"{', in %' if curves.kind == 'acc' else ''}; {stat} over seeds with {CI_NOTE[stat]}. Stability gap: the "
             f"{w['s']}'s transient {w['harm']} {side} its value at the switch within the gap window just after it "
-            f"(setting.gap_window); target dip: the {w['t']}'s {w['harm']} {side} its value at the switch in that window.")
+            f"(setting.gap_window); target dip: the {w['t']}'s {w['harm']} {side} its value at the switch in that "
+            "window.")
 
 
 def shown_metrics(curves: CurveNames, metrics: tuple) -> list:
