@@ -64,7 +64,8 @@ options:
   +sweep.NAME=[a,b]     numbers swept inside one compiled program (T, lam0, lr, ...)
   --cfg job             print the composed config and exit
 
-config groups (group=option; a list, method=[a,b], runs several methods in one job):
+config groups (group=option; a setting's own groups, in its folder, take their short name: with
+setting=online_rl, online_rl/shift is shift=mass; a list, method=[a,b], runs several methods in one job):
 {groups}
 
 example:
