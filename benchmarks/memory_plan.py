@@ -123,8 +123,8 @@ HEADER = ("| program | devices | resident GB (state, numbers, data) | temporarie
 
 def lm(devices: list[int], overrides: list[str] = ()) -> list[str]:
     from lossmooth.core.runs import expand_runs
-    from lossmooth.lm import train as T
-    from lossmooth.lm.decoder import Decoder, DecoderConfig
+    from lossmooth.lm.models import train as T
+    from lossmooth.lm.models.decoder import Decoder, DecoderConfig
     from lossmooth.settings.lm.config import parse
     from lossmooth.settings.lm.objective import make_eval, make_step
     from lossmooth.settings.lm.setting import train_spec

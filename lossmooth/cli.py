@@ -143,14 +143,14 @@ def cmd_run(args: list[str]) -> int:
             _compose_check(overrides)
     except ConfigError as e:
         return _fail(str(e))
-    from lossmooth import app
+    from lossmooth.app import run
     from lossmooth.runner.compose import hydra_overrides
 
     try:  # a sweep over settings whose namespaces differ for a group it selects
         sys.argv = ["lossmooth-run"] + hydra_overrides(args)
     except ConfigError as e:
         return _fail(str(e))
-    app.main()
+    run.main()
     return 0
 
 
@@ -340,7 +340,7 @@ def _preparation(argv: list[str], command: str, step: str, config: str, run) -> 
 def cmd_data(argv: list[str]) -> int:
     """``lossmooth data collect [overrides]``: compose conf/collect.yaml and collect the datasets."""
     def run(cfg):
-        from lossmooth.offline import collect
+        from lossmooth.app import collect
 
         collect.run(cfg)
 
@@ -358,7 +358,7 @@ def cmd_data(argv: list[str]) -> int:
 def cmd_lm(argv: list[str]) -> int:
     """``lossmooth lm pretrain [overrides]``: compose conf/pretrain.yaml and pretrain our own small LM."""
     def run(cfg):
-        from lossmooth.lm import pretrain
+        from lossmooth.app import pretrain
 
         pretrain.run(cfg)
 
@@ -496,36 +496,14 @@ def cmd_serve(argv: list[str]) -> int:
     p.add_argument("--max-prompt-tokens", type=int, default=1024)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     a = p.parse_args(argv)
-    try:
-        if a.max_prompt_tokens < 8:
-            raise ConfigError(f"--max-prompt-tokens: {a.max_prompt_tokens} is too small; use at least 8")
-        if a.hf is not None and not os.path.isdir(a.hf):
-            raise ConfigError(f"--hf: {a.hf} is not a folder; give a Hugging Face checkpoint folder")
-        from lossmooth.lm.respond import ChatModel
-        from lossmooth.lm.serve import ChatServer
-        from lossmooth.lm.load import load_model
+    from lossmooth.app import serve
 
-        loaded = []  # the address is taken (and checked) before the model loads; requests wait for it below
-        server = ChatServer(lambda *args, **kw: loaded[0].respond(*args, **kw), a.name, host=a.host, port=a.port,
-                            allow_remote=a.allow_remote)
-        model = {"format": "hf" if a.hf else "gguf", "path": a.hf or a.gguf, "hub_id": None, "revision": None,
-                 "dtype": a.dtype, "remat": False}
-        try:
-            cfg, params, tokenizer = load_model(model, max_len=a.max_prompt_tokens + 2048)
-        except ConfigError:
-            server.close()
-            raise
-        loaded.append(ChatModel(cfg, params, tokenizer, a.template or ("tulu" if a.hf else "chatml"),
-                                max_prompt_tokens=a.max_prompt_tokens))
+    try:
+        server = serve.open_server(a.gguf, a.hf, a.template, a.name, a.host, a.port, a.allow_remote,
+                                   a.max_prompt_tokens, a.dtype)
     except ConfigError as e:
         return _fail(str(e))
-    print(f"lossmooth: serving {a.name} at {server.base_url} (Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    serve.serve(server, a.name)
     return 0
 
 

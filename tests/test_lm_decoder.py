@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm import Decoder, DecoderConfig, generate, load_hf_config, load_safetensors_dir
-from lossmooth.lm.weights import params_from_state_dict, read_checkpoint_dir
+from lossmooth.lm.models import Decoder, DecoderConfig, generate, load_hf_config, load_safetensors_dir
+from lossmooth.lm.models.weights import params_from_state_dict, read_checkpoint_dir
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -292,7 +292,7 @@ def test_left_padded_generation_equals_each_prompt_alone(saved_checkpoints):
 @pytest.mark.parametrize("case", ["olmo2", "qwen2", "llama3_rope"])
 def test_brought_models_load_through_the_lm_model_config(case, saved_checkpoints, tmp_path):
     """``lm_model=hf lm_model.path=<folder>`` loads each new family with its tokenizer, as a run does."""
-    from lossmooth.lm.load import load_model
+    from lossmooth.lm.models.load import load_model
     from lossmooth.settings.lm.config import parse
     from tests.conftest import compose
     from tests.lm_fixtures import smollm2_tokenizer

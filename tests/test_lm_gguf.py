@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm import Decoder, DecoderConfig, generate, gguf_weights
-from lossmooth.lm.gguf_weights import gguf_config, gguf_path_smollm2, load_gguf, read_gguf, unpermute_rows
-from lossmooth.lm.tokenizer import Tokenizer
+from lossmooth.lm.models import Decoder, DecoderConfig, generate, gguf_weights
+from lossmooth.lm.models.gguf_weights import gguf_config, gguf_path_smollm2, load_gguf, read_gguf, unpermute_rows
+from lossmooth.lm.text.tokenizer import Tokenizer
 
 gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")

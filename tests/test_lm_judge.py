@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.judge import (DEFAULT_SYSTEM_PROMPT, JudgeClient, JudgeConfig, JudgeError, JudgmentCache,
+from lossmooth.lm.judge.client import (DEFAULT_SYSTEM_PROMPT, JudgeClient, JudgeConfig, JudgeError, JudgmentCache,
                                 bootstrap_ci, judge_pairs, parse_verdict)
-from lossmooth.lm.serve import ChatServer
+from lossmooth.lm.judge.server import ChatServer
 
 MODEL = "judge-test"
 

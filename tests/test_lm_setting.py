@@ -17,8 +17,8 @@ import pytest
 
 from lossmooth.core.objective import Method, smoothed_loss, source_needed
 from lossmooth.core.schedules import Schedule
-from lossmooth.lm import train as T
-from lossmooth.lm.decoder import Decoder, DecoderConfig
+from lossmooth.lm.models import train as T
+from lossmooth.lm.models.decoder import Decoder, DecoderConfig
 from lossmooth.settings.lm.objective import make_step
 from tests.lm_fixtures import smollm2_tokenizer, write_tiny_checkpoint
 
@@ -175,10 +175,10 @@ def test_served_chat_model_answers_and_chooses(checkpoint):
     guided choice is the choice of highest log-likelihood (computed here independently)."""
     import httpx
 
-    from lossmooth.lm import chat
-    from lossmooth.lm.respond import ChatModel
-    from lossmooth.lm.serve import ChatServer
-    from lossmooth.lm.load import load_model
+    from lossmooth.lm.judge.respond import ChatModel
+    from lossmooth.lm.judge.server import ChatServer
+    from lossmooth.lm.models.load import load_model
+    from lossmooth.lm.text import chat
 
     cfg, params, tok = load_model({"format": "hf", "path": str(checkpoint), "dtype": "float32", "remat": False},
                                   max_len=256)
@@ -225,7 +225,7 @@ def test_lm_run_end_to_end_with_a_failing_then_healthy_judge(checkpoint, tmp_pat
     replay text, judged by an HTTP server that breaks after 5 judgments: the run stops with one line
     and keeps its directory (training, replies, the judgments made); the same command against the
     healed server resumes without training again, asks only the missing judgments, and completes."""
-    from lossmooth.lm.serve import ChatServer
+    from lossmooth.lm.judge.server import ChatServer
 
     asked, broken = [], [True]
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from lossmooth import cli
+from lossmooth.app import pretrain
 from lossmooth.errors import ConfigError
-from lossmooth.lm import chat, packing, pretrain
-from lossmooth.lm.tokenizer import Tokenizer, train_bpe
-from lossmooth.lm.weights import load_hf_config, load_safetensors_dir, params_from_state_dict, state_dict_from_params
+from lossmooth.lm.models.weights import (load_hf_config, load_safetensors_dir, params_from_state_dict,
+                                         state_dict_from_params)
+from lossmooth.lm.text import chat, packing, pretraining
+from lossmooth.lm.text.tokenizer import Tokenizer, train_bpe
 from lossmooth.runner.compose import compose
 
 WORDS = ("the a of and to in is was he she it they we you that this with for on at by from light dark water fire "
@@ -66,7 +68,7 @@ def test_checkpoints_are_hugging_face_folders_at_each_budget(pretrained):
         assert (cfg.hidden_size, cfg.num_layers, cfg.num_kv_heads, cfg.tie_embeddings) == (32, 2, 1, True)
         params = load_safetensors_dir(ckpt, cfg)  # every tensor used, every shape as the config says
         assert sum(x.size for x in jax.tree.leaves(params)) > 0
-        manifest = json.loads((ckpt / pretrain.MANIFEST).read_text())
+        manifest = json.loads((ckpt / pretraining.MANIFEST).read_text())
         assert manifest["revision"] == rev and manifest["tokens"] == manifest["step"] * 4 * 32
     # a later budget has moved on from an earlier one
     a, b = (load_safetensors_dir(folder / r, load_hf_config(folder / r)) for r in REVISIONS[::3])
@@ -128,10 +130,10 @@ def test_exact_replay_is_the_pretraining_text_and_rows(pretrained):
     train, held = pretraining_split(str(ckpt))
     assert set(train).isdisjoint(held) and len(train) + len(held) == 60 and held
     spec = pretrain.parse(_config(folder.parent, texts))
-    assert (train, held) == pretrain.split(spec["corpus"])
+    assert (train, held) == pretraining.split(spec["corpus"])
     tok = Tokenizer.from_hf_dir(ckpt)
     rows = packing.pack([chat.encode_text(d, tok) for d in train], 32, seed=0, pad_id=tok.pad_id)
-    assert json.loads((ckpt / pretrain.MANIFEST).read_text())["corpus_info"]["rows"]["train"] == rows.num_rows
+    assert json.loads((ckpt / pretraining.MANIFEST).read_text())["corpus_info"]["rows"]["train"] == rows.num_rows
     # a changed text is refused: the replay would not be the pretraining's
     changed = texts / "d00.txt"
     old = changed.read_text()
@@ -156,7 +158,7 @@ def test_fine_tuning_the_own_model_with_exact_replay(pretrained, tmp_path, capfd
     assert cli.main(args) == 0
     (run_dir,) = [p for p in (results / "lm").iterdir() if (p / "meta.json").is_file()]
     meta = json.loads((run_dir / "meta.json").read_text())
-    manifest = json.loads((root / "tiny" / REVISIONS[1] / pretrain.MANIFEST).read_text())
+    manifest = json.loads((root / "tiny" / REVISIONS[1] / pretraining.MANIFEST).read_text())
     assert meta["data"]["replay"] == "pretraining"
     assert meta["data"]["dataset_sha256"] == manifest["corpus_info"]["sha256"]["train"]
     # the replay rows are the pretraining's rows: same documents, same packing, same length
@@ -169,7 +171,7 @@ def test_fine_tuning_the_own_model_with_exact_replay(pretrained, tmp_path, capfd
 
 
 def test_a_missing_checkpoint_names_the_command(tmp_path):
-    from lossmooth.lm.load import load_model
+    from lossmooth.lm.models.load import load_model
     from lossmooth.settings.lm.config import own_checkpoint
 
     m = {"root": str(tmp_path), "name": "nosuch", "revision": REVISIONS[0], "dtype": "float32", "remat": False,
@@ -185,7 +187,7 @@ def test_transformers_reads_a_checkpoint_as_we_do(pretrained):
     ``AutoTokenizer`` load it, tokenize as our tokenizer does, and give our decoder's logits."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from lossmooth.lm.decoder import Decoder
+    from lossmooth.lm.models.decoder import Decoder
 
     _, _, folder = pretrained
     ckpt = folder / REVISIONS[-1]

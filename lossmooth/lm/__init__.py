@@ -1,7 +1,13 @@
-"""The LM fine-tuning setting's model side: a Flax causal decoder (OLMo, Llama) and its HF weights."""
+"""The language-model pieces the LM fine-tuning setting and ``lossmooth lm pretrain`` / ``lossmooth
+serve`` share, in three rooms:
 
-from lossmooth.lm.decoder import Decoder, DecoderConfig, KVCache, generate, init_cache
-from lossmooth.lm.weights import load_hf_config, load_safetensors_dir
+- :mod:`lossmooth.lm.models`: the Flax causal decoder (OLMo, OLMo-2, Llama, Qwen2), its Hugging Face
+  safetensors and GGUF weights, loading a model by its config, and the LM update (next-token loss,
+  AdamW with warmup and cosine decay);
+- :mod:`lossmooth.lm.text`: tokenizers, corpora, chat templates, packing into fixed-length rows, and
+  the pretraining corpus with its manifest;
+- :mod:`lossmooth.lm.judge`: the pairwise LLM-judge client, a responder that answers chats with a
+  decoder, and the OpenAI-compatible server in front of it.
 
-__all__ = ["Decoder", "DecoderConfig", "KVCache", "generate", "init_cache", "load_hf_config",
-           "load_safetensors_dir"]
+The model and text code never import the judge (an import-linter contract in ``pyproject.toml``).
+"""

@@ -1,18 +1,18 @@
 """The LM setting's data: the packed target and replay rows, the held-out evaluation rows and the
-judge's prompts (validated config and a tokenizer in, arrays out; the model: :mod:`lossmooth.lm.load`).
+judge's prompts (validated config and a tokenizer in, arrays out; the model: :mod:`lossmooth.lm.models.load`).
 
-Subsets and held-out parts are chosen by content hashes (:func:`lossmooth.lm.corpora.content_unit`),
+Subsets and held-out parts are chosen by content hashes (:func:`lossmooth.lm.text.corpora.content_unit`),
 never by a seed: every run and every seed sees the same training pool and the same held-out text;
-the data-order seed only changes the order in which rows are drawn (:func:`lossmooth.lm.packing.batches`).
+the data-order seed only changes the order in which rows are drawn (:func:`lossmooth.lm.text.packing.batches`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm import chat, corpora, packing
-from lossmooth.lm.decoder import DecoderConfig
-from lossmooth.lm.train import as_rows
+from lossmooth.lm.models.decoder import DecoderConfig
+from lossmooth.lm.models.train import as_rows
+from lossmooth.lm.text import chat, corpora, packing, pretraining
 
 TARGET_SOURCE = {"sharegpt": "sharegpt", "chitchat": "chitchat", "hh": "hh", "tulu_v1": "tulu"}
 DEBIAN_REPLAY = ("kjv", "wordnet", "fortunes")
@@ -59,12 +59,10 @@ def _documents(spec) -> list:
 def pretraining_split(checkpoint: str) -> tuple[list, list]:
     """Exact replay: ``(the documents the checkpoint was pretrained on, those pretraining held out)``,
     made again from its manifest, and checked against the manifest's hashes of both."""
-    from lossmooth.lm import pretrain
-
-    manifest = pretrain.read_manifest(checkpoint)
-    train, held = pretrain.split(manifest["corpus"])
+    manifest = pretraining.read_manifest(checkpoint)
+    train, held = pretraining.split(manifest["corpus"])
     want = manifest["corpus_info"]["sha256"]
-    if pretrain.text_sha256(train) != want["train"] or pretrain.text_sha256(held) != want["heldout"]:
+    if pretraining.text_sha256(train) != want["train"] or pretraining.text_sha256(held) != want["heldout"]:
         raise ConfigError(f"lm_replay: the pretraining text found here differs from what {checkpoint} was trained on "
                           "(another version of its sources); install the same texts or run `lossmooth lm pretrain` again")
     return train, held
@@ -73,9 +71,7 @@ def pretraining_split(checkpoint: str) -> tuple[list, list]:
 def pretrain_sha(checkpoint: str) -> str:
     """The SHA-256 of the documents a checkpoint of ``lossmooth lm pretrain`` was trained on (the
     exact replay's data identity: Debian's texts may differ between machines)."""
-    from lossmooth.lm import pretrain
-
-    return pretrain.read_manifest(checkpoint)["corpus_info"]["sha256"]["train"]
+    return pretraining.read_manifest(checkpoint)["corpus_info"]["sha256"]["train"]
 
 
 def _prompt(conv: list) -> list | None:

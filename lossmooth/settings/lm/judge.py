@@ -11,9 +11,9 @@ import os
 import yaml
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.judge import JudgeClient, JudgeConfig, JudgeError, judge_pairs
-from lossmooth.lm.respond import ChatModel
-from lossmooth.lm.serve import ChatServer
+from lossmooth.lm.judge.client import JudgeClient, JudgeConfig, JudgeError, judge_pairs
+from lossmooth.lm.judge.respond import ChatModel
+from lossmooth.lm.judge.server import ChatServer
 from lossmooth.settings.lm.config import REFERENCE_METHOD
 from lossmooth.settings.lm.data import instruction_text
 

@@ -22,11 +22,11 @@ Memory is why the passes are apart: differentiating the combinator's whole loss 
 ``lax.cond`` keeps buffers for the residuals of both losses' forward passes, whether the replay branch
 runs or not (SmolLM2-135M at 4 x 128 tokens: 2.30 GiB of XLA temporaries per update, 1.72 GiB this way).
 
-The optimizer is AdamW with warmup and cosine decay (:mod:`lossmooth.lm.train`); ``lr`` is per run
+The optimizer is AdamW with warmup and cosine decay (:mod:`lossmooth.lm.models.train`); ``lr`` is per run
 (a swept number), so runs with different learning rates share one compiled program.
 
 Data order: the rows update ``t`` reads are ``hp["target_order"][t]`` and ``hp["replay_order"][t]``
-(``k * micro_batch`` row indices each), drawn on the host by :func:`lossmooth.lm.packing.batches`
+(``k * micro_batch`` row indices each), drawn on the host by :func:`lossmooth.lm.text.packing.batches`
 from the run's data-order seed, so the order is a pure function of the seed and a resumed run reads
 the same rows.
 """
@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import optax
 
 from lossmooth.core.objective import source_needed, source_term
-from lossmooth.lm.decoder import DecoderConfig
-from lossmooth.lm.train import TrainSpec, gather_rows, lr_factor, make_optimizer, mean_nll, token_nll
+from lossmooth.lm.models.decoder import DecoderConfig
+from lossmooth.lm.models.train import TrainSpec, gather_rows, lr_factor, make_optimizer, mean_nll, token_nll
 
 
 def make_step(cfg: DecoderConfig, spec: TrainSpec):

@@ -18,8 +18,8 @@ import numpy as np
 
 from lossmooth.core import engine
 from lossmooth.core.runs import run_label
-from lossmooth.lm import train as T
-from lossmooth.lm.load import load_model
+from lossmooth.lm.models import train as T
+from lossmooth.lm.models.load import load_model
 from lossmooth.settings.contract import Context, Curves, Line, Phase, PhaseResult, Policy, Setting
 from lossmooth.settings.lm import judge as J
 from lossmooth.settings.lm.config import Spec, parse

@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.decoder import DecoderConfig
+from lossmooth.lm.models.decoder import DecoderConfig
 
 
 def hf_parameter_map(cfg: DecoderConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], bool]]:

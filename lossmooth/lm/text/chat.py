@@ -1,6 +1,6 @@
 """Chat templates and loss masks for conversations, and the encoding of replay documents.
 
-A conversation (``lossmooth.lm.corpora``) is rendered by a template into **pieces**: role headers,
+A conversation (``lossmooth.lm.text.corpora``) is rendered by a template into **pieces**: role headers,
 message contents, end-of-turn markers and separators. Each piece is tokenized on its own and the
 ids are concatenated, so a special token (``<|im_start|>``, ``<|im_end|>``, eos) is always exactly
 one id (looked up with ``token_to_id``), a message's content never merges with the text around it,
@@ -23,7 +23,7 @@ Loss mask (``encode_conversation``): with ``loss_on="assistant"`` exactly the to
 assistant message's content plus its end-of-turn marker (``<|im_end|>`` for chatml, eos for tulu;
 for plain, the final eos when the conversation ends with the assistant) are True; role headers,
 separators after the marker, and system/user turns are False. With ``loss_on="all"`` every token is
-True. The mask marks tokens that are *targets*; ``lossmooth.lm.packing`` shifts it onto the
+True. The mask marks tokens that are *targets*; ``lossmooth.lm.text.packing`` shifts it onto the
 positions that predict them.
 
 Tokenizer protocol (``Tokenizer``): ``encode(text) -> list[int]`` adds no special tokens;

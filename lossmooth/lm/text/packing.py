@@ -1,6 +1,6 @@
 """Packing encoded documents into fixed-length rows, and the order in which rows are batched.
 
-Input: documents as ``(ids, mask)`` pairs (``lossmooth.lm.chat``): ``ids`` int [n], ``mask`` bool [n]
+Input: documents as ``(ids, mask)`` pairs (``lossmooth.lm.text.chat``): ``ids`` int [n], ``mask`` bool [n]
 with ``mask[k]`` True iff token ``k`` is a training target; a bare ``ids`` array means every token is
 a target (replay text).
 

@@ -2,20 +2,21 @@
 several pretraining budgets as Hugging Face folders the LM setting loads (``lm_model=own``).
 
 1. **Corpus**: the documents of ``corpus.sources`` (the Debian texts: KJV chapters, WordNet glosses,
-   fortunes) and ``corpus.text_files``, split by content hash (:func:`lossmooth.lm.corpora.split_heldout`
-   with ``corpus.split_salt``) into the training documents and ``corpus.heldout_fraction`` held-out
-   documents that pretraining never reads. The LM setting's exact replay (``lm_replay=pretraining``)
-   makes the same split from the manifest saved with every checkpoint: it replays the training
-   documents and measures forgetting on the held-out ones.
+   fortunes) and ``corpus.text_files``, split by content hash (:mod:`lossmooth.lm.text.pretraining`:
+   :func:`lossmooth.lm.text.corpora.split_heldout` with ``corpus.split_salt``) into the training
+   documents and ``corpus.heldout_fraction`` held-out documents that pretraining never reads. The LM
+   setting's exact replay (``lm_replay=pretraining``) makes the same split from the manifest saved
+   with every checkpoint: it replays the training documents and measures forgetting on the held-out
+   ones.
 2. **Tokenizer**: byte-level BPE trained on the training documents with ``tokenizers``
-   (:func:`lossmooth.lm.tokenizer.train_bpe`, ``tokenizer.vocab_size`` ids, ChatML's markers included).
-3. **Model**: the Llama architecture of :class:`lossmooth.lm.decoder.Decoder` (RMSNorm, RoPE, SwiGLU,
+   (:func:`lossmooth.lm.text.tokenizer.train_bpe`, ``tokenizer.vocab_size`` ids, ChatML's markers included).
+3. **Model**: the Llama architecture of :class:`lossmooth.lm.models.decoder.Decoder` (RMSNorm, RoPE, SwiGLU,
    tied embeddings), Flax's default initialization from ``seed``.
 4. **Training**: the next-token loss ``L(theta) = sum_i -log p(x_{i+1} | x_{<=i}) / N`` over the loss
-   positions of ``train.batch`` packed rows of ``train.seq_len`` tokens (:func:`lossmooth.lm.packing.pack`,
+   positions of ``train.batch`` packed rows of ``train.seq_len`` tokens (:func:`lossmooth.lm.text.packing.pack`,
    one document per segment), AdamW with linear warmup and cosine decay to ``final_lr_fraction * lr``
-   over all ``train.steps`` (:mod:`lossmooth.lm.train`). Step ``t`` reads the rows
-   :func:`lossmooth.lm.packing.batches` gives for ``(seed, t)``. Steps run in compiled chunks of
+   over all ``train.steps`` (:mod:`lossmooth.lm.models.train`). Step ``t`` reads the rows
+   :func:`lossmooth.lm.text.packing.batches` gives for ``(seed, t)``. Steps run in compiled chunks of
    ``train.eval_every`` (:func:`lossmooth.core.engine.make_chunk`), each ending with the mean loss on
    ``train.eval_rows`` held-out rows.
 5. **Checkpoints**: at each fraction of ``checkpoints`` (of ``train.steps``), the folder
@@ -29,7 +30,6 @@ and a second run with another config under the same name is refused.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -45,15 +45,14 @@ import optax
 from lossmooth.core import engine
 from lossmooth.core.config import integer, number, writable_folder
 from lossmooth.errors import ConfigError
-from lossmooth.lm import chat, corpora, packing
-from lossmooth.lm import train as T
-from lossmooth.lm.decoder import Decoder, DecoderConfig
-from lossmooth.lm.tokenizer import Tokenizer, save_hf_dir, train_bpe
-from lossmooth.lm.weights import save_hf_checkpoint
+from lossmooth.lm.models import train as T
+from lossmooth.lm.models.decoder import Decoder, DecoderConfig
+from lossmooth.lm.models.weights import save_hf_checkpoint
+from lossmooth.lm.text import chat, packing
+from lossmooth.lm.text.pretraining import MANIFEST, SOURCES, split, text_sha256
+from lossmooth.lm.text.tokenizer import Tokenizer, save_hf_dir, train_bpe
 from lossmooth.provenance import assumed_fields
 
-SOURCES = ("kjv", "wordnet", "fortunes")
-MANIFEST = "lossmooth_pretraining.json"
 HOST_ONLY = ("stop_after",)  # how far this call goes, not what the model is
 
 
@@ -130,36 +129,6 @@ def model_folder(spec: dict) -> Path:
 def revision(step: int, train: dict) -> str:
     """A checkpoint's folder name: ``step{t:06d}-tokens{t * batch * seq_len}`` (the tokens read)."""
     return f"step{step:06d}-tokens{step * train['batch'] * train['seq_len']}"
-
-
-def documents(corpus: dict) -> list[str]:
-    """The corpus's documents in a fixed order: each source's, then the text files'."""
-    docs: list[str] = []
-    for name in corpus["sources"]:
-        docs += corpora.load_documents(name)
-    if corpus["text_files"]:
-        docs += corpora.load_documents("text", corpus["text_files"])
-    return docs
-
-
-def split(corpus: dict) -> tuple[list[str], list[str]]:
-    """``(training documents, held-out documents)`` of a pretraining corpus (a manifest's ``corpus``)."""
-    return corpora.split_heldout(documents(corpus), corpus["heldout_fraction"], salt=corpus["split_salt"])
-
-
-def text_sha256(docs: list[str]) -> str:
-    """The identity of a list of documents (their canonical JSON's SHA-256), to check that a replay
-    made on another machine reads the text the checkpoint was trained on."""
-    return hashlib.sha256(json.dumps(docs, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def read_manifest(folder: str | Path) -> dict:
-    """The pretraining manifest saved with a checkpoint (what ``lm_replay=pretraining`` replays)."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"lm_replay: {path} not found; exact replay needs a checkpoint made by "
-                          "`lossmooth lm pretrain` (use lm_model=own, or another lm_replay)")
-    return json.loads(path.read_text())
 
 
 def hf_config(spec: dict, tokenizer: Tokenizer) -> dict:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from lossmooth.core.sharding import split_batch
-from lossmooth.lm.decoder import Decoder, DecoderConfig
+from lossmooth.lm.models.decoder import Decoder, DecoderConfig
 
 ROW_FIELDS = ("tokens", "loss_mask", "segment_ids", "positions")
 

@@ -1,9 +1,9 @@
 """A decoder, its tokenizer and chat template as a chat model: batched replies and constrained choices.
 
 ``ChatModel.reply(conversations)`` renders each conversation's prompt with the template
-(:func:`lossmooth.lm.chat.encode_prompt`), left-pads the batch to a length bucket (powers of two from
+(:func:`lossmooth.lm.text.chat.encode_prompt`), left-pads the batch to a length bucket (powers of two from
 32 up, so a handful of compiled programs serve every prompt), decodes greedily (or samples) with the
-KV cache (:func:`lossmooth.lm.decoder.generate`) and cuts each reply at the template's end-of-turn
+KV cache (:func:`lossmooth.lm.models.decoder.generate`) and cuts each reply at the template's end-of-turn
 ids. A prompt longer than ``max_prompt_tokens`` keeps its last tokens (the generation prompt and
 the latest turns).
 
@@ -13,7 +13,7 @@ the latest turns).
 its last position; otherwise all choices are scored in one batched pass. It serves vLLM's
 ``guided_choice`` request parameter (a judge restricted to "A", "B", "tie").
 
-``ChatModel.respond`` is the callable :class:`lossmooth.lm.serve.ChatServer` serves.
+``ChatModel.respond`` is the callable :class:`lossmooth.lm.judge.server.ChatServer` serves.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lossmooth.lm import chat
-from lossmooth.lm.decoder import Decoder, DecoderConfig, generate
+from lossmooth.lm.models.decoder import Decoder, DecoderConfig, generate
+from lossmooth.lm.text import chat
 
 MIN_BUCKET = 32
 
@@ -117,7 +117,7 @@ class ChatModel:
 
     def respond(self, messages: list, max_tokens: int, temperature: float, seed: int | None,
                 guided_choice: list | None = None) -> tuple[str, int, int]:
-        """The :class:`lossmooth.lm.serve.ChatServer` callable."""
+        """The :class:`lossmooth.lm.judge.server.ChatServer` callable."""
         if guided_choice:
             choice = self.choose(messages, guided_choice)
             return choice, len(self.prompt_ids(messages)), len(self.tokenizer.encode(choice))

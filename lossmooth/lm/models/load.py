@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm import gguf_weights
-from lossmooth.lm.tokenizer import Tokenizer
-from lossmooth.lm.weights import load_hf_config, load_safetensors_dir
+from lossmooth.lm.models import gguf_weights
+from lossmooth.lm.models.weights import load_hf_config, load_safetensors_dir
+from lossmooth.lm.text.tokenizer import Tokenizer
 
 
 def load_model(m: dict, max_len: int):

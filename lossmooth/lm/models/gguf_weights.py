@@ -63,8 +63,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.decoder import DecoderConfig
-from lossmooth.lm.weights import params_from_state_dict
+from lossmooth.lm.models.decoder import DecoderConfig
+from lossmooth.lm.models.weights import params_from_state_dict
 
 if TYPE_CHECKING:
     from gguf import GGUFReader

@@ -1,7 +1,7 @@
 """A minimal OpenAI-compatible chat-completions server around one in-process model.
 
 It speaks the subset of the OpenAI REST protocol that vLLM serves and that the pairwise judge
-(:mod:`lossmooth.lm.judge`) uses, so a fine-tuned decoder can be served and evaluated with the same
+(:mod:`lossmooth.lm.judge.client`) uses, so a fine-tuned decoder can be served and evaluated with the same
 client code as an external vLLM endpoint, and so tests can run the judge against a real HTTP server.
 
 Endpoints (all JSON, UTF-8):
@@ -254,7 +254,7 @@ class ChatServer:
     """Serve ``respond`` as an OpenAI-compatible chat-completions endpoint (see the module docstring).
 
     ``port=0`` picks a free port; :attr:`base_url` is ``http://host:port/v1``, what
-    :class:`lossmooth.lm.judge.JudgeConfig` takes. Use it as a context manager (serves on a background
+    :class:`lossmooth.lm.judge.client.JudgeConfig` takes. Use it as a context manager (serves on a background
     thread, shuts down on exit) or call :meth:`serve_forever` in the foreground (the CLI). The server
     has no authentication, so a non-loopback ``host`` needs ``allow_remote=True``. ``serialize``
     passes requests through one lock (one model). ``default_max_tokens`` applies when a request

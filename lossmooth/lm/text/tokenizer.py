@@ -96,9 +96,9 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, source) -> "Tokenizer":
         """The byte-level BPE tokenizer stored in a GGUF file's metadata (a path or an open reader from
-        ``lossmooth.lm.gguf_weights.read_gguf``); see the module docstring for the fields used."""
+        ``lossmooth.lm.models.gguf_weights.read_gguf``); see the module docstring for the fields used."""
         # imported here so that reading a tokenizer.json folder does not import jax through the weights module
-        from lossmooth.lm.gguf_weights import gguf_field, read_gguf
+        from lossmooth.lm.models.gguf_weights import gguf_field, read_gguf
 
         reader = read_gguf(source) if isinstance(source, (str, Path)) else source
         name = str(getattr(getattr(reader, "data", None), "filename", None) or "GGUF file")

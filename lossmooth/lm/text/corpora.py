@@ -4,7 +4,7 @@ Two kinds of data come out of this module:
 
 * a **conversation** is ``list[{"role": "system" | "user" | "assistant", "content": str}]`` with
   every ``content`` stripped and non-empty, and at least one user turn immediately followed by an
-  assistant turn (the target objective trains on assistant turns, see ``lossmooth.lm.chat``);
+  assistant turn (the target objective trains on assistant turns, see ``lossmooth.lm.text.chat``);
 * a **document** is a plain ``str`` of pretraining-like text (the source objective is next-token loss
   on it).
 

@@ -49,7 +49,7 @@ import httpx
 import numpy as np
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.serve import is_loopback
+from lossmooth.lm.judge.server import is_loopback
 
 VERDICTS = ("A", "B", "tie")
 
