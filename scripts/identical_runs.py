@@ -39,7 +39,7 @@ CASES = {
     "supervised": ["setting=supervised", "num_seeds=3", "method=[hard_switch,loss_smoothing,l2_init,kl_init,replay_mix]",
                    "dense_eval.steps=10", *SUP],
     "supervised_sweep": ["setting=supervised", "num_seeds=2", "method=[hard_switch,loss_smoothing]",
-                         "sweep.T=[10,30]", *SUP],
+                         "+sweep.T=[10,30]", *SUP],
     "supervised_adaptive": ["setting=supervised", "num_seeds=2", "method=[hard_switch,source_guard,progress_ramp]", *SUP],
     "supervised_sequence": ["setting=supervised", "num_seeds=2", "sequence=three", "method=[hard_switch,loss_smoothing]",
                             *SUP],
