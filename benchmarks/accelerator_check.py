@@ -13,8 +13,8 @@ precision (TF32 on NVIDIA's recent cards), which is what the supervised setting'
 ``[lm]``: the LM update's MFU in bfloat16 (the paper's compute dtype; weights and AdamW moments stay
 float32) for SmolLM2-135M and for an OLMo-1B-shaped model (``benchmarks/memory_plan.py``'s OLMo-1B
 config.json, random weights: the speed does not depend on them), each at the paper's sequence length
-and micro-batch (``conf/lm_budget/paper.yaml``: 8 rows x 2048 tokens), one micro-batch per update,
-remat as ``conf/lm_model/{smollm2,olmo_1b}.yaml`` have it. The update is
+and micro-batch (``conf/lm/budget/paper.yaml``: 8 rows x 2048 tokens), one micro-batch per update,
+remat as ``conf/lm/model/{smollm2,olmo_1b}.yaml`` have it. The update is
 :func:`benchmarks.lm_speed.ours_trainer`'s (the LM setting's step after the switch: forward,
 cross-entropy, backward, clipping, AdamW; state donated), median of ``--steps`` timed updates after a
 warm one. MFU = model FLOPs / time / measured bfloat16 peak, model FLOPs = tokens x (6 x parameters +

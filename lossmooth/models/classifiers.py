@@ -155,7 +155,7 @@ def build(name: str, num_classes: int, **kwargs):
     if name in HEADED:
         extra = set(kwargs) - {"weights", "bn", "conv_impl"}
         if extra:
-            raise ConfigError(f"model: unknown field(s) {sorted(extra)} for '{name}'; see conf/model/{name}.yaml")
+            raise ConfigError(f"model: unknown field(s) {sorted(extra)} for '{name}'; see conf/supervised/model/{name}.yaml")
         return _pretrained(name, num_classes, **kwargs)
     classes = {"cnn": CNN, "mlp": MLP, "resnet18": ResNet18}
     for k in ("widths", "hidden", "width", "groups"):  # layer sizes: positive integers (one or a list)
@@ -168,4 +168,4 @@ def build(name: str, num_classes: int, **kwargs):
     try:
         return classes[name](num_classes=num_classes, **kwargs)
     except TypeError as e:
-        raise ConfigError(f"model: bad field for '{name}' ({e}); see conf/model/{name}.yaml")
+        raise ConfigError(f"model: bad field for '{name}' ({e}); see conf/supervised/model/{name}.yaml")

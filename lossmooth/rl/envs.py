@@ -1,6 +1,6 @@
 """Tasks (brax locomotion through rejax's gymnax adapter, and gymnax's classic-control Pendulum) and
 the task shifts of the online RL setting. A shift turns the *source task* into the *target task*; each has a severity s in [0, 1]
-(0 = the source task itself) and parameters set in ``conf/shift/<name>.yaml``.
+(0 = the source task itself) and parameters set in ``conf/online_rl/shift/<name>.yaml``.
 
 Dynamics (the simulated system ``sys`` of the target task; gymnax: its ``EnvParams``):
 - ``mass``:     every body's mass and inertia times f = 1 + s (max_scale - 1); on the
