@@ -90,6 +90,26 @@ def _eval_rows(packed: packing.Packed, n: int, what: str, field: str) -> packing
                                                   ("tokens", "loss_mask", "segment_ids", "positions")}})
 
 
+def _judge_prompts(spec, held_convs: list, tokenizer, template: str, salt: str) -> list:
+    """The judge's prompts: held-out conversations' first user turns in a salted order, those whose
+    encoding fits ``judge.prompt_tokens``, ``judge.prompts`` of them (none where the judge is off)."""
+    prompts = []
+    if not spec.judge["enabled"]:
+        return prompts
+    limit = spec.judge["prompt_tokens"]
+    ranked = sorted(held_convs, key=lambda c: corpora.content_unit(c, salt + "-prompts"))
+    for conv in ranked:
+        p = _prompt(conv)
+        if p is not None and len(chat.encode_prompt(p, tokenizer, template)) <= limit:
+            prompts.append(p)
+        if len(prompts) == spec.judge["prompts"]:
+            break
+    if len(prompts) < spec.judge["prompts"]:
+        raise ConfigError(f"judge.prompts: only {len(prompts)} held-out prompts fit judge.prompt_tokens={limit}; "
+                          "lower judge.prompts, raise judge.prompt_tokens or setting.heldout_fraction")
+    return prompts
+
+
 def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
     """Load, split, subset, encode and pack the target and replay text (see the module docstring)."""
     b, salt = spec.budget, spec.split_salt
@@ -129,19 +149,7 @@ def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
             raise ConfigError(f"lm_budget.micro_batch: one update reads {b['micro_batch'] * b['accum']} rows but the "
                               f"{what} text fills only {packed.num_rows}; lower micro_batch/accum or use more data")
 
-    prompts = []
-    if spec.judge["enabled"]:
-        limit = spec.judge["prompt_tokens"]
-        ranked = sorted(held_convs, key=lambda c: corpora.content_unit(c, salt + "-prompts"))
-        for conv in ranked:
-            p = _prompt(conv)
-            if p is not None and len(chat.encode_prompt(p, tokenizer, template)) <= limit:
-                prompts.append(p)
-            if len(prompts) == spec.judge["prompts"]:
-                break
-        if len(prompts) < spec.judge["prompts"]:
-            raise ConfigError(f"judge.prompts: only {len(prompts)} held-out prompts fit judge.prompt_tokens={limit}; "
-                              "lower judge.prompts, raise judge.prompt_tokens or setting.heldout_fraction")
+    prompts = _judge_prompts(spec, held_convs, tokenizer, template, salt)
     info = {"target": spec.target["name"], "replay": spec.replay["name"],
             "conversations": {"train": len(train_convs), "heldout": len(held_convs), "skipped": skipped},
             "replay_documents": {"train": len(train_texts), "heldout": len(held_texts)},

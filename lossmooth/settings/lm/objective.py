@@ -41,6 +41,22 @@ from lossmooth.lm.models.decoder import DecoderConfig
 from lossmooth.lm.models.train import TrainSpec, gather_rows, lr_factor, make_optimizer, mean_nll, token_nll
 
 
+def accumulate(carry, grad_fn, k: int):
+    """The sum over micro-batches ``m`` of ``grad_fn(m)`` (gradients and their metrics), added to
+    ``carry``. Where ``carry`` is None the sum starts with micro-batch 0's gradient (no zero-filled
+    tree: one gradient-sized buffer less, and with ``k = 1`` no loop); the rest are added in a scan."""
+    if carry is None:
+        carry, start = grad_fn(0), 1
+    else:
+        start = 0
+    if k > start:
+        def micro(c, m):
+            return jax.tree.map(jnp.add, c, grad_fn(m)), None
+
+        carry, _ = jax.lax.scan(micro, carry, jnp.arange(start, k))
+    return carry
+
+
 def make_step(cfg: DecoderConfig, spec: TrainSpec):
     """``step(state, hp, data) -> (state, metrics)``: one update of one run (the engine vmaps it).
 
@@ -81,24 +97,10 @@ def make_step(cfg: DecoderConfig, spec: TrainSpec):
             (loss, ls), g = jax.value_and_grad(weighted, has_aux=True)(state["params"])
             return g, {"loss": loss, "loss_target": jnp.zeros_like(ls), "loss_source": ls}
 
-        def accumulate(carry, grad_fn):
-            # the first pass starts the sum with its first micro-batch's gradient (no zero-filled tree:
-            # one gradient-sized buffer less, and with accum = 1 no loop); the rest are added in a scan
-            if carry is None:
-                carry, start = grad_fn(0), 1
-            else:
-                start = 0
-            if k > start:
-                def micro(c, m):
-                    return jax.tree.map(jnp.add, c, grad_fn(m)), None
-
-                carry, _ = jax.lax.scan(micro, carry, jnp.arange(start, k))
-            return carry
-
-        grads, sums = accumulate(None, target_grad)
+        grads, sums = accumulate(None, target_grad, k)
         # the replay gradients are added in a second pass, only while some run has lam < 1: the cond's
         # other branch hands the target gradients through, so no replay buffers exist once lam = 1
-        grads, sums = jax.lax.cond(run_source, lambda c: accumulate(c, source_grad), lambda c: c, (grads, sums))
+        grads, sums = jax.lax.cond(run_source, lambda c: accumulate(c, source_grad, k), lambda c: c, (grads, sums))
         direction, opt_state = opt.update(grads, state["opt"], state["params"])
         lr = hp["lr"] * lr_factor(spec, t)
         params = jax.tree.map(lambda p, d: p - lr * d, state["params"], direction)

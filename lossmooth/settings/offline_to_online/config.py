@@ -48,9 +48,9 @@ class Spec(RunSpec):
     shift: envs.TaskShift = envs.TaskShift()
 
 
-def parse(cfg: dict) -> Spec:
-    """Validate the composed config (one line naming the field on any problem)."""
-    s = cfg["setting"]
+def _task(cfg: dict) -> tuple[dict, str]:
+    """The ``task`` node and its environment kind (brax: a known task and backend; gymnasium: an id,
+    keyword arguments and an episode limit of the right types)."""
     task = dict(cfg.get("task") or {})
     kind = task.get("kind", "brax")
     if kind not in ENV_KINDS:
@@ -68,6 +68,11 @@ def parse(cfg: dict) -> Spec:
             raise ConfigError(f"task.kwargs: must be a mapping of the environment's arguments, got {task['kwargs']!r}")
         if task.get("max_episode_steps") is not None:
             integer(task, "max_episode_steps", 1, "task.max_episode_steps")
+    return task, kind
+
+
+def _dataset(cfg: dict, task: dict, kind: str) -> dict:
+    """The ``dataset`` node: a known source with what it needs, matching the task's environment kind."""
     ds = dict(cfg.get("dataset") or {})
     if ds.get("kind") not in DATASET_KINDS:
         raise ConfigError(f"dataset.kind: unknown dataset source '{ds.get('kind')}'; choose one of "
@@ -90,6 +95,12 @@ def parse(cfg: dict) -> Spec:
         if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(x, (int, float)) for x in r)
                 and r[1] > r[0]):
             raise ConfigError(f"dataset.ref_scores: must be [random, expert] returns with expert > random, got {r!r}")
+    return ds
+
+
+def _td3(cfg: dict) -> tuple[dict, dict, float]:
+    """The ``td3`` node checked against its schema, its rejax fields (polyak = 1 - tau, the networks'
+    sizes and activation) and the behaviour-cloning weight alpha."""
     td3 = dict(cfg.get("td3") or {})
     known = [f.name for f in dataclasses.fields(TD3)]
     if set(td3) - set(known):
@@ -102,13 +113,33 @@ def parse(cfg: dict) -> Spec:
     rejax.update(polyak=1.0 - float(td3["tau"]), target_update_freq=1, normalize_observations=True,
                  actor_kwargs={"activation": td3.get("activation", "relu"), "hidden_layer_sizes": list(sizes)},
                  critic_kwargs={"activation": td3.get("activation", "relu"), "hidden_layer_sizes": list(sizes)})
-    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
-    source_bc = {}
+    return td3, rejax, alpha
+
+
+def _method_fields(cfg: dict, methods: dict) -> tuple[dict, dict]:
+    """Per method: whether its source batches keep the BC term (``source_bc``) and over how many online
+    updates that term decays to 0 (``bc_decay_updates``; 0: no decay)."""
+    source_bc, bc_decay = {}, {}
     for name in methods:
         bc = (cfg["method"][name] or {}).get("source_bc", True)
         if not isinstance(bc, bool):
             raise ConfigError(f"method.{name}.source_bc: must be true or false, got {bc!r}")
         source_bc[name] = bc
+    for name in methods:
+        d = (cfg["method"][name] or {}).get("bc_decay_updates", 0)
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise ConfigError(f"method.{name}.bc_decay_updates: must be an integer >= 0 (0: no decay), got {d!r}")
+        bc_decay[name] = d
+    return source_bc, bc_decay
+
+
+def parse(cfg: dict) -> Spec:
+    """Validate the composed config (one line naming the field on any problem)."""
+    s = cfg["setting"]
+    task, kind = _task(cfg)
+    ds = _dataset(cfg, task, kind)
+    td3, rejax, alpha = _td3(cfg)
+    methods = parse_methods(cfg.get("method"), offers=settings.get(s["name"]))
     sweep = parse_sweep(cfg, SWEEPABLE)
     fields = validate(s, OfflineToOnlineSetting, "setting")  # each field's type and bounds (schema.py)
     source_steps, source_every = fields["source_steps"], fields["source_eval_every"]
@@ -116,12 +147,7 @@ def parse(cfg: dict) -> Spec:
         if v % td3["policy_delay"]:
             raise ConfigError(f"setting.{key}: {v} offline updates is not a whole number of TD3+BC rounds of "
                               f"td3.policy_delay={td3['policy_delay']} critic updates; make it a multiple")
-    bc_decay = {}
-    for name in methods:
-        d = (cfg["method"][name] or {}).get("bc_decay_updates", 0)
-        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-            raise ConfigError(f"method.{name}.bc_decay_updates: must be an integer >= 0 (0: no decay), got {d!r}")
-        bc_decay[name] = d
+    source_bc, bc_decay = _method_fields(cfg, methods)
     gym = kind == "gymnasium"
     return Spec(
         num_seeds=integer(cfg, "num_seeds", 1), seed=integer(cfg, "seed", 0),

@@ -46,6 +46,40 @@ class Spec(RunSpec):
     sequence: tuple = ()
 
 
+def _algo(name: str, a: dict | None, tname: str, kind: str, s: dict, budget: dict) -> tuple[dict, int, int, int]:
+    """One algorithm's rejax config (its preset for the task, then the config's overrides and the
+    budget's rejax fields, each of the preset's type) and its phase lengths (source steps, adaptation
+    steps, evaluation period: the budget's, else the setting's, else the preset's)."""
+    if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
+        raise ConfigError(f"algo: unknown algorithm '{name}'; choose one of {', '.join(ALGOS)}")
+    preset = presets.load(name, tname, s.get("presets_dir"), family=kind)
+    preset.pop("env", None)
+    over = dict((a or {}).get("overrides") or {})
+    per_algo = dict(budget.get(name) or {})  # rejax fields, and this algorithm's own phase lengths
+    b = {k: per_algo.pop(k, s.get(k)) for k in BUDGET}
+    over.update(per_algo)
+    for k, v in over.items():
+        if k in ("env", "env_params"):
+            raise ConfigError(f"budget.{name}.{k}: set the task with task=... / task.backend=...")
+        ref = preset.get(k)
+        if isinstance(ref, bool) and not isinstance(v, bool):
+            raise ConfigError(f"budget.{name}.{k}: must be true or false, got {v!r}")
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            integer({k: v}, k, 1, f"budget.{name}.{k}")
+        if isinstance(ref, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"budget.{name}.{k}: must be a number, got {v!r}")
+    preset.update(over)
+    src = preset["total_timesteps"] if b["source_steps"] is None else b["source_steps"]
+    ad = preset["total_timesteps"] if b["adapt_steps"] is None else b["adapt_steps"]
+    every = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]
+    for key, d in (("source_steps", src), ("adapt_steps", ad), ("eval_every", every)):
+        integer({key: d}, key, 1, f"setting.{key}")
+    if name == "ppo" and (preset["num_envs"] * preset["num_steps"]) % preset["num_minibatches"]:
+        raise ConfigError(f"budget.ppo.num_minibatches: {preset['num_minibatches']} does not divide a rollout "
+                          f"of num_envs x num_steps = {preset['num_envs'] * preset['num_steps']} transitions")
+    return preset, src, ad, every
+
+
 def parse(cfg: dict) -> Spec:
     """Validate the composed config (one line naming the field on any problem)."""
     s = cfg["setting"]
@@ -82,34 +116,7 @@ def parse(cfg: dict) -> Spec:
     budget = cfg.get("budget") or {}
     algos, src, ad, every = {}, {}, {}, {}
     for name, a in algo_cfg.items():
-        if name not in ALGOS or (a or {}).get("name", name) not in ALGOS:
-            raise ConfigError(f"algo: unknown algorithm '{name}'; choose one of {', '.join(ALGOS)}")
-        preset = presets.load(name, tname, s.get("presets_dir"), family=kind)
-        preset.pop("env", None)
-        over = dict((a or {}).get("overrides") or {})
-        per_algo = dict(budget.get(name) or {})  # rejax fields, and this algorithm's own phase lengths
-        b = {k: per_algo.pop(k, s.get(k)) for k in BUDGET}
-        over.update(per_algo)
-        for k, v in over.items():
-            if k in ("env", "env_params"):
-                raise ConfigError(f"budget.{name}.{k}: set the task with task=... / task.backend=...")
-            ref = preset.get(k)
-            if isinstance(ref, bool) and not isinstance(v, bool):
-                raise ConfigError(f"budget.{name}.{k}: must be true or false, got {v!r}")
-            if isinstance(ref, int) and not isinstance(ref, bool):
-                integer({k: v}, k, 1, f"budget.{name}.{k}")
-            if isinstance(ref, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ConfigError(f"budget.{name}.{k}: must be a number, got {v!r}")
-        preset.update(over)
-        src[name] = preset["total_timesteps"] if b["source_steps"] is None else b["source_steps"]
-        ad[name] = preset["total_timesteps"] if b["adapt_steps"] is None else b["adapt_steps"]
-        every[name] = preset.get("eval_freq", 4096) if b["eval_every"] is None else b["eval_every"]
-        for key, d in (("source_steps", src), ("adapt_steps", ad), ("eval_every", every)):
-            integer({key: d[name]}, key, 1, f"setting.{key}")
-        if name == "ppo" and (preset["num_envs"] * preset["num_steps"]) % preset["num_minibatches"]:
-            raise ConfigError(f"budget.ppo.num_minibatches: {preset['num_minibatches']} does not divide a rollout "
-                              f"of num_envs x num_steps = {preset['num_envs'] * preset['num_steps']} transitions")
-        algos[name] = preset
+        algos[name], src[name], ad[name], every[name] = _algo(name, a, tname, kind, s, budget)
     return Spec(
         num_seeds=num_seeds, seed=seed, algos=algos, task=tname, backend=task.get("backend") if kind == "brax" else None,
         episode_length=episode_length, shift=shift, protocol=proto["name"], reset_optimizer=fields["reset_optimizer"],

@@ -64,6 +64,23 @@ def _sequence_item(d: dict) -> tuple:
     return str(d["name"]), float(d.get("severity", 0.0))
 
 
+def _domain_pair(cfg: dict, data: dict) -> dict | None:
+    """A domain pair's source, target, image size and options (None for one dataset with generated
+    shifts); the image size at least the model's total stride."""
+    if data["name"] not in domains.KINDS:
+        return None
+    pair = {"kind": data["name"], "source": data.get("source_domain"), "target": data.get("target_domain"),
+            "size": data.get("image_size"),
+            "options": {k: v for k, v in data.items()
+                        if k not in ("name", "data_dir", "source_domain", "target_domain", "image_size")}}
+    domains.validate(pair["kind"], pair["source"], pair["target"], pair["size"])
+    if pair["size"] < classifiers.min_image_size(cfg["model"].get("name")):
+        raise ConfigError(f"data.image_size: {pair['size']} px is too small for {cfg['model'].get('name')} (at "
+                          f"least {classifiers.min_image_size(cfg['model'].get('name'))} px, its total stride); "
+                          "raise it")
+    return pair
+
+
 def parse(cfg) -> Spec:
     """Validate the composed config; every problem is one line naming the field and the fix."""
     s = cfg["setting"]
@@ -73,17 +90,7 @@ def parse(cfg) -> Spec:
     if data.get("name") not in images.DATASETS + domains.KINDS:
         raise ConfigError(f"data.name: unknown dataset '{data.get('name')}'; choose one of "
                           f"{', '.join(images.DATASETS + domains.KINDS)}")
-    pair = None
-    if data["name"] in domains.KINDS:
-        pair = {"kind": data["name"], "source": data.get("source_domain"), "target": data.get("target_domain"),
-                "size": data.get("image_size"),
-                "options": {k: v for k, v in data.items()
-                            if k not in ("name", "data_dir", "source_domain", "target_domain", "image_size")}}
-        domains.validate(pair["kind"], pair["source"], pair["target"], pair["size"])
-        if pair["size"] < classifiers.min_image_size(cfg["model"].get("name")):
-            raise ConfigError(f"data.image_size: {pair['size']} px is too small for {cfg['model'].get('name')} (at "
-                              f"least {classifiers.min_image_size(cfg['model'].get('name'))} px, its total stride); "
-                              "raise it")
+    pair = _domain_pair(cfg, data)
     model = dict(cfg["model"])
     model_name = model.pop("name", None)
     if model_name not in classifiers.MODELS:
