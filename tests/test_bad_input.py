@@ -612,7 +612,7 @@ CASES = [
     C("table/reps-zero", table("--reps", "0"), "--reps", setup=complete_run),
     C("table/csv-folder-missing", table("--markdown", "{tmp}/t.md", "--csv", "{tmp}/nodir/t.csv"), "--csv",
       setup=complete_run),
-    C("plot/results-missing", plot("--out", "{tmp}/c.png"), "no complete runs under {results}"),
+    C("plot/results-missing", plot("--out", "{tmp}/c.png"), "--results-dir: {results} does not exist"),
     C("plot/out-unwritable", plot("--out", "/proc/lossmooth-curves.png"), "--out: cannot write in /proc",
       setup=complete_run),
     C("table/markdown-unwritable", table("--markdown", "/proc/lossmooth-table.md"), "--markdown: cannot write in /proc",
