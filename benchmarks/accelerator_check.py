@@ -160,7 +160,7 @@ def lm_configs(reduced: bool, seq: int):
     olmo = DecoderConfig.from_hf_config(memory_plan.OLMO_1B, dtype="bfloat16", max_len=seq)
     out = []
     for name, cfg, model in (("SmolLM2-135M", smol, "smollm2"), ("OLMo-1B", olmo, "olmo_1b")):
-        cfg = dataclasses.replace(cfg, remat=bool(conf("lm_model", model)["remat"]))
+        cfg = dataclasses.replace(cfg, remat=bool(conf("lm/model", model)["remat"]))
         if reduced:  # the family's features (GQA, norms, tied head) at a toy size
             kv = max(1, 2 * cfg.num_kv_heads // cfg.num_heads)
             cfg = dataclasses.replace(cfg, vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=1,
@@ -207,7 +207,7 @@ def lm_update(rep: Report, cfg, batch: int, seq: int, steps: int):
 
 
 def part_lm(rep: Report, reduced: bool, bf16_peak: float, f32_peak: float, steps: int):
-    paper = conf("lm_budget", "paper")["lm_budget"]
+    paper = conf("lm/budget", "paper")["lm_budget"]
     seq, batch = (64, 2) if reduced else (paper["seq_len"], paper["micro_batch"])
     mfus = {}
     # the OLMo-1B shape first: the largest program, so the process's peak memory is its own

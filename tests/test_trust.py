@@ -137,7 +137,9 @@ def test_corrupt_run_directories_are_skipped_with_one_warning_each(corrupt, caps
     assert "| supervised |" in out.out
     assert cli.main(["plot", "--results-dir", str(corrupt), "--out", str(tmp_path / "c.png")]) == 0
     err = capsys.readouterr().err
-    assert "metrics.jsonl's last line is cut" in err and len(err.strip().splitlines()) == 4
+    # one line naming the folder read, then one warning per corrupt run directory
+    assert err.splitlines()[0] == f"lossmooth plot: reading {corrupt}"
+    assert "metrics.jsonl's last line is cut" in err and len(err.strip().splitlines()) == 5
     assert (tmp_path / "c.png").exists()
     assert cli.main(["status", "--results-dir", str(corrupt)]) == 0
     out = capsys.readouterr().out
