@@ -60,6 +60,12 @@ def _output_path(option: str, path: str | None) -> None:
                           "choose a writable folder") from None
 
 
+def _results_dir_option(p) -> None:
+    """``--results-dir`` of the commands that read runs (table, plot, status): the user's runs by default."""
+    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
+                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
+
+
 def _reading_folder(command: str, results_dir: str) -> None:
     """A reading command's folder exists (else one line naming it); say on stderr which folder it reads."""
     if not os.path.isdir(results_dir):
@@ -172,8 +178,7 @@ def cmd_table(argv: list[str]) -> int:
         "--results-dir names another folder, and says which folder it reads.",
         "lossmooth table --where shift=blur --csv table.csv\n"
         "lossmooth table --results-dir results --setting supervised --primary final_target_acc,min_acc"))
-    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
-                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
+    _results_dir_option(p)
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[], help="row filters, e.g. method=loss_smoothing shift=blur")
     p.add_argument("--stat", choices=("mean", "iqm"), default="mean")
@@ -285,8 +290,7 @@ def cmd_plot(argv: list[str]) -> int:
         "switch; mean over seeds with a band) of the complete runs of a results folder, one line per method, to an "
         "image file. Reads your runs (runs/) unless --results-dir names another folder, and says which.",
         "lossmooth plot --where shift=pixel_permutation --out curves.png"))
-    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
-                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
+    _results_dir_option(p)
     p.add_argument("--setting", default=None)
     p.add_argument("--where", nargs="*", default=[])
     p.add_argument("--out", required=True, help="PNG file to write")
@@ -379,8 +383,7 @@ def cmd_status(argv: list[str]) -> int:
         "diverged or corrupt, with its runs and methods. Reads your runs (runs/) unless --results-dir names "
         "another folder, and says which.",
         "lossmooth status --setting supervised\nlossmooth status --results-dir results"))
-    p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
-                   help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
+    _results_dir_option(p)
     p.add_argument("--setting", default=None)
     a = p.parse_args(argv)
     from lossmooth.results import store
