@@ -11,7 +11,6 @@ Bad input ends with one line ``lossmooth: error: ...`` on stderr and exit status
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from lossmooth import cli_help
@@ -30,123 +29,20 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(_fail(f"{self.prog}: {message} (see {self.prog} --help)"))
 
 
-PLOT_FORMATS = (".png", ".pdf", ".svg")
-
-
-def _output_path(option: str, path: str | None) -> None:
-    """An output file's folder exists and takes files, and the path is not a folder: checked before
-    anything is written or printed, so a bad second output never leaves the first one behind."""
-    import tempfile
-
-    if path is None:
-        return
-    if not path.strip():
-        raise ConfigError(f"{option}: empty path; give a file name")
-    if option == "--out" and os.path.splitext(path)[1].lower() not in PLOT_FORMATS:
-        raise ConfigError(f"{option}: {path} is not an image file name; end it in {', '.join(PLOT_FORMATS)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{option}: folder {os.path.dirname(path) or '.'} does not exist; create it first")
-    if os.path.isdir(path):
-        raise ConfigError(f"{option}: {path} is a folder; give a file name")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ConfigError(f"{option}: {path} is not writable; choose another file")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".lossmooth-write-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"{option}: cannot write in {os.path.dirname(path) or '.'} ({e.strerror or e}); "
-                          "choose a writable folder") from None
-
-
 def _results_dir_option(p) -> None:
     """``--results-dir`` of the commands that read runs (table, plot, status): the user's runs by default."""
     p.add_argument("--results-dir", default=cli_help.RUNS_DIR,
                    help=f"the runs to read (default: {cli_help.RUNS_DIR}/, yours; {cli_help.REFERENCE_DIR}: the committed ones)")
 
 
-def _reading_folder(command: str, results_dir: str) -> None:
-    """A reading command's folder exists (else one line naming it); say on stderr which folder it reads."""
-    if not os.path.isdir(results_dir):
-        hint = ("run `lossmooth run` first, or read the committed reference runs with --results-dir "
-                f"{cli_help.REFERENCE_DIR}") if os.path.normpath(results_dir) == cli_help.RUNS_DIR else \
-            "point it at a results folder"
-        raise ConfigError(f"--results-dir: {results_dir} does not exist; {hint}")
-    print(cli_help.reading(command, results_dir), file=sys.stderr)
-
-
-def check_overrides(overrides: list[str]) -> None:
-    """One-line errors for renamed keys and unknown config-group options (Hydra's own message spans
-    many lines)."""
-    from lossmooth.core.config import check_renamed
-    from lossmooth.reproduce.registry import options
-    from lossmooth.settings import REGISTER
-
-    check_renamed(overrides)
-    for ov in overrides:
-        if ov.startswith(("-", "+", "~")) or "=" not in ov:
-            continue
-        key, val = ov.split("=", 1)
-        if key.startswith("hydra.") and key != "hydra/launcher":
-            continue
-        available = options(key.replace(".", "/"))
-        if not available:  # not a config group
-            continue
-        # a sweep (a,b) or a list ([a,b]) of options
-        wanted = [v.strip() for v in val.strip("[]").split(",") if v.strip()]
-        for w in wanted:
-            if w not in available:
-                raise ConfigError(f"{key}: unknown option '{w}'; choose one of {', '.join(available)}"
-                                  + (f"; {REGISTER}" if key == "setting" else ""))
-
-
-def _compose_check(overrides: list[str]) -> dict:
-    """Compose a single-run config once so unknown keys fail in one line before Hydra starts; return it
-    resolved."""
-    from lossmooth.runner.compose import check_added, compose
-
-    overrides = [o for o in overrides if not o.startswith("hydra")]
-    check_added(overrides)
-    return compose(overrides)
-
-
-def _first_point(override: str) -> str | None:
-    """``key=a,b,c`` -> ``key=a`` (a list value ``key=[a,b]`` stays whole: it is one point); None for
-    a ``range(...)``/``choice(...)`` sweep, which only Hydra's sweeper expands."""
-    key, sep, val = override.partition("=")
-    if "(" in val:
-        return None
-    if not sep or val.startswith(("[", "{")):
-        return override
-    return f"{key}={val.split(',')[0]}"
-
-
 def cmd_run(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):  # ours, before any config is composed or JAX imported
         print(cli_help.run_help(), end="")
         return 0
-    overrides = [a for a in args if not a.startswith("-")]
-    try:
-        check_overrides(overrides)
-        if any(a in ("-m", "--multirun") for a in args):
-            # every point of the sweep is composed and validated before Hydra starts: a bad point fails
-            # here, before Hydra writes the sweep's folder or any point runs
-            from lossmooth import runner
-            from lossmooth.reproduce.registry import expand
+    from lossmooth.app import checks
 
-            runnable = [o for o in overrides if not o.startswith("hydra")]
-            try:
-                points = expand(runnable)
-            except ConfigError:  # an interval only the sweeper expands: its first point stands for it
-                points = [[p for p in map(_first_point, runnable) if p is not None]]
-            for point in points:
-                try:
-                    runner.validate(_compose_check(point))
-                except ConfigError as e:
-                    raise ConfigError(f"{e} (multirun point: {' '.join(point)})") from None
-        else:
-            _compose_check(overrides)
+    try:
+        checks.check_run(args)
     except ConfigError as e:
         return _fail(str(e))
     from lossmooth.app import run
@@ -158,16 +54,6 @@ def cmd_run(args: list[str]) -> int:
         return _fail(str(e))
     run.main()
     return 0
-
-
-def _where(items: list[str]) -> dict:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise ConfigError(f"--where: expected key=value, got '{it}'")
-        k, v = it.split("=", 1)
-        out[k] = v
-    return out
 
 
 def cmd_table(argv: list[str]) -> int:
@@ -189,68 +75,13 @@ def cmd_table(argv: list[str]) -> int:
                    help="summaries whose paired p-values are Holm-adjusted over every paired row (the rest is "
                         "exploratory), e.g. final_target_acc,min_acc")
     a = p.parse_args(argv)
-    from lossmooth.results import aggregate as agg
-    from lossmooth.results import metrics, tables
-    from lossmooth.results.store import atomic_write
+    from lossmooth.app import table
 
     try:
-        _reading_folder("table", a.results_dir)
-        if a.reps < 1:
-            raise ConfigError(f"--reps: must be at least 1 bootstrap resample, got {a.reps}")
-        primary = [m for m in (a.primary or "").split(",") if m]
-        unknown = [m for m in primary if not metrics.is_summary_name(m)]
-        if unknown or (a.primary is not None and not primary):
-            raise ConfigError(f"--primary: unknown metric(s) {', '.join(unknown) or repr(a.primary)}; give summary "
-                              "names separated by commas, e.g. final_target_acc,min_acc")
-        _output_path("--markdown", a.markdown)
-        _output_path("--csv", a.csv)
-        rows = agg.collect(a.results_dir, a.setting, _where(a.where), progress=_reading(a.results_dir))
-        if not rows:
-            raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
-                              "check --setting/--where or run `lossmooth run`")
+        table.table(a.results_dir, a.setting, a.where, a.stat, a.reps, a.markdown, a.csv, a.primary)
     except ConfigError as e:
         return _fail(str(e))
-    # one table per setting: their units and summaries differ (accuracy, return, score, loss)
-    by_setting: dict[str, list] = {}
-    for r in rows:
-        by_setting.setdefault(r["setting"], []).append(r)
-    parts, csv_parts = [], [[], [], []]
-    for name, rs in sorted(by_setting.items()):
-        groups, diffs, normalized = agg.tables(rs, reps=a.reps)
-        family = None
-        if primary:
-            absent = [m for m in primary if not any(f"{m}_diff" in d for d in diffs)]
-            few = [d for d in diffs if d["n_pairs"] < 2]
-            if absent or few or not diffs:
-                return _fail(f"--primary: {name}'s paired rows " + (
-                    f"have no {', '.join(absent)}" if absent and diffs else
-                    "hold one pair only (n = 1): nothing to test; run more seeds" if few else
-                    "do not exist (no method beside the hard switch)"))
-            family = agg.adjust_family(diffs, primary)
-        md = tables.markdown(groups, diffs, a.stat, normalized, family)
-        parts.append(md if len(by_setting) == 1 else f"## {name}\n\n{md}")
-        for acc, part in zip(csv_parts, (groups, diffs, normalized)):
-            acc += part
-    md = "\n".join(parts)
-    print(md)
-    if a.markdown:
-        atomic_write(a.markdown, md)
-    if a.csv:
-        atomic_write(a.csv, tables.csv_text(*csv_parts))
     return 0
-
-
-def _reading(results_dir: str):
-    """A progress line on a terminal while many run directories are read (nothing otherwise)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(i: int, total: int, path: str) -> None:
-        if total >= 10:
-            end = "\n" if i == total - 1 else ""
-            print(f"\rlossmooth: reading {results_dir}: {i + 1} of {total} run directories", end=end,
-                  file=sys.stderr, flush=True)
-    return show
 
 
 def cmd_seeds(argv: list[str]) -> int:
@@ -296,32 +127,13 @@ def cmd_plot(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--title", default=None)
     a = p.parse_args(argv)
-    from lossmooth.results import aggregate as agg
-    from lossmooth.results import plots
+    from lossmooth.app import plot
 
     try:
-        _reading_folder("plot", a.results_dir)
-        rows = agg.collect(a.results_dir, a.setting, _where(a.where))
-        if not rows:
-            raise ConfigError(f"no complete runs under {a.results_dir} match {a.where or 'the filter'}; "
-                              "check --setting/--where or run `lossmooth run`")
-        if not any(_has_rows(d) for d in {r["run_dir"] for r in rows}):
-            raise ConfigError(f"nothing to draw: the complete runs under {a.results_dir} matching "
-                              f"{a.where or 'the filter'} hold no metric rows (empty metrics.jsonl); run them again")
-        _output_path("--out", a.out)
+        plot.plot(a.results_dir, a.out, a.setting, a.where, a.title)
     except ConfigError as e:
         return _fail(str(e))
-    plots.plot_curves(rows, a.out, a.title)
-    print(f"wrote {a.out}")
     return 0
-
-
-def _has_rows(run_dir: str) -> bool:
-    """The run directory's metrics.jsonl holds something (a whole last line is checked by the store)."""
-    try:
-        return os.path.getsize(os.path.join(run_dir, "metrics.jsonl")) > 0
-    except OSError:
-        return False
 
 
 def _preparation(argv: list[str], command: str, step: str, config: str, run) -> int:
@@ -330,6 +142,7 @@ def _preparation(argv: list[str], command: str, step: str, config: str, run) -> 
     if not argv or argv[0] != step:
         return _fail(f"{command}: expected `lossmooth {command} {step} [overrides]`")
     overrides = argv[1:]
+    from lossmooth.app.checks import check_overrides
     from lossmooth.runner.compose import check_added, compose
 
     try:
@@ -386,42 +199,12 @@ def cmd_status(argv: list[str]) -> int:
     _results_dir_option(p)
     p.add_argument("--setting", default=None)
     a = p.parse_args(argv)
-    from lossmooth.results import store
+    from lossmooth.app import status
 
     try:
-        _reading_folder("status", a.results_dir)
+        status.status(a.results_dir, a.setting)
     except ConfigError as e:
         return _fail(str(e))
-    if a.setting is not None:
-        from lossmooth import settings
-
-        try:
-            known = settings.names()
-        except ConfigError as e:
-            return _fail(str(e))
-        if a.setting not in known and not os.path.isdir(os.path.join(a.results_dir, a.setting)):
-            return _fail(f"--setting: unknown setting '{a.setting}'; choose one of {', '.join(known)}")
-    rows = store.run_states(a.results_dir, a.setting)  # a corrupt directory: one warning line on stderr
-    print("| setting | run | state | runs | diverged | on a diverged source | methods |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        runs = "" if r["runs"] is None else str(r["runs"])
-        extra = ""
-        if r["state"] == "incomplete" and r.get("unsummarized"):
-            extra = "finished, but summary.json is missing: run the same config again to rebuild it"
-        elif r["state"] == "incomplete":
-            extra = f"{r.get('metric_rows', 0)} metric rows so far" + (
-                "" if r.get("resumable") else ", no checkpoint: moved aside and started anew if run again")
-        elif r["state"] == "corrupt":
-            extra = r["reason"]
-        elif r.get("pending"):
-            extra = "finish pending (the folder takes no writes; a command with write access settles it); "
-        print(f"| {r['setting']} | {r['run_id']} | {r['state']} | {runs} | {r['diverged']} | {r['source_diverged']} | "
-              f"{extra}{', '.join(r.get('methods', []))} |")
-    counts = {k: sum(1 for r in rows if r["state"] == k) for k in ("complete", "diverged", "incomplete", "corrupt")}
-    on_bad = sum(r["source_diverged"] for r in rows)
-    print(f"\n{len(rows)} run directories: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-          + f"; {on_bad} runs built on a diverged source")
     return 0
 
 

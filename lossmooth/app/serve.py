@@ -12,9 +12,6 @@ from __future__ import annotations
 import os
 
 from lossmooth.errors import ConfigError
-from lossmooth.lm.judge.respond import ChatModel
-from lossmooth.lm.judge.server import ChatServer
-from lossmooth.lm.models.load import load_model
 
 
 def open_server(gguf: str | None = None, hf: str | None = None, template: str | None = None, name: str = "lossmooth",
@@ -26,6 +23,13 @@ def open_server(gguf: str | None = None, hf: str | None = None, template: str | 
         raise ConfigError(f"--max-prompt-tokens: {max_prompt_tokens} is too small; use at least 8")
     if hf is not None and not os.path.isdir(hf):
         raise ConfigError(f"--hf: {hf} is not a folder; give a Hugging Face checkpoint folder")
+    if gguf is not None and not os.path.isfile(gguf):
+        raise ConfigError(f"--gguf: {gguf} is not a file; give a GGUF model file")
+    # the model code (and JAX) load only after the arguments are checked: a typo answers at once
+    from lossmooth.lm.judge.respond import ChatModel
+    from lossmooth.lm.judge.server import ChatServer
+    from lossmooth.lm.models.load import load_model
+
     loaded = []  # the address is taken (and checked) before the model loads; requests wait for it below
     server = ChatServer(lambda *args, **kw: loaded[0].respond(*args, **kw), name, host=host, port=port,
                         allow_remote=allow_remote)
@@ -41,7 +45,7 @@ def open_server(gguf: str | None = None, hf: str | None = None, template: str | 
     return server
 
 
-def serve(server: ChatServer, name: str) -> None:
+def serve(server, name: str) -> None:
     """Answer requests until Ctrl-C, then close the server."""
     print(f"lossmooth: serving {name} at {server.base_url} (Ctrl-C stops)", flush=True)
     try:
