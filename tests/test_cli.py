@@ -328,6 +328,17 @@ def test_run_help_imports_no_jax():
     assert imported and not [m for m in imported if m.split(".")[0] in ("jax", "jaxlib", "flax", "hydra")]
 
 
+@pytest.mark.parametrize("args", [["--hf", "nope"], ["--gguf", "nope.gguf"], ["--max-prompt-tokens", "2"]])
+def test_serve_refuses_bad_arguments_before_loading_jax(args, tmp_path):
+    """A typo in `lossmooth serve` answers in one line before the model code (and JAX) load."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossmooth.cli", "serve", *args], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("import time:")]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("lossmooth: error: --")
+    imported = [ln.split("|")[-1].strip() for ln in r.stderr.splitlines() if ln.startswith("import time:")]
+    assert imported and not [m for m in imported if m.split(".")[0] in ("jax", "jaxlib", "flax")]
+
+
 @pytest.mark.parametrize("command", ["table", "plot", "status"])
 def test_reading_commands_read_runs_by_default_and_say_so(command, tmp_path):
     extra = ["--out", str(tmp_path / "c.png")] if command == "plot" else []
