@@ -7,6 +7,27 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 import pytest  # noqa: E402
 
+CACHE_ENV = "LOSSMOOTH_TEST_JAX_CACHE"
+
+
+def pytest_configure(config):
+    """One JAX persistent compilation cache for the whole test run, as ``lossmooth run`` has by default
+    (``cache_dir``): both xdist workers and every subprocess a test starts inherit it through the
+    environment (set here, before the workers start), so a program that two test files build from
+    different Python objects compiles once. A run with ``cache_dir=null`` leaves it on; a test that
+    needs its own cache passes ``cache_dir``."""
+    import shutil
+    import tempfile
+
+    if os.environ.get(CACHE_ENV):
+        return
+    folder = tempfile.mkdtemp(prefix="lossmooth-test-jax-")
+    os.environ[CACHE_ENV] = folder
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
 # a tiny but real configuration: every test that trains uses these shapes (compiled once)
 TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",
@@ -34,9 +55,9 @@ def compose(overrides=(), return_hydra_config=False):
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    """A JAX compilation cache shared by every subprocess the tests start."""
-    return str(tmp_path_factory.mktemp("jax-cache"))
+def cache_dir():
+    """The run's JAX compilation cache (:func:`pytest_configure`), for tests that pass ``cache_dir``."""
+    return os.environ[CACHE_ENV]
 
 
 @pytest.fixture(scope="session")

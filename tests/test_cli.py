@@ -199,6 +199,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # about 1 min on 2 cores; tests/test_sharding.py checks the same claim for every setting in CI
 def test_supervised_run_sharded_over_two_devices_matches_unsharded(tmp_path, cache_dir):
     script = tmp_path / "sharded_run.py"
     script.write_text(SHARDED_RUN)

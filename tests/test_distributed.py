@@ -17,6 +17,10 @@ from lossmooth.runner import distributed
 from lossmooth.errors import ConfigError
 from tests.conftest import TINY
 
+# four runs in fresh processes (about 2 min on 2 cores): out of CI, `pytest -m slow` runs them; one
+# process over several devices is checked in CI by tests/test_sharding.py
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 ARGS = [*TINY, "num_seeds=1", "method=[loss_smoothing]", "model.hidden=64", "cache_dir=null"]
 

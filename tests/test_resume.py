@@ -88,7 +88,8 @@ def _interrupt(results, cache_dir, wait_for: str, sig, setting="supervised") -> 
 SLOW = pytest.mark.slow  # 2-6 min each on 2 cores: out of CI, `pytest -m slow` runs them
 
 
-@pytest.mark.parametrize("setting, wait_for", [("supervised", "source"), ("supervised", "adapt0"),
+@pytest.mark.parametrize("setting, wait_for", [("supervised", "source"),
+                                               pytest.param("supervised", "adapt0", marks=SLOW),
                                                pytest.param("supervised_groups", "adapt1", marks=SLOW),
                                                pytest.param("supervised_sequence", "adapt0-switch2", marks=SLOW),
                                                # killed while adapting: resumes the finished source

@@ -16,6 +16,7 @@ state: every lookup reads the built-ins, the variable and the entry points as th
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -72,13 +73,21 @@ def _load(ref: str, where: str) -> Setting:
     return check_setting(obj)
 
 
+@functools.lru_cache(maxsize=8)
+def _entry_points(path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``(name, value)`` of the installed packages' setting entry points, for one ``sys.path``: scanning
+    every installed distribution's metadata takes tens of milliseconds, and composing one config asks
+    for the plugins' config folders dozens of times (a new ``sys.path`` scans again)."""
+    return tuple((ep.name, ep.value) for ep in importlib.metadata.entry_points(group=ENTRY_POINTS))
+
+
 def _plugins() -> dict[str, str]:
     """``{name or reference: (reference, where)}`` of the settings from outside the project."""
     out = {}
     for ref in filter(None, (r.strip() for r in os.environ.get(ENV, "").split(","))):
         out[ref] = (ref, ENV)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
-        out[ep.value] = (ep.value, f"entry point {ep.name}")
+    for name, value in _entry_points(tuple(sys.path)):
+        out[value] = (value, f"entry point {name}")
     return out
 
 
