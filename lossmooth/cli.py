@@ -89,13 +89,17 @@ def cmd_seeds(argv: list[str]) -> int:
         "Seeds needed for a 95% CI half-width and for a power to detect an effect, from the committed runs of a "
         "registry entry taken as a pilot (its spread and shape); the answer goes into an entry's seeds plan, which "
         "`lossmooth reproduce --check` rechecks. Reads the committed reference runs (results/).",
-        "lossmooth seeds supervised_pilot --metric min_acc --halfwidth 0.02 --effect 0.05 --family 2"))
+        "lossmooth seeds supervised_pilot --metric min_acc --halfwidth 0.02 --effect 0.05 --family 2\n"
+        "lossmooth seeds online_rl_pilot --metric final_target_return --seeds 16 --family 2"))
     p.add_argument("name", help="the registry entry whose committed runs are the pilot")
     p.add_argument("--metric", required=True, help="the summary the claim rests on, e.g. final_target_return")
     p.add_argument("--halfwidth", type=float, default=None, help="the 95%% CI half-width wanted")
     p.add_argument("--effect", type=float, default=None, help="the minimal effect to detect")
     p.add_argument("--power", type=float, default=0.8)
     p.add_argument("--family", type=int, default=1, help="comparisons in the primary family (level 0.05/family)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="the other way round: at N seeds (a budget), the half-width to expect and the smallest "
+                        "effect detected with --power")
     p.add_argument("--results-dir", default=cli_help.REFERENCE_DIR, help="where the pilot's runs are")
     p.add_argument("--experiments", default=None, help="the entries (default: experiments/)")
     a = p.parse_args(argv)  # the registry is imported after the help, which needs none of it
@@ -109,7 +113,7 @@ def cmd_seeds(argv: list[str]) -> int:
         if a.name not in entries:
             raise ConfigError(f"seeds: unknown entry '{a.name}'; choose one of {', '.join(entries)}")
         print(command.seed_plan(entries[a.name], a.results_dir, a.metric, a.halfwidth, a.effect, a.power,
-                                a.family))
+                                a.family, a.seeds))
         return 0
     except ConfigError as e:
         return _fail(str(e))

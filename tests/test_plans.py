@@ -105,9 +105,29 @@ def test_a_recorded_seed_plan_is_rechecked_against_its_pilot(capsys):
                                   "seeds": {**block, "n": n + 1}}, "r.yaml")
     assert not command.seeds_hold(stale, entries, rows_dir, n) and "now gives" in capsys.readouterr().out
     assert not command.seeds_hold(good, entries, rows_dir, n - 1) and "fewer than" in capsys.readouterr().out
+    # runs made for the plan (n seeds) that kept fewer pairs fail; runs that predate it await the re-run
+    assert not command.seeds_hold(good, entries, rows_dir, n - 1, run_seeds=n)
+    assert "fewer than" in capsys.readouterr().out
+    assert command.seeds_hold(good, entries, rows_dir, n - 1, run_seeds=n - 1)
+    assert "predate the plan; the planned re-run is pending" in capsys.readouterr().out
+    ok, line = command.seed_status(good, entries, rows_dir, n, n)
+    assert ok and line.startswith(f"Seed plan: n = {n} from the pilot supervised_default") and f"have {n} pairs" in line
     with pytest.raises(ConfigError, match="seeds needs"):
         seeds.recorded(registry._entry("r", {"description": "d", "setting": "supervised", "runs": [[]],
                                              "seeds": {"metric": "m"}}, "r.yaml"))
+
+
+def test_a_budget_fixed_seed_count_states_the_effect_it_can_detect(default_rows):
+    """--seeds N: the effect it prints is detected with 80% power at N seeds, and planning for that effect
+    answers with at most N seeds (the two directions agree)."""
+    text = seeds.sensitivity(default_rows, "final_target_acc", 8, 0.8, 1)
+    effect = float(text.split("--effect ")[1].split("`")[0])
+    (p,) = seeds.plan(default_rows, "final_target_acc", None, effect)
+    assert p.n_power <= 8 and "half-width about" in text
+    (q,) = seeds.plan(default_rows, "final_target_acc", None, 0.9 * effect)
+    assert q.n_power > 8
+    with pytest.raises(ConfigError, match="--seeds must be at least 3"):
+        seeds.sensitivity(default_rows, "final_target_acc", 2)
 
 
 def test_a_pilot_is_never_a_result():

@@ -4,6 +4,7 @@ written (a targets row is checked against the regenerated table before the table
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -93,7 +94,7 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
         build.not_a_pilot(entry, found, build.pilot_runs(entries, results_dir))
     for line in existing.data_differs(entry, found):
         print(f"lossmooth: warning: {line}", file=sys.stderr)
-    table = build.tables(entry, points, found, results_dir)
+    table = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries, results_dir, found)
     cells = targets.check(checks, targets.table_rows(table.csv)) if checks is not None else None
     build.write(entry, table, results_dir)
     print(table.markdown)
@@ -105,7 +106,7 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
 
 
 def seed_plan(entry: Entry, results_dir: str, metric: str, halfwidth, effect, power: float = 0.8,
-              family: int = 1) -> str:
+              family: int = 1, n: int | None = None) -> str:
     """:mod:`lossmooth.reproduce.seeds`' answer for ``metric`` from the entry's committed runs (all must exist)."""
     found = existing.find(resolve(entry), results_dir, entry.setting)
     if any(f is None for f in found):
@@ -113,13 +114,18 @@ def seed_plan(entry: Entry, results_dir: str, metric: str, halfwidth, effect, po
                           f"{entry.name}` first")
     clean_provenance(entry, found)
     rows = build.rows_of(entry, found, results_dir)
+    if n is not None:
+        return seeds.sensitivity(rows, metric, n, power, family)
     return seeds.text(entry.name, metric, seeds.plan(rows, metric, halfwidth, effect, power, family),
                       halfwidth, effect, power, family)
 
 
-def seeds_hold(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pairs: int | None) -> bool:
-    """An entry's recorded seed plan still follows from its committed pilot, and its runs have that many
-    seeds; a line for each that does not."""
+def seed_status(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pairs: int | None,
+                run_seeds: int | None) -> tuple[bool, str]:
+    """Whether an entry's recorded seed plan holds, and the sentence its table states. The plan's ``n`` must
+    still follow from its committed pilot, and runs made for the plan (``run_seeds`` >= n) must keep n
+    pairs; runs that predate the plan (fewer seeds than it needs) are stated as awaiting the planned
+    re-run: the order a plan asks for is plan first, then runs, so a committed plan may wait for them."""
     block = seeds.recorded(entry)
     pilot = entries.get(block["pilot"])
     if pilot is None:
@@ -130,14 +136,47 @@ def seeds_hold(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pair
     plans = seeds.plan(build.rows_of(pilot, found, results_dir), block["metric"], block.get("halfwidth"),
                        block.get("effect"), block.get("power", 0.8), block.get("family", 1))
     n = seeds.answer(plans, block.get("halfwidth"), block.get("effect"))
-    ok = n == block["n"]
-    if not ok:
-        print(f"lossmooth: {entry.name}: its seed plan records n = {block['n']}, but its pilot '{pilot.name}' now "
-              f"gives {n}: rerun `lossmooth seeds {pilot.name}` and record the answer")
-    if n_pairs is not None and n is not None and n_pairs < n:
-        print(f"lossmooth: {entry.name}: {n_pairs} pairs, fewer than the {n} its seed plan needs")
-        ok = False
+    asked = "; ".join(f"{k} {block[k]:g}" for k in ("halfwidth", "effect") if k in block)
+    plan = (f"Seed plan: n = {block['n']} from the pilot {pilot.name} ({block['metric']}: {asked}, power "
+            f"{block.get('power', 0.8):g}, family {block.get('family', 1)}; `lossmooth seeds` recomputes it)")
+    if n != block["n"]:
+        return False, (f"lossmooth: {entry.name}: its seed plan records n = {block['n']}, but its pilot '{pilot.name}' "
+                       f"now gives {n}: rerun `lossmooth seeds {pilot.name}` and record the answer")
+    if n_pairs is None or n_pairs >= n:
+        return True, f"{plan}: these runs have {n_pairs} pairs."
+    if run_seeds is not None and run_seeds < n:
+        return True, (f"{plan}: these runs have {run_seeds} seeds and predate the plan; the planned re-run is "
+                      "pending, and nothing here rests on it yet.")
+    return False, f"lossmooth: {entry.name}: {n_pairs} pairs, fewer than the {n} its seed plan needs"
+
+
+def seeds_hold(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pairs: int | None,
+               run_seeds: int | None = None) -> bool:
+    """:func:`seed_status`'s verdict, printing a line for a plan that does not hold or awaits its re-run."""
+    ok, line = seed_status(entry, entries, results_dir, n_pairs, run_seeds)
+    if not ok or "pending" in line:
+        print(line if not ok else f"lossmooth: {entry.name}: {line}")
     return ok
+
+
+def run_seeds(found: list) -> int | None:
+    """The most seeds any of the runs was made with (their stored configs)."""
+    ns = [f.config.get("num_seeds") for f in found if f is not None and isinstance(f.config.get("num_seeds"), int)]
+    return max(ns) if ns else None
+
+
+def with_seed_plan(entry: Entry, table, entries: dict[str, Entry] | None, results_dir: str, found: list):
+    """The table with its seed plan's sentence under the plan-order line (unchanged without a plan)."""
+    if not entry.seeds or entries is None:
+        return table
+    n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
+    _, line = seed_status(entry, entries, results_dir, n_pairs, run_seeds(found))
+    if line.startswith("lossmooth: "):
+        return table
+    anchor = table.order.text if table.order is not None else None
+    md = (table.markdown.replace(anchor, f"{anchor}\n\n{line}", 1) if anchor and anchor in table.markdown
+          else table.markdown + f"\n{line}\n")
+    return dataclasses.replace(table, markdown=md)
 
 
 def criteria_hold(entry: Entry, table) -> bool:
@@ -173,11 +212,11 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
         built.append((entry, points, found))
     cells, tables = [], []
     for entry, points, found in built:
-        table = build.tables(entry, points, found, results_dir)
+        table = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries, results_dir, found)
         cells += targets.check([t for t in checks if t.entry == entry.name], targets.table_rows(table.csv))
-        tables.append((entry, table))
+        tables.append((entry, table, found))
     ok = True
-    for entry, table in tables:
+    for entry, table, found in tables:
         build.write(entry, table, results_dir)
         print(f"rebuilt {entry.name}: wrote " + ", ".join(entry.outputs(results_dir).values()))
         if table.criteria:
@@ -189,6 +228,6 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
         ok = criteria_hold(entry, table) and ok
         if entry.seeds:
             n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
-            ok = seeds_hold(entry, entries, results_dir, n_pairs) and ok
+            ok = seeds_hold(entry, entries, results_dir, n_pairs, run_seeds(found)) and ok
     print("\n" + targets.report(cells))
     return 0 if all(c.passed for c in cells) and ok else 1

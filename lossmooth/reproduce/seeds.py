@@ -13,7 +13,9 @@ seed correlates them, as it usually does). Then, with s the spread:
   :data:`TRIALS` simulated experiments whose n differences are resampled from the pilot's own centred,
   rescaled values (its skew and outliers kept) and shifted by the minimal effect ``effect``.
 
-The answer is the larger n over the entry's groups. ``lossmooth seeds`` prints it with a ``seeds:``
+The answer is the larger n over the entry's groups. Where the seed count is fixed by the compute at
+hand, :func:`sensitivity` answers the other way round: at n seeds, the half-width to expect and the
+smallest effect detected with that power (the effect a plan at that budget can honestly state). ``lossmooth seeds`` prints it with a ``seeds:``
 block for the result entry's YAML; ``lossmooth reproduce --check`` recomputes every recorded block from
 the committed pilot and fails where the recorded answer no longer follows.
 """
@@ -140,6 +142,53 @@ def answer(plans: list[Plan], halfwidth=None, effect=None) -> int | None:
     reachable below N_MAX)."""
     ns = [n for p in plans for n, asked in ((p.n_halfwidth, halfwidth), (p.n_power, effect)) if asked is not None]
     return None if not ns or any(n is None for n in ns) else max(ns)
+
+
+def min_effect(values: np.ndarray, sd: float, n: int, power: float, alpha: float) -> float | None:
+    """The smallest effect (to 0.5% of sd) that :func:`power_at` detects with ``power`` at n seeds (None: the
+    exact test cannot reach ``alpha`` at n, whatever the effect)."""
+    centred = values - values.mean()
+    spread = centred.std(ddof=1)
+    shape = centred * (sd / spread) if spread > 0 else np.zeros_like(centred)
+    if n < np.log2(2.0 / alpha) or sd == 0:
+        return None if n < np.log2(2.0 / alpha) else 0.0
+    lo, hi = 0.0, sd
+    while power_at(shape, n, hi, alpha) < power:
+        lo, hi = hi, hi * 2
+    while hi - lo > 0.005 * sd:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if power_at(shape, n, mid, alpha) >= power else (mid, hi)
+    return hi
+
+
+def sensitivity(rows: list[dict], metric: str, n: int, power: float = 0.8, family: int = 1) -> str:
+    """What ``lossmooth seeds --seeds n`` prints: per group of the pilot, the 95% t half-width to expect
+    at n seeds and the smallest effect detected with ``power`` (exact sign-flip test at 0.05/family)."""
+    if n < inference.MIN_PAIRS:
+        raise ConfigError(f"seeds: --seeds must be at least {inference.MIN_PAIRS}, got {n}")
+    if not (0 < power < 1) or family < 1:
+        raise ConfigError(f"seeds: --power must be in (0, 1) and --family >= 1, got {power} and {family}")
+    found = samples(rows, metric)
+    if not found:
+        raise ConfigError(f"seeds: the entry's runs have no '{metric}' (they have {', '.join(sorted(agg.metrics_of(rows)))})")
+    lines, worst = [f"at {n} seeds, {metric}:"], 0.0
+    for label, values, paired in found:
+        if len(values) < inference.MIN_PAIRS:
+            raise ConfigError(f"seeds: {label} has {len(values)} seed(s); a pilot needs at least "
+                              f"{inference.MIN_PAIRS} to estimate a spread")
+        sd = float(np.std(values, ddof=1)) * (1.0 if paired else np.sqrt(2.0))
+        h = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+        e = min_effect(values, sd, n, power, 0.05 / family)
+        worst = max(worst, e if e is not None else np.inf)
+        lines.append(f"  {label}: sd_diff {sd:.4g}; 95% t half-width about {h:.4g}; smallest effect detected with "
+                     f"{power:.0%} power (exact sign-flip test at 0.05/{family}): "
+                     + (f"{e:.4g}" if e is not None else "none (too few seeds for this level)"))
+    if np.isfinite(worst) and worst > 0:
+        step = 10.0 ** (np.floor(np.log10(worst)) - 2)  # rounded up to 3 significant figures
+        up = float(np.ceil(worst / step) * step)
+        lines.append(f"a plan at {n} seeds can state a minimal effect of {up:.6g} or more "
+                     f"(`lossmooth seeds ... --effect {up:.6g}` then answers with at most {n})")
+    return "\n".join(lines)
 
 
 def text(pilot: str, metric: str, plans: list[Plan], halfwidth, effect, power: float, family: int) -> str:
