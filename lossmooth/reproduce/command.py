@@ -102,7 +102,11 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
     if cells is None:
         return 0
     print("\n" + targets.report(cells))
-    return 0 if all(c.passed for c in cells) and criteria_hold(entry, table) else 1
+    ok = criteria_hold(entry, table)
+    if entry.seeds and entries is not None:
+        n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
+        ok = seeds_hold(entry, entries, results_dir, n_pairs, run_seeds(found)) and ok
+    return 0 if all(c.passed for c in cells) and ok else 1
 
 
 def seed_plan(entry: Entry, results_dir: str, metric: str, halfwidth, effect, power: float = 0.8,
