@@ -222,6 +222,19 @@ def plan_order(entry: Entry, results_dir: str) -> str:
     return "Plan order not recorded in the table."
 
 
+def seed_plan_note(entry: Entry, results_dir: str) -> str:
+    """``; seed plan n = N, re-run pending`` (or ``met``) from the committed table's seed-plan sentence."""
+    path = entry.outputs(results_dir)["md"]
+    if not entry.seeds or not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        line = next((ln for ln in f if ln.startswith("Seed plan: n = ")), None)
+    if line is None:
+        return ""
+    n = line[len("Seed plan: n = "):].split(" ", 1)[0]
+    return f"; seed plan n = {n}, " + ("re-run pending" if "re-run is pending" in line else "met")
+
+
 def _intro(entries: dict[str, Entry], results_dir: str) -> str:
     done = committed(entries, results_dir)
     before = sum(plan_order(e, results_dir).startswith("Plan committed before") for e, _ in done)
@@ -320,6 +333,7 @@ def readme_summary(entries: dict[str, Entry], results_dir: str) -> str:
         plan = "pilot; " if e.pilot else ""
         plan += ("committed before the runs" if plan_order(e, results_dir).startswith("Plan committed before")
                  else "written after the runs")
+        plan += seed_plan_note(e, results_dir)
         lines.append(f"| {e.name} | {pairs} | {res} | {held} | {plan} |")
     return "\n".join(lines) + "\n\n" + SUMMARY_END
 
