@@ -10,7 +10,7 @@ import lossmooth
 
 MAX_LINES = 60
 ROOT = os.path.dirname(lossmooth.__file__)
-PACKAGES = ["runner", "settings", "cli.py"]
+PACKAGES = ["runner", "settings", "app", "reproduce", "results", "cli.py"]
 
 
 def long_functions(folder: str, limit: int = MAX_LINES) -> list[str]:

@@ -84,14 +84,35 @@ def parse(cfg: dict) -> CollectSpec:
 
 def run(cfg: dict, log=print) -> dict:
     """Collect every dataset of ``cfg`` (see the module docstring); returns {kind: dataset id}."""
-    from rejax import TD3
-
     spec = parse(cfg)
     t0 = time.time()
-    genv, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
-    benv = envs.make_brax_env(spec.task, spec.backend, spec.episode_length)
+    algo, rollout = _agent(spec)
+    key = jax.random.PRNGKey(spec.seed)
+    snaps, returns, steps = _train(spec, algo, rollout, key, log)
+    rand = (snaps[0][0], snaps[0][1], jnp.asarray(True))
+    ref, best, medium = _references(spec, rollout, rand, snaps, returns, key)
+    log(f"references: random {ref[0]:.1f}, expert {ref[1]:.1f} (snapshot at {steps[best]} steps); "
+        f"medium: snapshot at {steps[medium]} steps, return {returns[medium]:.1f}")
+    policies = {"random": rand, "medium": snaps[medium], "expert": snaps[best], "replay": snaps[:medium + 1]}
+    meta_common = {"task": spec.task, "backend": spec.backend, "episode_length": spec.episode_length,
+                   "collector": "rejax TD3 (lossmooth data collect)", "train_timesteps": steps[-1],
+                   "snapshot_steps": steps, "snapshot_returns": returns, "expert_snapshot_step": steps[best],
+                   "medium_snapshot_step": steps[medium], "medium_fraction": spec.medium_fraction,
+                   "action_noise": spec.noise, "td3": json.dumps(spec.td3, default=str)}
+    made = _datasets(spec, rollout, policies, float(algo.exploration_noise), jax.random.fold_in(key, 13),
+                     ref, meta_common, log)
+    log(f"done in {time.time() - t0:.0f}s; datasets under {spec.root}")
+    return made
+
+
+def _agent(spec: CollectSpec):
+    """rejax TD3 on the task's gymnax env, and a rollout of a snapshot's policy on its brax env."""
     import warnings
 
+    from rejax import TD3
+
+    genv, params = envs.make_env(spec.task, spec.backend, spec.episode_length)
+    benv = envs.make_brax_env(spec.task, spec.backend, spec.episode_length)
     with warnings.catch_warnings():  # rejax deep-copies its config; brax envs are shallow-copied
         warnings.filterwarnings("ignore", message=".*deepcopy.*", category=RuntimeWarning)
         try:
@@ -99,7 +120,6 @@ def run(cfg: dict, log=print) -> dict:
         except TypeError as e:
             raise ConfigError(f"train.overrides: {e}; use rejax TD3 fields")
     act_dim = int(np.prod(genv.action_space(params).shape))
-    n_envs = spec.rollout_envs
 
     def policy(snap, obs, key):
         """A snapshot's deterministic action, or uniform random actions where ``snap[2]`` (one program
@@ -109,12 +129,13 @@ def run(cfg: dict, log=print) -> dict:
         uniform = jax.random.uniform(key, (obs.shape[0], act_dim), minval=-1.0, maxval=1.0)
         return jnp.where(is_random, uniform, algo.actor.apply(actor_params, o))
 
-    rollout = make_rollout(benv, policy, spec.episode_length, n_envs)
+    return algo, make_rollout(benv, policy, spec.episode_length, spec.rollout_envs)
 
-    # 1. train, with a snapshot per evaluation
+
+def _train(spec: CollectSpec, algo, rollout, key, log):
+    """Train TD3, keeping a snapshot (actor, observation statistics, not random) and its return per evaluation."""
     iters = max(1, spec.eval_every // (algo.num_envs * algo.policy_delay))
     train = jax.jit(lambda ts: jax.lax.scan(lambda s, _: (algo.train_iteration(s), None), ts, None, iters)[0])
-    key = jax.random.PRNGKey(spec.seed)
     ts = algo.init_state(key)
     snaps, returns, steps = [], [], []
     k_eval = jax.random.fold_in(key, 7)
@@ -127,9 +148,12 @@ def run(cfg: dict, log=print) -> dict:
         returns.append(ret)
         steps.append(int(ts.global_step))
         log(f"train {steps[-1]} steps: return {ret:.1f}")
+    return snaps, returns, steps
 
-    # 2. references
-    rand = (snaps[0][0], snaps[0][1], jnp.asarray(True))
+
+def _references(spec: CollectSpec, rollout, rand, snaps, returns, key):
+    """The random and expert reference returns, the best snapshot and the medium one (the snapshot up to
+    the best whose return is nearest ``medium_fraction`` of the way between the references)."""
     k_ref = jax.random.fold_in(key, 11)
     ref_rand = []
     while len(ref_rand) < spec.ref_episodes:
@@ -144,13 +168,12 @@ def run(cfg: dict, log=print) -> dict:
                           f"({ref[0]:.1f}); collect with a longer training budget")
     goal = ref[0] + spec.medium_fraction * (ref[1] - ref[0])
     medium = int(np.argmin([abs(r - goal) for r in returns[: best + 1]]))
-    log(f"references: random {ref[0]:.1f}, expert {ref[1]:.1f} (snapshot at {steps[best]} steps); "
-        f"medium: snapshot at {steps[medium]} steps, return {returns[medium]:.1f}")
+    return ref, best, medium
 
-    # 3. datasets
-    k_data = jax.random.fold_in(key, 13)
+
+def _datasets(spec: CollectSpec, rollout, policies: dict, explore: float, k_data, ref, meta_common: dict, log) -> dict:
+    """Write each wanted kind as a Minari dataset; returns {kind: dataset id}."""
     n = spec.steps_per_dataset
-    made = {}
     cache = {}
 
     def kind_eps(kind):
@@ -158,27 +181,22 @@ def run(cfg: dict, log=print) -> dict:
             return cache[kind]
         k = jax.random.fold_in(k_data, KINDS.index(kind))
         if kind == "random":
-            eps = collect_steps(rollout, rand, k, 0.0, n)
+            eps = collect_steps(rollout, policies["random"], k, 0.0, n)
         elif kind == "medium":
-            eps = collect_steps(rollout, snaps[medium], k, spec.noise, n)
+            eps = collect_steps(rollout, policies["medium"], k, spec.noise, n)
         elif kind == "expert":
-            eps = collect_steps(rollout, snaps[best], k, spec.noise, n)
+            eps = collect_steps(rollout, policies["expert"], k, spec.noise, n)
         elif kind == "medium_replay":
-            per = max(1, n // (medium + 1))
+            per = max(1, n // len(policies["replay"]))
             eps = []
-            for j in range(medium + 1):
-                eps += collect_steps(rollout, snaps[j], jax.random.fold_in(k, j),
-                                     float(algo.exploration_noise), per)
+            for j, snap in enumerate(policies["replay"]):
+                eps += collect_steps(rollout, snap, jax.random.fold_in(k, j), explore, per)
         else:
             eps = kind_eps("medium") + kind_eps("expert")
         cache[kind] = eps
         return eps
 
-    meta_common = {"task": spec.task, "backend": spec.backend, "episode_length": spec.episode_length,
-                   "collector": "rejax TD3 (lossmooth data collect)", "train_timesteps": steps[-1],
-                   "snapshot_steps": steps, "snapshot_returns": returns, "expert_snapshot_step": steps[best],
-                   "medium_snapshot_step": steps[medium], "medium_fraction": spec.medium_fraction,
-                   "action_noise": spec.noise, "td3": json.dumps(spec.td3, default=str)}
+    made = {}
     for kind in spec.kinds:
         eps = kind_eps(kind)
         did = dataset_id(spec.task, kind)
@@ -188,5 +206,4 @@ def run(cfg: dict, log=print) -> dict:
         made[kind] = did
         log(f"wrote {did}: {len(eps)} episodes, {sum(len(e['rewards']) for e in eps)} transitions, "
             f"mean return {mean_return(eps):.1f}")
-    log(f"done in {time.time() - t0:.0f}s; datasets under {spec.root}")
     return made

@@ -261,23 +261,8 @@ def run(cfg: dict) -> Path:
     _same_config(folder, record)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train_docs, held_docs = split(spec["corpus"])
-    if not held_docs or not train_docs:
-        raise ConfigError(f"corpus.heldout_fraction: {spec['corpus']['heldout_fraction']} leaves {len(train_docs)} "
-                          f"training and {len(held_docs)} held-out documents; both must be non-empty")
-    tokenizer = _tokenizer(spec, folder, train_docs)
     t = spec["train"]
-    pack = dict(seed=0, pad_id=tokenizer.pad_id)
-    train_rows = packing.pack([chat.encode_text(d, tokenizer) for d in train_docs], t["seq_len"], **pack)
-    held_rows = packing.pack([chat.encode_text(d, tokenizer) for d in held_docs], t["seq_len"], **pack)
-    if held_rows.num_rows < t["eval_rows"] or train_rows.num_rows < t["batch"]:
-        raise ConfigError(f"train.eval_rows: the corpus fills {train_rows.num_rows} training and {held_rows.num_rows} "
-                          f"held-out rows of {t['seq_len']} tokens; lower train.batch / train.eval_rows or add text")
-    info = {"documents": {"train": len(train_docs), "heldout": len(held_docs)},
-            "sha256": {"train": text_sha256(train_docs), "heldout": text_sha256(held_docs)},
-            "rows": {"train": train_rows.num_rows, "heldout": held_rows.num_rows},
-            "loss_tokens": {"train": train_rows.num_loss_tokens, "heldout": held_rows.num_loss_tokens},
-            "vocab_size": tokenizer.vocab_size}
+    tokenizer, train_rows, held_rows, info = _corpus(spec, folder)
     (folder / "pretrain.json").write_text(json.dumps({"config": record, "corpus_info": info,
                                                       "assumed": assumed_fields({}, cfg, primary="pretrain.yaml")},
                                                      indent=2, sort_keys=True) + "\n")
@@ -298,13 +283,56 @@ def run(cfg: dict) -> Path:
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     stop = t["steps"] if spec["stop_after"] is None else min(t["steps"], start + spec["stop_after"])
     print(f"lm pretrain: {folder} | {n_params / 1e6:.2f}M params, {tokenizer.vocab_size} ids | "
-          f"{train_rows.num_loss_tokens / 1e6:.2f}M training tokens ({len(train_docs)} documents), "
+          f"{train_rows.num_loss_tokens / 1e6:.2f}M training tokens ({info['documents']['train']} documents), "
           f"{t['steps'] * t['batch'] * t['seq_len'] / 1e6:.2f}M to read | step {start} of {t['steps']}", flush=True)
-    wall = wall_before = curve[-1]["wall_s"] if curve else 0.0
-    step = start
+    wall_before = curve[-1]["wall_s"] if curve else 0.0
+    step, wall = _train(spec, folder, state, start, stop, lambda st: chunk(st, hp, data), curve, wall_before,
+                        (cfg_model, tokenizer, info))
+    if step == t["steps"]:
+        if start < step:  # this call trained the last chunk (a call on a finished model changes nothing)
+            plot_curve(curve, folder / "curve.png", spec)
+            done = {"finished": True, "wall_s": wall, "params": n_params,
+                    "host": platform.processor() or platform.machine(), "devices": [str(d) for d in jax.devices()],
+                    "setup_s": round(time.time() - t0 - (wall - wall_before), 1)}  # this call's time outside training
+            (folder / "finished.json").write_text(json.dumps(done, indent=2) + "\n")
+        print(f"lm pretrain: done; checkpoints {', '.join(revision(s, t) for s in spec['checkpoint_steps'])} "
+              f"under {folder} (lm_model=own lm_model.root={spec['root']} lm_model.name={spec['name']})")
+    else:
+        print(f"lm pretrain: stopped at step {step} of {t['steps']}; run the same command again to resume")
+    return folder
+
+
+def _corpus(spec: dict, folder: Path):
+    """The tokenizer, the packed training and held-out rows, and the corpus facts ``pretrain.json`` records."""
+    t = spec["train"]
+    train_docs, held_docs = split(spec["corpus"])
+    if not held_docs or not train_docs:
+        raise ConfigError(f"corpus.heldout_fraction: {spec['corpus']['heldout_fraction']} leaves {len(train_docs)} "
+                          f"training and {len(held_docs)} held-out documents; both must be non-empty")
+    tokenizer = _tokenizer(spec, folder, train_docs)
+    pack = dict(seed=0, pad_id=tokenizer.pad_id)
+    train_rows = packing.pack([chat.encode_text(d, tokenizer) for d in train_docs], t["seq_len"], **pack)
+    held_rows = packing.pack([chat.encode_text(d, tokenizer) for d in held_docs], t["seq_len"], **pack)
+    if held_rows.num_rows < t["eval_rows"] or train_rows.num_rows < t["batch"]:
+        raise ConfigError(f"train.eval_rows: the corpus fills {train_rows.num_rows} training and {held_rows.num_rows} "
+                          f"held-out rows of {t['seq_len']} tokens; lower train.batch / train.eval_rows or add text")
+    info = {"documents": {"train": len(train_docs), "heldout": len(held_docs)},
+            "sha256": {"train": text_sha256(train_docs), "heldout": text_sha256(held_docs)},
+            "rows": {"train": train_rows.num_rows, "heldout": held_rows.num_rows},
+            "loss_tokens": {"train": train_rows.num_loss_tokens, "heldout": held_rows.num_loss_tokens},
+            "vocab_size": tokenizer.vocab_size}
+    return tokenizer, train_rows, held_rows, info
+
+
+def _train(spec: dict, folder: Path, state, step: int, stop: int, chunk, curve: list, wall: float, model) -> tuple:
+    """Train chunk by chunk from ``step`` to ``stop``: after each, the curve's row, a checkpoint at the
+    checkpoint steps, the state saved for resuming; a diverged loss is marked and ends the run. Returns
+    (the step reached, the training wall time)."""
+    t = spec["train"]
+    cfg_model, tokenizer, info = model
     while step < stop:
         tick = time.time()
-        state, metrics = chunk(state, hp, data)
+        state, metrics = chunk(state)
         metrics = {k: float(np.asarray(v)[0, -1]) for k, v in metrics.items()}
         step += t["eval_every"]
         wall += time.time() - tick
@@ -327,18 +355,7 @@ def run(cfg: dict) -> Path:
         _save(folder, state, step)
         print(f"  step {step:6d}  train loss {metrics['train_loss']:.3f}  held-out loss {metrics['heldout_loss']:.3f}"
               f"  lr {metrics['lr']:.2e}  ({wall:.0f} s)", flush=True)
-    if step == t["steps"]:
-        if start < step:  # this call trained the last chunk (a call on a finished model changes nothing)
-            plot_curve(curve, folder / "curve.png", spec)
-            done = {"finished": True, "wall_s": wall, "params": n_params,
-                    "host": platform.processor() or platform.machine(), "devices": [str(d) for d in jax.devices()],
-                    "setup_s": round(time.time() - t0 - (wall - wall_before), 1)}  # this call's time outside training
-            (folder / "finished.json").write_text(json.dumps(done, indent=2) + "\n")
-        print(f"lm pretrain: done; checkpoints {', '.join(revision(s, t) for s in spec['checkpoint_steps'])} "
-              f"under {folder} (lm_model=own lm_model.root={spec['root']} lm_model.name={spec['name']})")
-    else:
-        print(f"lm pretrain: stopped at step {step} of {t['steps']}; run the same command again to resume")
-    return folder
+    return step, wall
 
 
 def plot_curve(curve: list[dict], out: Path, spec: dict) -> None:

@@ -109,6 +109,34 @@ def _read(path: str):
 
 def _entry(name: str, body, path: str) -> Entry:
     where = f"{path}: entry '{name}'"
+    _fields(name, body, where)
+    runs = _runs(body["runs"], where)
+    agg = body.get("aggregate") or {}
+    if not isinstance(agg, dict) or set(agg) - _AGGREGATE:
+        raise ConfigError(f"{where}: aggregate takes {', '.join(sorted(_AGGREGATE))}")
+    stat, reps, filters, label_by = _aggregate(agg, where)
+    data = body.get("data") or {}
+    if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, list)) for v in data.values()):
+        raise ConfigError(f"{where}: data must map identity fields (e.g. dataset_sha256) to the committed runs' values")
+    primary, family = _analysis(body.get("analysis"), where)
+    pilot = body.get("pilot", False)
+    if not isinstance(pilot, bool):
+        raise ConfigError(f"{where}: pilot must be true or false, got {pilot!r}")
+    seeds = body.get("seeds") or {}
+    if not isinstance(seeds, dict) or not all(isinstance(v, (str, int, float)) for v in seeds.values()):
+        raise ConfigError(f"{where}: seeds must map the seed plan's inputs (pilot, metric, halfwidth, effect, "
+                          "power) and answer (n) to values")
+    return Entry(name=name, map=_map(agg.get("map"), where) or (), primary=primary, family=family, pilot=pilot,
+                 source=path, seeds=tuple((str(k), json.dumps(v)) for k, v in seeds.items()),
+                 criteria=criteria.parse(body.get("criteria"), where),
+                 data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())),
+                 description=" ".join(str(body["description"]).split()), setting=body["setting"],
+                 runs=runs, stat=stat, where=tuple((str(k), str(v)) for k, v in filters.items()),
+                 label_by=tuple(label_by), reps=reps, title=str(agg.get("title") or name))
+
+
+def _fields(name: str, body, where: str) -> None:
+    """The entry's name, its fields (known ones, the required ones present) and its setting."""
     if not _NAME.match(name):
         raise ConfigError(f"{where}: names use letters, digits, '_', '-' and '.' only (they name files)")
     if not isinstance(body, dict):
@@ -122,7 +150,10 @@ def _entry(name: str, body, path: str) -> Entry:
     settings = options("setting")
     if body["setting"] not in settings:
         raise ConfigError(f"{where}: setting '{body['setting']}' is not one of {', '.join(settings)}")
-    runs = body["runs"]
+
+
+def _runs(runs, where: str) -> tuple[tuple[str, ...], ...]:
+    """The entry's runs: lists of overrides, none of them one that ``reproduce`` sets itself."""
     if (not isinstance(runs, list) or not runs
             or not all(isinstance(r, list) and all(isinstance(o, str) for o in r) for r in runs)):
         raise ConfigError(f"{where}: runs must be a non-empty list of override lists (strings)")
@@ -131,9 +162,11 @@ def _entry(name: str, body, path: str) -> Entry:
             if o.split("=", 1)[0].lstrip("+~") in ("results_dir", "setting") or o.startswith("hydra"):
                 raise ConfigError(f"{where}: run override '{o}' is set by `lossmooth reproduce` "
                                   "(the setting comes from the entry's setting field)")
-    agg = body.get("aggregate") or {}
-    if not isinstance(agg, dict) or set(agg) - _AGGREGATE:
-        raise ConfigError(f"{where}: aggregate takes {', '.join(sorted(_AGGREGATE))}")
+    return tuple(tuple(r) for r in runs)
+
+
+def _aggregate(agg: dict, where: str) -> tuple:
+    """``aggregate``'s stat, bootstrap resamples, row filters and label keys."""
     stat, reps = agg.get("stat", "mean"), agg.get("reps", 2000)
     filters, label_by = agg.get("where") or {}, agg.get("label_by") or []
     if stat not in STATS:
@@ -144,32 +177,21 @@ def _entry(name: str, body, path: str) -> Entry:
         raise ConfigError(f"{where}: aggregate.where must map row fields to values")
     if not isinstance(label_by, list) or not all(isinstance(k, str) and k for k in label_by):
         raise ConfigError(f"{where}: aggregate.label_by must be a list of config keys")
-    data = body.get("data") or {}
-    if not isinstance(data, dict) or not all(isinstance(v, (str, int, float, list)) for v in data.values()):
-        raise ConfigError(f"{where}: data must map identity fields (e.g. dataset_sha256) to the committed runs' values")
-    amap = agg.get("map")
-    if amap is not None:
-        if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics", "plot"}
-                or not isinstance(amap.get("rows"), list)
-                or not isinstance(amap.get("cols"), str) or not isinstance(amap.get("metrics"), list)
-                or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])
-                or amap.get("plot", "heat") not in MAP_PLOTS):
-            raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name or "
-                              f"method, metrics: [summary names], plot: {' or '.join(MAP_PLOTS)} (optional)}}")
-        amap = (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]), amap.get("plot", "heat"))
-    primary, family = _analysis(body.get("analysis"), where)
-    pilot = body.get("pilot", False)
-    if not isinstance(pilot, bool):
-        raise ConfigError(f"{where}: pilot must be true or false, got {pilot!r}")
-    seeds = body.get("seeds") or {}
-    if not isinstance(seeds, dict) or not all(isinstance(v, (str, int, float)) for v in seeds.values()):
-        raise ConfigError(f"{where}: seeds must map the seed plan's inputs (pilot, metric, halfwidth, effect, "
-                          "power) and answer (n) to values")
-    return Entry(name=name, map=amap or (), primary=primary, family=family, pilot=pilot, source=path,
-                 seeds=tuple((str(k), json.dumps(v)) for k, v in seeds.items()), criteria=criteria.parse(body.get("criteria"), where), data=tuple((str(k), json.dumps(v)) for k, v in sorted(data.items())), description=" ".join(str(body["description"]).split()), setting=body["setting"],
-                 runs=tuple(tuple(r) for r in runs), stat=stat,
-                 where=tuple((str(k), str(v)) for k, v in filters.items()), label_by=tuple(label_by),
-                 reps=reps, title=str(agg.get("title") or name))
+    return stat, reps, filters, label_by
+
+
+def _map(amap, where: str):
+    """``aggregate.map`` as (rows, cols, metrics, plot), or None."""
+    if amap is None:
+        return None
+    if (not isinstance(amap, dict) or set(amap) - {"rows", "cols", "metrics", "plot"}
+            or not isinstance(amap.get("rows"), list)
+            or not isinstance(amap.get("cols"), str) or not isinstance(amap.get("metrics"), list)
+            or not all(isinstance(x, str) for x in amap["rows"] + amap["metrics"])
+            or amap.get("plot", "heat") not in MAP_PLOTS):
+        raise ConfigError(f"{where}: aggregate.map must be {{rows: [row fields], cols: a number's name or "
+                          f"method, metrics: [summary names], plot: {' or '.join(MAP_PLOTS)} (optional)}}")
+    return (tuple(amap["rows"]), amap["cols"], tuple(amap["metrics"]), amap.get("plot", "heat"))
 
 
 def _analysis(raw, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:

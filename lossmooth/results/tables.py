@@ -8,6 +8,7 @@ curves keep their committed wording, other curves are labelled with their own na
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -262,30 +263,50 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         groups = [g for g in groups if g.get("switch") != "all"]
         diffs = [d for d in diffs if d.get("switch") != "all"]
         return markdown(groups, diffs, stat, normalized, family) + tail
-    lines = []
     curves = curves_of(groups + diffs)
-    unit = curves.kind
     metrics = table_metrics(curves, groups + diffs)
-    pct = unit == "acc"
-    stand_in = any(g.get("stand_in") for g in groups)
-    if stand_in:
+    layout = _Layout(curves.kind == "acc", curves.kind in ("acc", "loss"),
+                     any(e.get("context") for e in groups + diffs))
+    lines = []
+    if any(g.get("stand_in") for g in groups):
         lines.append("_Results on stand-in data or budgets (embedded default, not the paper's datasets "
                      "or training lengths)._\n")
-    named = unit in ("acc", "loss")  # supervised and LM tables: data and model; RL tables: task and algo
-    ctx = any(e.get("context") for e in groups + diffs)  # experiments that differ in a field no column shows
-    head = ["setting", "data" if named else "task", "model" if named else "algo", "shift", "method",
-            "numbers"] + (["context"] if ctx else []) + ["n"] + [t for _, t in metrics]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
+    lines += _group_lines(groups, metrics, stat, layout)
+    lines += _notes(groups, diffs, curves, metrics, stat)
+    if diffs:
+        lines += _diff_lines(diffs, metrics, layout, family)
+    lines += _normalized_lines(groups, normalized)
+    return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How a table reads: accuracies in % (``pct``); data and model columns (supervised, LM) or task
+    and algorithm (RL) (``named``); a context column where experiments differ in a field no column shows."""
+
+    pct: bool
+    named: bool
+    ctx: bool
+
+
+def _group_lines(groups: list[dict], metrics, stat: str, layout: _Layout) -> list[str]:
+    """The per-group table: each metric as {stat} [95% CI]."""
+    head = ["setting", "data" if layout.named else "task", "model" if layout.named else "algo", "shift", "method",
+            "numbers"] + (["context"] if layout.ctx else []) + ["n"] + [t for _, t in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in sorted(groups, key=lambda g: (g["setting"], g["dataset"], str(g["model"]), str(g.get("switch")),
                                            g["shift"], g["method"] != "hard_switch", g["method"])):
-        n = n_cell(g)
         cells = [g["setting"], g["dataset"], str(g["model"]), shift_label(g),
-                 g["method"], _numbers(g)] + ([g.get("context", "")] if ctx else []) + [n]
-        cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), pct)
+                 g["method"], _numbers(g)] + ([g.get("context", "")] if layout.ctx else []) + [n_cell(g)]
+        cells += [_ci(g.get(f"{m}_{stat}"), g.get(f"{m}_{stat}_lo"), g.get(f"{m}_{stat}_hi"), layout.pct)
                   for m, _ in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("\n" + curves_note(curves, stat))
+    return lines
+
+
+def _notes(groups: list[dict], diffs: list[dict], curves, metrics, stat: str) -> list[str]:
+    """What the per-group table's columns mean: its curves, the judge, the field's metrics, dense evaluation."""
+    lines = ["\n" + curves_note(curves, stat)]
     if any(m == "judge_win_rate" for m, _ in metrics):
         lines.append("Judge win rate: share of pairwise wins (ties count half) against the reference run's replies "
                      "(hard switch, first seed), both presentation orders.")
@@ -301,36 +322,45 @@ def markdown(groups: list[dict], diffs: list[dict], stat: str = "mean",
         lines.append(f"{field_note(curves, metrics)} Here {shown} evaluations.")
     if "dense" in families:
         lines.append(DENSE_NOTE)
-    if diffs:
-        primary = tuple((family or {}).get("primary", ()))
-        lines.append("\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
-                     f"mean [95% t CI], sign-flip p{', percentage points' if pct else ''}):\n")
-        head = ["data" if named else "task", "model" if named else "algo", "shift", "method", "numbers"] + \
-            (["context"] if ctx else []) + ["pairs"] + [t + (" (primary)" if m in primary else "") for m, t in metrics]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), str(d.get("switch")), d["shift"],
-                                              d["method"])):
-            cells = [d["dataset"], str(d["model"]), shift_label(d), d["method"],
-                     _numbers(d)] + ([d.get("context", "")] if ctx else []) + [str(d["n_pairs"])]
-            cells += [diff_cell(d, m, pct) for m, _ in metrics]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("\n" + PAIRED_NOTE.format(adjusted=family_note(family)))
+    return lines
+
+
+def _diff_lines(diffs: list[dict], metrics, layout: _Layout, family: dict | None) -> list[str]:
+    """The paired-difference table (each method minus the hard switch, by seed), primary metrics marked."""
+    primary = tuple((family or {}).get("primary", ()))
+    lines = ["\n**Paired difference vs hard switch** (same seed, same source model, same data order; "
+             f"mean [95% t CI], sign-flip p{', percentage points' if layout.pct else ''}):\n"]
+    head = ["data" if layout.named else "task", "model" if layout.named else "algo", "shift", "method", "numbers"] + \
+        (["context"] if layout.ctx else []) + ["pairs"] + [t + (" (primary)" if m in primary else "") for m, t in metrics]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for d in sorted(diffs, key=lambda d: (d["dataset"], str(d["model"]), str(d.get("switch")), d["shift"],
+                                          d["method"])):
+        cells = [d["dataset"], str(d["model"]), shift_label(d), d["method"],
+                 _numbers(d)] + ([d.get("context", "")] if layout.ctx else []) + [str(d["n_pairs"])]
+        cells += [diff_cell(d, m, layout.pct) for m, _ in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("\n" + PAIRED_NOTE.format(adjusted=family_note(family)))
+    return lines
+
+
+def _normalized_lines(groups: list[dict], normalized: list[dict] | None) -> list[str]:
+    """RL: the final target return normalized by the hard switch (or why there is none)."""
     if normalized:
-        lines.append("\n**Final target return normalized by the hard switch** (score = return / mean "
-                     "hard-switch return of the same task, algorithm and shift; pooled over all of them; "
-                     "IQM with a 95% percentile bootstrap CI, descriptive; mean with a 95% Student-t CI):\n")
-        lines.append("| method | numbers | scores | contexts | IQM | mean |")
-        lines.append("|---|---|---|---|---|---|")
+        lines = ["\n**Final target return normalized by the hard switch** (score = return / mean "
+                 "hard-switch return of the same task, algorithm and shift; pooled over all of them; "
+                 "IQM with a 95% percentile bootstrap CI, descriptive; mean with a 95% Student-t CI):\n",
+                 "| method | numbers | scores | contexts | IQM | mean |", "|---|---|---|---|---|---|"]
         for e in sorted(normalized, key=lambda e: (e["method"] != "hard_switch", e["method"])):
             skipped = f" ({e['n_skipped']} left out: hard-switch mean <= 0)" if e["n_skipped"] else ""
             lines.append(f"| {e['method']} | {hparams_text(e['hparams'])} | {e['n']}{skipped} | {e['contexts']} | "
                          f"{_ci(e['iqm'], e['iqm_lo'], e['iqm_hi'], False)} | "
                          f"{_ci(e['mean'], e['mean_lo'], e['mean_hi'], False)} |")
-    elif normalized is not None and any(g.get("final_target_return_mean") is not None for g in groups):
-        lines.append("\n_No final target return normalized by the hard switch: every hard-switch mean return "
-                     "here is <= 0 (e.g. pendulum's costs), so return / hard-switch return has no meaning._")
-    return "\n".join(lines) + "\n"
+        return lines
+    if normalized is not None and any(g.get("final_target_return_mean") is not None for g in groups):
+        return ["\n_No final target return normalized by the hard switch: every hard-switch mean return "
+                "here is <= 0 (e.g. pendulum's costs), so return / hard-switch return has no meaning._"]
+    return []
 
 
 def csv_text(groups: list[dict], diffs: list[dict], normalized: list[dict] | None = None) -> str:
