@@ -94,7 +94,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
         build.not_a_pilot(entry, found, build.pilot_runs(entries, results_dir))
     for line in existing.data_differs(entry, found):
         print(f"lossmooth: warning: {line}", file=sys.stderr)
-    table = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries, results_dir, found)
+    table, status = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries, results_dir,
+                                   found)
     cells = targets.check(checks, targets.table_rows(table.csv)) if checks is not None else None
     build.write(entry, table, results_dir)
     print(table.markdown)
@@ -102,11 +103,8 @@ def reproduce(entry: Entry, results_dir: str, checks: list[targets.Target] | Non
     if cells is None:
         return 0
     print("\n" + targets.report(cells))
-    ok = criteria_hold(entry, table)
-    if entry.seeds and entries is not None:
-        n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
-        ok = seeds_hold(entry, entries, results_dir, n_pairs, run_seeds(found)) and ok
-    return 0 if all(c.passed for c in cells) and ok else 1
+    held, planned = criteria_hold(entry, table), say(entry, status)  # both print their lines
+    return 0 if all(c.passed for c in cells) and held and planned else 1
 
 
 def seed_plan(entry: Entry, results_dir: str, metric: str, halfwidth, effect, power: float = 0.8,
@@ -157,7 +155,15 @@ def seed_status(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pai
 def seeds_hold(entry: Entry, entries: dict[str, Entry], results_dir: str, n_pairs: int | None,
                run_seeds: int | None = None) -> bool:
     """:func:`seed_status`'s verdict, printing a line for a plan that does not hold or awaits its re-run."""
-    ok, line = seed_status(entry, entries, results_dir, n_pairs, run_seeds)
+    return say(entry, seed_status(entry, entries, results_dir, n_pairs, run_seeds))
+
+
+def say(entry: Entry, status: tuple[bool, str] | None) -> bool:
+    """Print a seed plan's line where it does not hold or awaits its re-run; return whether it holds (no
+    plan: True)."""
+    if status is None:
+        return True
+    ok, line = status
     if not ok or "pending" in line:
         print(line if not ok else f"lossmooth: {entry.name}: {line}")
     return ok
@@ -170,17 +176,19 @@ def run_seeds(found: list) -> int | None:
 
 
 def with_seed_plan(entry: Entry, table, entries: dict[str, Entry] | None, results_dir: str, found: list):
-    """The table with its seed plan's sentence under the plan-order line (unchanged without a plan)."""
+    """``(table, status)``: the entry's seed plan checked once (:func:`seed_status`; None without a plan)
+    and its sentence put under the table's plan-order line where the plan holds or awaits its re-run."""
     if not entry.seeds or entries is None:
-        return table
+        return table, None
     n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
-    _, line = seed_status(entry, entries, results_dir, n_pairs, run_seeds(found))
-    if line.startswith("lossmooth: "):
-        return table
+    status = seed_status(entry, entries, results_dir, n_pairs, run_seeds(found))
+    ok, line = status
+    if not ok:
+        return table, status
     anchor = table.order.text if table.order is not None else None
     md = (table.markdown.replace(anchor, f"{anchor}\n\n{line}", 1) if anchor and anchor in table.markdown
           else table.markdown + f"\n{line}\n")
-    return dataclasses.replace(table, markdown=md)
+    return dataclasses.replace(table, markdown=md), status
 
 
 def criteria_hold(entry: Entry, table) -> bool:
@@ -216,11 +224,12 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
         built.append((entry, points, found))
     cells, tables = [], []
     for entry, points, found in built:
-        table = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries, results_dir, found)
+        table, status = with_seed_plan(entry, build.tables(entry, points, found, results_dir), entries,
+                                       results_dir, found)
         cells += targets.check([t for t in checks if t.entry == entry.name], targets.table_rows(table.csv))
-        tables.append((entry, table, found))
+        tables.append((entry, table, status))
     ok = True
-    for entry, table, found in tables:
+    for entry, table, status in tables:
         build.write(entry, table, results_dir)
         print(f"rebuilt {entry.name}: wrote " + ", ".join(entry.outputs(results_dir).values()))
         if table.criteria:
@@ -229,9 +238,7 @@ def check_all(entries: dict[str, Entry], checks: list[targets.Target], results_d
                   f"({sum(r.holds for r in table.criteria)} hold, {sum(bool(r.criterion.missed) for r in table.criteria)} stated as missed)")
         if table.order is not None:
             print(f"  plan: {table.order.text}")
-        ok = criteria_hold(entry, table) and ok
-        if entry.seeds:
-            n_pairs = min((d["n_pairs"] for d in table.diffs), default=None)
-            ok = seeds_hold(entry, entries, results_dir, n_pairs, run_seeds(found)) and ok
+        held, planned = criteria_hold(entry, table), say(entry, status)  # both print their lines
+        ok = held and planned and ok
     print("\n" + targets.report(cells))
     return 0 if all(c.passed for c in cells) and ok else 1

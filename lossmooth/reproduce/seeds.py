@@ -89,12 +89,17 @@ def power_at(shape: np.ndarray, n: int, effect: float, alpha: float, seed: int =
     return float(np.mean(inference.sign_flip_p(x, seed=seed) <= alpha))
 
 
+def _shape(values: np.ndarray, sd: float) -> np.ndarray:
+    """The pilot's values centred and rescaled to spread ``sd`` (their skew and outliers kept)."""
+    centred = values - values.mean()
+    spread = centred.std(ddof=1)
+    return centred * (sd / spread) if spread > 0 else np.zeros_like(centred)
+
+
 def n_for_power(values: np.ndarray, sd: float, effect: float, power: float, alpha: float) -> int | None:
     """The smallest n >= 3 with :func:`power_at` >= ``power`` (the pilot's centred values rescaled to ``sd``),
     by doubling then bisection (power grows with n)."""
-    centred = values - values.mean()
-    spread = centred.std(ddof=1)
-    shape = centred * (sd / spread) if spread > 0 else np.zeros_like(centred)
+    shape = _shape(values, sd)
     # the exact test cannot reach alpha below n = log2(2 / alpha) whatever the effect
     lo = max(inference.MIN_PAIRS, int(np.ceil(np.log2(2.0 / alpha))))
     if power_at(shape, lo, effect, alpha) >= power:
@@ -110,15 +115,9 @@ def n_for_power(values: np.ndarray, sd: float, effect: float, power: float, alph
     return hi
 
 
-def plan(rows: list[dict], metric: str, halfwidth: float | None, effect: float | None, power: float = 0.8,
-         family: int = 1) -> list[Plan]:
-    """Every group's :class:`Plan` for ``metric`` (bad input: one-line :class:`ConfigError`)."""
-    if halfwidth is None and effect is None:
-        raise ConfigError("seeds: give --halfwidth (the CI half-width wanted) and/or --effect (the minimal "
-                          "effect to detect)")
-    for name, v in (("--halfwidth", halfwidth), ("--effect", effect)):
-        if v is not None and not (np.isfinite(v) and v > 0):
-            raise ConfigError(f"seeds: {name} must be a positive number, got {v}")
+def spreads(rows: list[dict], metric: str, power: float, family: int) -> list[tuple]:
+    """(label, values, paired, sd) per group of :func:`samples`, ``sd`` the spread of a difference
+    (bad input, e.g. a pilot of fewer than 3 seeds: one-line :class:`ConfigError`)."""
     if not (0 < power < 1) or family < 1:
         raise ConfigError(f"seeds: --power must be in (0, 1) and --family >= 1, got {power} and {family}")
     found = samples(rows, metric)
@@ -130,7 +129,21 @@ def plan(rows: list[dict], metric: str, halfwidth: float | None, effect: float |
         if len(values) < inference.MIN_PAIRS:
             raise ConfigError(f"seeds: {label} has {len(values)} seed(s); a pilot needs at least "
                               f"{inference.MIN_PAIRS} to estimate a spread")
-        sd = float(np.std(values, ddof=1)) * (1.0 if paired else np.sqrt(2.0))
+        out.append((label, values, paired, float(np.std(values, ddof=1)) * (1.0 if paired else np.sqrt(2.0))))
+    return out
+
+
+def plan(rows: list[dict], metric: str, halfwidth: float | None, effect: float | None, power: float = 0.8,
+         family: int = 1) -> list[Plan]:
+    """Every group's :class:`Plan` for ``metric`` (bad input: one-line :class:`ConfigError`)."""
+    if halfwidth is None and effect is None:
+        raise ConfigError("seeds: give --halfwidth (the CI half-width wanted) and/or --effect (the minimal "
+                          "effect to detect)")
+    for name, v in (("--halfwidth", halfwidth), ("--effect", effect)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ConfigError(f"seeds: {name} must be a positive number, got {v}")
+    out = []
+    for label, values, paired, sd in spreads(rows, metric, power, family):
         out.append(Plan(label, sd, paired, len(values),
                         n_for_halfwidth(sd, halfwidth) if halfwidth is not None else None,
                         n_for_power(values, sd, effect, power, 0.05 / family) if effect is not None else None))
@@ -147,9 +160,7 @@ def answer(plans: list[Plan], halfwidth=None, effect=None) -> int | None:
 def min_effect(values: np.ndarray, sd: float, n: int, power: float, alpha: float) -> float | None:
     """The smallest effect (to 0.5% of sd) that :func:`power_at` detects with ``power`` at n seeds (None: the
     exact test cannot reach ``alpha`` at n, whatever the effect)."""
-    centred = values - values.mean()
-    spread = centred.std(ddof=1)
-    shape = centred * (sd / spread) if spread > 0 else np.zeros_like(centred)
+    shape = _shape(values, sd)
     if n < np.log2(2.0 / alpha) or sd == 0:
         return None if n < np.log2(2.0 / alpha) else 0.0
     lo, hi = 0.0, sd
@@ -166,17 +177,8 @@ def sensitivity(rows: list[dict], metric: str, n: int, power: float = 0.8, famil
     at n seeds and the smallest effect detected with ``power`` (exact sign-flip test at 0.05/family)."""
     if n < inference.MIN_PAIRS:
         raise ConfigError(f"seeds: --seeds must be at least {inference.MIN_PAIRS}, got {n}")
-    if not (0 < power < 1) or family < 1:
-        raise ConfigError(f"seeds: --power must be in (0, 1) and --family >= 1, got {power} and {family}")
-    found = samples(rows, metric)
-    if not found:
-        raise ConfigError(f"seeds: the entry's runs have no '{metric}' (they have {', '.join(sorted(agg.metrics_of(rows)))})")
     lines, worst = [f"at {n} seeds, {metric}:"], 0.0
-    for label, values, paired in found:
-        if len(values) < inference.MIN_PAIRS:
-            raise ConfigError(f"seeds: {label} has {len(values)} seed(s); a pilot needs at least "
-                              f"{inference.MIN_PAIRS} to estimate a spread")
-        sd = float(np.std(values, ddof=1)) * (1.0 if paired else np.sqrt(2.0))
+    for label, values, paired, sd in spreads(rows, metric, power, family):
         h = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
         e = min_effect(values, sd, n, power, 0.05 / family)
         worst = max(worst, e if e is not None else np.inf)
