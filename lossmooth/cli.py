@@ -112,6 +112,9 @@ def cmd_seeds(argv: list[str]) -> int:
         entries = registry.load(a.experiments)
         if a.name not in entries:
             raise ConfigError(f"seeds: unknown entry '{a.name}'; choose one of {', '.join(entries)}")
+        if a.seeds is not None and (a.halfwidth is not None or a.effect is not None):
+            raise ConfigError("seeds: --seeds N answers the other way round (the effect N seeds detect); drop "
+                              "--halfwidth/--effect, or drop --seeds to plan from them")
         print(command.seed_plan(entries[a.name], a.results_dir, a.metric, a.halfwidth, a.effect, a.power,
                                 a.family, a.seeds))
         return 0
