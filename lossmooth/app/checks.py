@@ -55,10 +55,12 @@ def check_run(args: list[str]) -> None:
     bad one names itself)."""
     overrides = [a for a in args if not a.startswith("-")]
     check_overrides(overrides)
-    if not any(a in ("-m", "--multirun") for a in args):
-        compose_point(overrides)
-        return
     from lossmooth import runner
+
+    if not any(a in ("-m", "--multirun") for a in args):
+        # validated here too: a bad value then costs one composition, not Hydra's two more
+        runner.validate(compose_point(overrides))
+        return
     from lossmooth.reproduce.registry import expand
 
     runnable = [o for o in overrides if not o.startswith("hydra")]

@@ -121,16 +121,7 @@ def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
         raise ConfigError(f"setting.heldout_fraction: {spec.heldout_fraction} leaves "
                           f"{len(train_convs)} training and {len(held_convs)} held-out conversations of "
                           f"{spec.target['name']}; both must be non-empty")
-    docs, skipped = chat.encode_conversations(train_convs, tokenizer, template, spec.target["loss_on"])
-    held_docs, _ = chat.encode_conversations(held_convs, tokenizer, template, spec.target["loss_on"])
-    if not docs:
-        raise ConfigError(f"lm_target: every {spec.target['name']} conversation was dropped while encoding "
-                          "(contents holding control tokens); use another dataset")
-    pack = dict(seed=0, cross_document_attention=spec.cross_document_attention, pad_id=_pad(tokenizer))
-    target = packing.pack(docs, b["seq_len"], **pack)
-    eval_target = _eval_rows(packing.pack(held_docs, b["seq_len"], **pack), b["eval_rows"], "target text",
-                             "setting.heldout_fraction")
-
+    # the replay text is read before any encoding: a missing or empty replay source fails in seconds
     if spec.replay["name"] == "pretraining":
         train_texts, held_texts = pretraining_split(spec.model["path"])
     else:
@@ -141,6 +132,16 @@ def build(spec, tokenizer, cfg: DecoderConfig) -> LMData:
                           f"and {len(held_texts)} held-out {spec.replay['name']} replay documents; both must be non-empty")
     # the held-out replay text is cut to what the evaluation reads (a long corpus would only cost time)
     held_texts = _subset(held_texts, 4 * b["eval_rows"], salt)
+    docs, skipped = chat.encode_conversations(train_convs, tokenizer, template, spec.target["loss_on"])
+    held_docs, _ = chat.encode_conversations(held_convs, tokenizer, template, spec.target["loss_on"])
+    if not docs:
+        raise ConfigError(f"lm_target: every {spec.target['name']} conversation was dropped while encoding "
+                          "(contents holding control tokens); use another dataset")
+    pack = dict(seed=0, cross_document_attention=spec.cross_document_attention, pad_id=_pad(tokenizer))
+    target = packing.pack(docs, b["seq_len"], **pack)
+    eval_target = _eval_rows(packing.pack(held_docs, b["seq_len"], **pack), b["eval_rows"], "target text",
+                             "setting.heldout_fraction")
+
     replay = packing.pack([chat.encode_text(d, tokenizer) for d in train_texts], b["seq_len"], **pack)
     eval_replay = _eval_rows(packing.pack([chat.encode_text(d, tokenizer) for d in held_texts], b["seq_len"], **pack),
                              b["eval_rows"], "replay text", "setting.heldout_fraction")
