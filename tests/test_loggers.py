@@ -169,6 +169,7 @@ def test_one_tensorboard_folder_per_logical_run_with_an_hparams_session(job):
         assert "hparams" in plugins and "summary/final_target_acc" in hp_scalars
 
 
+@pytest.mark.slow  # about 1 min on 2 cores; CI keeps a kill and a SIGTERM resumed (tests/test_resume.py)
 def test_a_killed_and_resumed_job_adds_no_run_folder(tmp_path, cache_dir, env):
     results = tmp_path / "results"
     cmd = _job(results, cache_dir, ["setting.adapt_steps=200", "checkpoint_every_s=0"])

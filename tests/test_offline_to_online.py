@@ -33,6 +33,8 @@ def collected(tmp_path_factory, cache_dir):
     return str(root)
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores (TD3 trained on brax hopper); CI checks the Minari files' format
+# (tests/test_offline_data.py) and `data collect`'s bad input (tests/test_bad_input.py)
 def test_collected_datasets_are_minari_datasets_with_our_references(collected):
     med = D.load_minari("lossmooth/hopper-medium-v0", collected)
     rnd = D.load_minari("lossmooth/hopper-random-v0", collected)

@@ -8,6 +8,10 @@ import pytest
 
 from tests.conftest import compose
 
+# about 2 min on 2 cores (EfficientNet-Lite0's programs compile); CI checks LP-FT's freeze on a small
+# two-part model (tests/test_lp_ft.py) and the ImageNet weights' loading (tests/test_efficientnet.py)
+pytestmark = pytest.mark.slow
+
 TINY_PV = ["setting=pretrained_vision", "num_seeds=1", "logger=jsonl", "progress=false",
            "data.source_domain=uci", "data.target_domain=fonts", "data.fonts_per_class=8",
            "setting.source_steps=5", "setting.adapt_steps=10", "setting.eval_every=5",
