@@ -11,8 +11,8 @@ The base commit's runs are made once per commit (in a temporary git worktree of 
 ``~/.cache/lossmooth/identical/<sha>/``; ``check`` prints one line per case (``identical`` or the first
 differing line) and exits 1 where any differs. Both sides run on this machine, one after the other:
 numbers from another machine may differ in the last bits (XLA's CPU code depends on the CPU).
-Shortened runs cover the code, not the defaults' lengths: re-run a committed default in full to
-compare a committed table.
+Shortened runs cover the code, not the defaults' lengths; ``--only full_supervised full_lm`` (and the
+other ``full_*`` cases) compare the embedded defaults at full length, both sides on this machine.
 """
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ CASES = {
            "lm_budget.seq_len=64"],
 }
 
+# the embedded defaults at full length (minutes to an hour each on 2 cores): run only when named in --only
+FULL = {"full_supervised": ["setting=supervised"], "full_pretrained_vision": ["setting=pretrained_vision"],
+        "full_lm": ["setting=lm"], "full_online_rl": ["setting=online_rl"],
+        "full_offline_to_online": ["setting=offline_to_online"]}
+ALL = {**CASES, **FULL}
+
 
 def run_cases(out: str, cases: list[str], tree: str = ROOT) -> None:
     """Each case's ``lossmooth run`` with ``tree``'s code (its folder first on the path), its two files
@@ -66,7 +72,7 @@ def run_cases(out: str, cases: list[str], tree: str = ROOT) -> None:
     env = {**os.environ, "PYTHONPATH": tree, "WANDB_MODE": "disabled"}
     for case in cases:
         results = tempfile.mkdtemp(prefix=f"identical-{case}-")
-        cmd = [sys.executable, "-m", "lossmooth.cli", "run", f"results_dir={results}", *COMMON, *CASES[case]]
+        cmd = [sys.executable, "-m", "lossmooth.cli", "run", f"results_dir={results}", *COMMON, *ALL[case]]
         print(f"  {case}: running ({os.path.relpath(tree) if tree != ROOT else 'this tree'})", flush=True)
         p = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
         if p.returncode != 0:
@@ -128,8 +134,9 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="this tree's runs into a folder")
     r.add_argument("out")
     for p in (c, r):
-        p.add_argument("--only", nargs="+", choices=sorted(CASES), default=sorted(CASES), metavar="CASE",
-                       help=f"cases to run (default all: {', '.join(sorted(CASES))})")
+        p.add_argument("--only", nargs="+", choices=sorted(ALL), default=sorted(CASES), metavar="CASE",
+                       help=f"cases to run (default every shortened one: {', '.join(sorted(CASES))}; the full-length "
+                            f"defaults only when named: {', '.join(FULL)})")
     m = sub.add_parser("compare", help="two folders of runs")
     m.add_argument("a")
     m.add_argument("b")
