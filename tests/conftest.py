@@ -28,21 +28,6 @@ def pytest_configure(config):
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
-# The files whose tests take longest on 2 cores (worker seconds, a CI run's junit report), started first:
-# `--dist loadfile` hands whole files to the two workers in collection order, so a long file collected
-# last would leave one worker idle while the other finishes it.
-HEAVY_FIRST = ("test_bad_input", "test_rl_algorithms", "test_lm_setting", "test_cli", "test_sharding",
-               "test_reproduce", "test_resume", "test_sequences", "test_lm_decoder", "test_supervised",
-               "test_trust", "test_online_rl", "test_lm_gguf", "test_batch_invariance", "test_pretrain")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Order the files longest first (:data:`HEAVY_FIRST`, then the rest as collected); the tests within
-    a file keep their order."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
-
-
 # a tiny but real configuration: every test that trains uses these shapes (compiled once)
 TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",
