@@ -28,6 +28,7 @@ def pytest_configure(config):
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
+
 # a tiny but real configuration: every test that trains uses these shapes (compiled once)
 TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",
