@@ -29,6 +29,14 @@ def pytest_configure(config):
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
+def same_tree(a, b) -> bool:
+    """Two pytrees of arrays equal leaf by leaf, bit for bit."""
+    import jax
+    import numpy as np
+
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
+
+
 # a tiny but real configuration: every test that trains uses these shapes (compiled once)
 TINY = [
     "num_seeds=2", "logger=jsonl", "progress=false",

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from lossmooth.core.objective import Method
 from lossmooth.core.schedules import Schedule
 from lossmooth.models.classifiers import HEAD
 from lossmooth.settings.supervised.objective import adapt_step
+from tests.conftest import same_tree
 
 
 class Headed(nn.Module):
@@ -26,7 +26,11 @@ class Headed(nn.Module):
 
 
 def _sample(x, y):
-    return lambda key, n: (x[jax.random.randint(key, (n,), 0, len(x))], y[jax.random.randint(key, (n,), 0, len(y))])
+    def sample(key, n):
+        i = jax.random.randint(key, (n,), 0, len(x))
+        return x[i], y[i]
+
+    return sample
 
 
 def _run(probe_steps: int, steps: int = 4):
@@ -46,17 +50,14 @@ def _run(probe_steps: int, steps: int = 4):
     return trail
 
 
-def _same(a, b):
-    return all(jax.tree.leaves(jax.tree.map(lambda u, v: bool(np.array_equal(u, v)), a, b)))
-
 
 def test_the_backbone_is_frozen_bit_for_bit_during_the_probe_and_moves_after_it():
     trail = _run(probe_steps=2)
-    assert _same(trail[2]["backbone"], trail[0]["backbone"])  # the probe: steps 0 and 1
-    assert not _same(trail[1][HEAD], trail[0][HEAD]) and not _same(trail[2][HEAD], trail[1][HEAD])
-    assert not _same(trail[3]["backbone"], trail[2]["backbone"])  # fine-tuning from step 2
+    assert same_tree(trail[2]["backbone"], trail[0]["backbone"])  # the probe: steps 0 and 1
+    assert not same_tree(trail[1][HEAD], trail[0][HEAD]) and not same_tree(trail[2][HEAD], trail[1][HEAD])
+    assert not same_tree(trail[3]["backbone"], trail[2]["backbone"])  # fine-tuning from step 2
 
 
 def test_without_a_probe_the_backbone_trains_from_the_first_step():
     trail = _run(probe_steps=0, steps=1)
-    assert not _same(trail[1]["backbone"], trail[0]["backbone"])
+    assert not same_tree(trail[1]["backbone"], trail[0]["backbone"])

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import compose
+from tests.conftest import compose, same_tree
 
 # about 2 min on 2 cores (EfficientNet-Lite0's programs compile); CI checks LP-FT's freeze on a small
 # two-part model (tests/test_lp_ft.py) and the ImageNet weights' loading (tests/test_efficientnet.py)
@@ -34,16 +34,13 @@ def adapted():
             t.loaded.model)
 
 
-def _same(a, b):
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
-
 
 def test_the_source_model_starts_from_the_imagenet_backbone(adapted):
     spec, info, runs, src, _, _, _, model = adapted
     assert info["dataset"] == "digits/uci -> digits/fonts" and info["num_classes"] == 10
     assert src["head"]["kernel"].shape[-2:] == (1280, 10)
     # the source phase fine-tuned the whole network away from the ImageNet weights
-    assert not _same(jax.tree.map(lambda x: x[0], src["backbone"]), model.backbone)
+    assert not same_tree(jax.tree.map(lambda x: x[0], src["backbone"]), model.backbone)
 
 
 def test_lp_ft_freezes_the_backbone_during_its_probe_and_trains_the_head(adapted):
@@ -52,10 +49,10 @@ def test_lp_ft_freezes_the_backbone_during_its_probe_and_trains_the_head(adapted
     one = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
     src0 = one(src, 0)
     probe_all = one(params, by["lp_ft"])  # probe_steps = adapt_steps: the backbone never trains
-    assert _same(probe_all["backbone"], src0["backbone"])
-    assert not _same(probe_all["head"], src0["head"])
+    assert same_tree(probe_all["backbone"], src0["backbone"])
+    assert not same_tree(probe_all["head"], src0["head"])
     for name in ("lp_ft_short", "hard_switch"):  # the probe ended at step 5 / there is none
-        assert not _same(one(params, by[name])["backbone"], src0["backbone"])
+        assert not same_tree(one(params, by[name])["backbone"], src0["backbone"])
     assert (diverged < 0).all() and np.isfinite(metrics["target_acc"]).all()
     # every method is evaluated from the same source model at the switch (paired runs)
     np.testing.assert_array_equal(metrics["target_acc"][:, 0], metrics["target_acc"][0, 0])
