@@ -14,6 +14,7 @@ import os
 
 import yaml
 
+from lossmooth.core import yamlio
 from lossmooth.reproduce.registry import Point, numbers_config
 from lossmooth.results import store
 
@@ -38,7 +39,7 @@ def complete_runs(results_dir: str, setting: str) -> list[Found]:
         try:
             store.read_run(path)
             with open(os.path.join(path, "config.yaml")) as f:
-                cfg = yaml.safe_load(f)
+                cfg = yamlio.load(f)
         except store.CorruptRun as e:
             store.warn(f"skipping {path}: {e}")
             continue

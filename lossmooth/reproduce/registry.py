@@ -15,9 +15,10 @@ import re
 
 import yaml
 
+from lossmooth.core import yamlio
 from lossmooth.errors import ConfigError
-from lossmooth.reproduce import criteria
 from lossmooth.provenance import CONF_DIR
+from lossmooth.reproduce import criteria
 from lossmooth.results import metrics, store
 from lossmooth.runner.compose import compose
 from lossmooth.settings import search_path
@@ -100,7 +101,7 @@ def load(path: str = EXPERIMENTS) -> dict[str, Entry]:
 def _read(path: str):
     try:
         with open(path) as f:
-            return yaml.safe_load(f)
+            return yamlio.load(f)
     except OSError as e:
         raise ConfigError(f"--experiments: cannot read {path} ({e.strerror or e})") from None
     except yaml.YAMLError as e:

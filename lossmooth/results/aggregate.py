@@ -20,6 +20,7 @@ import os
 import numpy as np
 import yaml
 
+from lossmooth.core import yamlio
 from lossmooth.results import inference, store, summaries
 from lossmooth.results.metrics import curve_higher, kind_of, source_perplexity
 
@@ -172,7 +173,7 @@ def _flat(cfg, prefix="") -> dict:
 def _config(run_dir: str) -> dict:
     try:
         with open(os.path.join(run_dir, "config.yaml")) as f:
-            return yaml.safe_load(f) or {}
+            return yamlio.load(f) or {}
     except (OSError, yaml.YAMLError):
         return {}
 

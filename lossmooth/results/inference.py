@@ -24,7 +24,6 @@ unit test ``tests/test_inference.py`` keeps them calibrated):
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 LEVEL = 0.95
 EXACT_MAX = 16      # every one of the 2^n sign patterns up to here (65,536 at n = 16)
@@ -44,6 +43,8 @@ def t_interval(values, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np
     """Per cell (column; NaN = missing seed): the mean and its two-sided Student-t interval
     ``mean +- t_{(1+level)/2, n-1} s / sqrt(n)`` (s: the sample standard deviation). Cells with fewer
     than 2 values get NaN ends (one value: its mean stays)."""
+    from scipy import stats  # here, not at import: every run process imports this module, few need scipy
+
     x = _as_cells(values)
     n = np.sum(~np.isnan(x), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -156,6 +157,8 @@ def benjamini_hochberg(p) -> np.ndarray:
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """The interquartile mean along ``axis``: the mean of the middle 50% (scipy's trim_mean at 0.25,
     as rliable's ``aggregate_iqm``)."""
+    from scipy import stats
+
     return stats.trim_mean(x, 0.25, axis=axis)
 
 

@@ -40,6 +40,7 @@ import time
 
 import yaml
 
+from lossmooth.core import yamlio
 from lossmooth.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -72,6 +73,13 @@ def decode(obj):
     if isinstance(obj, list):
         return [decode(v) for v in obj]
     return obj
+
+
+def loads(text: str):
+    """Strict JSON ``text`` decoded (:func:`decode`); the walk is skipped where the text holds no
+    non-finite number's string (most metric rows: reading a results folder parses millions of values)."""
+    obj = json.loads(text)
+    return decode(obj) if ('"NaN"' in text or 'Infinity"' in text) else obj
 
 
 def dumps(obj, **kw) -> str:
@@ -343,7 +351,7 @@ def read_config(path: str) -> dict:
     YAML mapping."""
     try:
         with open(os.path.join(path, "config.yaml")) as f:
-            cfg = yaml.safe_load(f)
+            cfg = yamlio.load(f)
     except OSError as e:
         raise CorruptRun(f"config.yaml: {e.strerror or e}") from None
     except yaml.YAMLError as e:
@@ -625,7 +633,7 @@ def read_metrics(path: str) -> list[dict]:
             for n, line in enumerate(f, start=1):
                 if line.strip():
                     try:
-                        rows.append(decode(json.loads(line)))
+                        rows.append(loads(line))
                     except ValueError:
                         raise CorruptRun(f"metrics.jsonl line {n} is not valid JSON (a torn write)") from None
     except OSError as e:

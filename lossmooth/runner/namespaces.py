@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 
-import yaml
 
 from lossmooth import settings
+from lossmooth.core import yamlio
 from lossmooth.errors import ConfigError
 from lossmooth.provenance import CONF_DIR
 
@@ -107,7 +107,7 @@ def _defaults(rel: str) -> list:
     if path is None:
         return []
     with open(path) as f:
-        return (yaml.safe_load(f) or {}).get("defaults") or []
+        return (yamlio.load(f) or {}).get("defaults") or []
 
 
 def _elsewhere(short: str) -> bool:

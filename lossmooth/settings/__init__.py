@@ -1,7 +1,7 @@
 """The settings registry: each setting's name -> its :class:`~lossmooth.settings.contract.Setting`.
 
-The built-in settings are packages of this folder, each exporting ``SETTING``; they are imported
-only when used (a setting pulls in its own heavy libraries). More settings come from outside the
+The built-in settings are packages of this folder, each with ``SETTING`` in its ``setting.py``; they
+are imported only when used (a setting pulls in its own heavy libraries: reading its schema does not). More settings come from outside the
 project without touching it, through either
 
 - the environment variable ``LOSSMOOTH_SETTINGS``: comma-separated ``module:attribute`` references
@@ -110,7 +110,7 @@ def names() -> list[str]:
 def get(name) -> Setting:
     """The setting called ``name`` (one-line error naming the known ones otherwise)."""
     if name in BUILTIN:
-        return _load(BUILTIN[name], f"setting {name}")
+        return _load(f"{BUILTIN[name]}.setting:SETTING", f"setting {name}")
     found = plugins()
     if name not in found:
         raise ConfigError(f"setting: unknown setting '{name}'; choose one of {', '.join(names())}; {REGISTER}")

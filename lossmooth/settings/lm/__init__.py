@@ -7,7 +7,7 @@ SmolLM2-135M-Instruct here).
   in one compiled update with gradient accumulation, and the evaluation;
 - ``judge.py``: every run's replies judged pairwise against the reference run's;
 - ``setting.py``: the phases the shared runner runs (one run per batch) and the judge at the end.
-"""
-from lossmooth.settings.lm.setting import LM
 
-SETTING = LM()
+The setting itself is ``setting.SETTING``; this package imports nothing, so reading the setting's
+schema (``schema.py``) does not load its libraries.
+"""

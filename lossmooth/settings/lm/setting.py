@@ -135,3 +135,6 @@ class LM(Setting):
                                   or run_label(runs[J.reference_index(runs)], list(spec.sweep)))
         out["wall_s"] = {"judge": time.time() - t}
         return out
+
+
+SETTING = LM()

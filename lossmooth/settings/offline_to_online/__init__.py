@@ -5,7 +5,7 @@
 - ``objective.py``: ``L_S`` (TD3+BC on offline batches) and ``L_T`` (TD3 on online batches), the agent,
   the controls' per-run numbers and the offline phase's training;
 - ``setting.py``: the phases the shared runner runs.
-"""
-from lossmooth.settings.offline_to_online.setting import OfflineToOnline
 
-SETTING = OfflineToOnline()
+The setting itself is ``setting.SETTING``; this package imports nothing, so reading the setting's
+schema (``schema.py``) does not load its libraries.
+"""

@@ -161,3 +161,6 @@ class OfflineToOnline(Setting):
         ld = ctx.loaded
         return {"task": ctx.spec.task, "dataset": ld.data.name, "ref_scores": list(ld.data.ref_scores),
                 "offline_score_final": [float(x) for x in sources["td3"].metrics["target_score"][:, -1]]}
+
+
+SETTING = OfflineToOnline()

@@ -6,7 +6,7 @@
 - ``setting.py``: the phases the shared runner runs, one line per algorithm.
 
 The RL pieces this setting shares with offline-to-online RL live in :mod:`lossmooth.rl`.
-"""
-from lossmooth.settings.online_rl.setting import OnlineRL
 
-SETTING = OnlineRL()
+The setting itself is ``setting.SETTING``; this package imports nothing, so reading the setting's
+schema (``schema.py``) does not load its libraries.
+"""

@@ -106,3 +106,6 @@ class OnlineRL(Setting):
         return {"algos": list(ctx.spec.algos), "task": ctx.spec.task,
                 "source_return_final": {a: [float(x) for x in r.metrics["source_return"][:, -1]]
                                         for a, r in sources.items()}}
+
+
+SETTING = OnlineRL()

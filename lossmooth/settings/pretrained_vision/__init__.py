@@ -4,7 +4,7 @@
   supervised setting's objective, with LP-FT among the methods);
 - ``setting.py``: the supervised setting's phases on a domain pair with an ImageNet-pretrained
   backbone (config: ``conf/setting/pretrained_vision.yaml``, validated by the supervised config).
-"""
-from lossmooth.settings.pretrained_vision.setting import PretrainedVision
 
-SETTING = PretrainedVision()
+The setting itself is ``setting.SETTING``; this package imports nothing, so reading the setting's
+schema (``schema.py``) does not load its libraries.
+"""

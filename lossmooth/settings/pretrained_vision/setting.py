@@ -9,3 +9,6 @@ class PretrainedVision(Supervised):
 
     name = "pretrained_vision"
     sequences = False  # a domain pair is one switch
+
+
+SETTING = PretrainedVision()

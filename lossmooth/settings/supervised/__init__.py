@@ -5,7 +5,7 @@
 - ``objective.py``: ``L_S`` (cross-entropy on replayed source examples) and ``L_T`` (cross-entropy on
   the shifted target data), the per-run updates and the evaluation;
 - ``setting.py``: the compiled programs and the phases the shared runner runs.
-"""
-from lossmooth.settings.supervised.setting import Supervised
 
-SETTING = Supervised()
+The setting itself is ``setting.SETTING``; this package imports nothing, so reading the setting's
+schema (``schema.py``) does not load its libraries.
+"""

@@ -128,3 +128,6 @@ class Supervised(Setting):
 
     def finish(self, ctx: Context, rows: list[dict], sources: dict) -> dict:
         return {"source_acc_final": [float(x) for x in sources[""].metrics["source_acc"][:, -1]]}
+
+
+SETTING = Supervised()
