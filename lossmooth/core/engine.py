@@ -16,6 +16,7 @@ checkpoint holds, so a run restored from one continues bit-identically.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -69,10 +70,31 @@ def padded_size(n_runs: int, n_devices: int, lanes: int = 1) -> int:
 
 
 def pad_runs(tree, n_runs: int, target: int):
-    """Repeat the last run so the run axis divides evenly over devices (padding is dropped later)."""
+    """Repeat the last run so the run axis divides evenly over devices (padding is dropped later by
+    :func:`unpad_runs`)."""
     if target == n_runs:
         return tree
-    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], target - n_runs, 0)]), tree)
+    return _padded(tree, target - n_runs)
+
+
+def unpad_runs(tree, n_runs: int):
+    """The first ``n_runs`` runs of every leaf: the padding of :func:`pad_runs` dropped (the tree itself
+    where nothing was padded, as ``x[:n]`` of a whole axis gives ``x``)."""
+    if all(x.shape[0] == n_runs for x in jax.tree.leaves(tree)):
+        return tree
+    return _first(tree, n_runs)
+
+
+# Each of these copies a whole tree in one compiled program: leaf by leaf, every leaf shape compiled its
+# own slice, repeat and concatenation (dozens of small XLA compilations per run); the bytes are the same.
+@functools.partial(jax.jit, static_argnums=1)
+def _padded(tree, extra: int):
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, 0)]), tree)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _first(tree, n_runs: int):
+    return jax.tree.map(lambda x: x[:n_runs], tree)
 
 
 def place_runs(tree, n_runs: int, mesh: Mesh | None, lanes: int = 1):

@@ -171,7 +171,7 @@ def _result(phase, n, res, start, reference, lam0, diverge, t0) -> PhaseResult:
     if diverge is not None and metrics:
         blown = blowups(metrics, diverge[0], diverge[1], 1 if start is not None else 0, reference)
         diverged = np.where((nonfinite < 0) | ((blown >= 0) & (blown < nonfinite)), blown, nonfinite)
-    return PhaseResult(state=jax.tree.map(lambda x: x[:n], res.state), metrics=metrics, steps=steps,
+    return PhaseResult(state=engine.unpad_runs(res.state, n), metrics=metrics, steps=steps,
                        diverged_at=diverged, seconds=time.time() - t0,
                        blown_up=(blown >= 0) & ((nonfinite < 0) | (blown < nonfinite)),
                        dense={k: np.asarray(v)[:n] for k, v in res.extra["dense"].items()}
