@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 
-
 from lossmooth import settings
 from lossmooth.core import yamlio
 from lossmooth.errors import ConfigError

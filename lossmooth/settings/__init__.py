@@ -1,8 +1,8 @@
 """The settings registry: each setting's name -> its :class:`~lossmooth.settings.contract.Setting`.
 
 The built-in settings are packages of this folder, each with ``SETTING`` in its ``setting.py``; they
-are imported only when used (a setting pulls in its own heavy libraries: reading its schema does not). More settings come from outside the
-project without touching it, through either
+are imported only when used (a setting pulls in its own heavy libraries; reading its schema does not).
+More settings come from outside the project without touching it, through either
 
 - the environment variable ``LOSSMOOTH_SETTINGS``: comma-separated ``module:attribute`` references
   to Setting instances (``my_lab.drift:SETTING``, the module importable: installed, or its folder on

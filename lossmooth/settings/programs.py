@@ -184,7 +184,7 @@ def init_runs(steps: Steps, hp: dict, data, start) -> dict:
     """Every run's initial state ``vmap(init)(hp, start)``, as one compiled program. Run op by op, each
     operation compiles on its own for its shapes (a truncated normal per parameter shape takes seconds
     of XLA's time on CPU); compiled whole, the same operations give the same bits in a fraction of it."""
-    return jax.jit(jax.vmap(lambda h, d, s: steps.init(h, d, s), in_axes=(0, None, 0)))(hp, data, start)
+    return jax.jit(jax.vmap(steps.init, in_axes=(0, None, 0)))(hp, data, start)
 
 
 def source_phase(steps: Steps, policy: Policy, spec, data) -> Phase:
