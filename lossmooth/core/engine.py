@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lossmooth.core import sharding
+from lossmooth.core import sharding, threefry  # noqa: F401  (threefry: CPU lowering, same bits)
 from lossmooth.errors import ConfigError
 from lossmooth.core.objective import RUN_AXIS
 
