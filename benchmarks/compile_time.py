@@ -1,11 +1,12 @@
 """What the flat threefry lowering (:mod:`lossmooth.core.threefry`) saves: XLA compile seconds and wall
 seconds of a short supervised run, with it and with JAX's own CPU lowering of the hash, each in a
 fresh process with the compilation cache off, interleaved; and whether the two runs wrote the same
-bytes (``metrics.jsonl``, ``runs.json``).
+bytes (``metrics.jsonl``, ``runs.json``). First, in this process, the compile seconds of single draws
+both ways: a vector, a rank-4 array, and a vmapped truncated normal for one 3x3 convolution kernel.
 
     python benchmarks/compile_time.py [--repeats 2] [--seeds 4] [override ...]
 
-Prints one line per process, then the medians and their ratio.
+Prints the draws' lines, one line per process, then the medians and their ratio.
 """
 from __future__ import annotations
 
@@ -49,12 +50,40 @@ def one(jax_own: bool, overrides: list[str], out: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def draws() -> None:
+    """Each draw compiled with JAX's own lowering and with the flat one (fresh compiles, cache off)."""
+    import time
+
+    import jax
+    from jax._src.interpreters import mlir
+
+    from lossmooth.core import threefry
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    cases = {"bits of 120 values": lambda k: jax.random.bits(k[0], (120,)),
+             "bits of shape (2, 3, 4, 5)": lambda k: jax.random.bits(k[0], (2, 3, 4, 5)),
+             "vmapped truncated normal (3, 3, 3, 4)": jax.vmap(lambda k: jax.random.truncated_normal(k, -2.0, 2.0,
+                                                                                                 (3, 3, 3, 4)))}
+    seconds = {}
+    for name, rule in (("jax", threefry._JAX_RULE), ("flat", threefry._cpu_lowering)):
+        mlir.register_lowering(threefry._threefry.threefry2x32_p, rule, platform="cpu")
+        for case, f in cases.items():
+            jax.clear_caches()
+            t = time.time()
+            jax.jit(f).lower(keys).compile()
+            seconds[name, case] = time.time() - t
+    for case in cases:
+        print(f"{case}: compile {seconds['flat', case]:.2f} s flat, {seconds['jax', case]:.2f} s JAX's own lowering")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
+    draws()
     overrides = [f"num_seeds={a.seeds}", "setting.source_steps=40", "setting.source_evals_per_chunk=2",
                  "setting.adapt_steps=40", "setting.evals_per_chunk=2", "setting.eval_every=10",
                  "setting.smoothing_T=20", "setting.gap_window=20", "logger=jsonl", "progress=false", *a.overrides]

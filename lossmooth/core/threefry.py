@@ -1,9 +1,10 @@
 """Threefry on CPU over a flat array: the same random bits, a fraction of the compile time.
 
 JAX lowers its ``threefry2x32`` hash on CPU as a rolled loop (5 iterations of 4 rounds) over an array
-of the output's shape. XLA's CPU compiler takes time growing with that array's rank: about 0.2 s for a
-vector, 1.3 s for a rank-4 array (a convolution kernel's truncated normal), 2 s and more under
-``vmap``, which made a model's initialiser the largest single compile of a small run. The hash is
+of the output's shape. XLA's CPU compiler takes time growing with that array's rank (a vmapped
+truncated normal for one convolution kernel compiles several times slower than over the flat array:
+``python benchmarks/compile_time.py`` prints both), which made a model's initialiser the largest
+single compile of a small run. The hash is
 elementwise over counters, keys and outputs,
 
     threefry(k1, k2, x1, x2)[i] = threefry(k1[i], k2[i], x1[i], x2[i])    (broadcast, any index i),
@@ -12,9 +13,9 @@ so running JAX's own loop over the flattened (row-major) operands and reshaping 
 the same bits, every one: only the program XLA compiles changes. This module registers that lowering
 for the CPU platform, for operands of rank 2 or more that no mesh splits (a sharded operand keeps
 JAX's own lowering, whose partitioning the reshape would change). Importing it is enough; it is
-imported by :mod:`lossmooth.core.engine` and by the model packages, before anything compiles. It reads
-JAX's private lowering (``jax==0.10.2`` is pinned); where that is missing it registers nothing and JAX
-compiles its own lowering: slower, the same bits.
+imported by :mod:`lossmooth.core.engine`, the model and RL packages and the offline collector, before
+anything compiles. It reads JAX's private lowering (``jax==0.10.2`` is pinned); where that is missing it
+registers nothing and JAX compiles its own lowering: slower, the same bits.
 """
 from __future__ import annotations
 

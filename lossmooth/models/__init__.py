@@ -1,2 +1,1 @@
-# threefry: JAX's random bits compiled over flat arrays on CPU (the same bits, less compile time)
-from lossmooth.core import threefry  # noqa: F401
+from lossmooth.core import threefry  # noqa: F401  (random bits compiled over flat arrays on CPU)

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lossmooth.core import threefry  # noqa: F401  (random bits compiled over flat arrays on CPU)
+
 KINDS = ("random", "medium", "medium_replay", "expert", "medium_expert")
 DEFAULT_ROOT = "~/.cache/lossmooth/datasets"
 
