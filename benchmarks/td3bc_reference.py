@@ -5,8 +5,8 @@
     python benchmarks/td3bc_reference.py --seeds 8 --updates 50000 --eval-episodes 10 [--reference-options]
     python benchmarks/td3bc_reference.py -- dataset.root=/data/minari    # any offline_to_online override
 
-The dataset is the offline-to-online default's (``setting=offline_to_online``: our own halfcheetah
-medium dataset, made by ``lossmooth data collect task=halfcheetah``); where it is not on this machine
+The dataset is ``setting=offline_to_online``'s config default (our own halfcheetah medium dataset,
+made by ``lossmooth data collect task=halfcheetah``; the regime of ``offline_to_online_medium``); where it is not on this machine
 the script prints the command that prepares it and exits 2. Both sides train TD3+BC with the
 reference's hyperparameters (CORL's ``td3_bc.py``: 256-256 networks, batch 256, Adam 3e-4, discount
 0.99, tau 5e-3, policy noise 0.2 clipped at 0.5, policy delay 2, alpha 2.5, states normalized with the
@@ -49,7 +49,7 @@ SPEED_TARGET = 3.0
 
 
 def spec_and_data(overrides: list[str], seeds: int, updates: int, episodes: int, hidden: int):
-    """The offline-to-online default's spec with the reference's network size, ``seeds`` seeds,
+    """The offline-to-online config default's spec (the medium dataset) with the reference's network size, ``seeds`` seeds,
     ``updates`` offline critic updates and ``episodes`` evaluation episodes, and its dataset."""
     from lossmooth.runner.compose import compose
     from lossmooth.settings.offline_to_online.config import parse
