@@ -49,9 +49,9 @@ def test_the_gallery_shows_every_built_entry_with_its_files_and_names_the_rest()
                 assert f"(reproduce/{name}_map.png)" in page
         else:
             assert f"`{name}`" in page.split("\n## ")[0], f"{name} has no table and is not named as not run"
-    # seeds and commits come from the committed files: the default's 8 seeds and the commit of its run
+    # seeds and commits come from the committed files: the default's 18 seeds and the commit of its run
     default = page.split("## supervised_default\n")[1].split("\n## ")[0]
-    assert "seeds per row: 8;" in default and "`9ded0e4`" in default
+    assert "seeds per row: 18;" in default and "`f5c9cee`" in default
 
 
 def test_an_entry_with_part_of_its_outputs_is_an_error_naming_it(tmp_path):
@@ -102,6 +102,10 @@ def test_a_quoted_cell_is_rewritten_from_its_table_and_a_bad_one_is_named():
     want = (f"{100 * float(row['min_acc_diff']):+.1f} [{100 * float(row['min_acc_diff_lo']):.1f}, "
             f"{100 * float(row['min_acc_diff_hi']):.1f}]")
     assert f"-->{want}<!--" in filled and "+99.9" not in filled
+    # a p-value is a probability: neither in percent nor signed, in an accuracy table too
+    p_holm = quotes.fill("<!-- cell supervised_default kind=paired_diff,method=loss_smoothing min_acc_diff_p_holm -->"
+                         "x<!-- /cell -->", entries, results)
+    assert f"-->{float(row['min_acc_diff_p_holm']):.2g}<!--" in p_holm
     assert quotes.unquoted(filled) == [] and quotes.unquoted("ours 67.5 [65.2, 69.9]") == ["67.5 [65.2, 69.9]"]
     with pytest.raises(ConfigError, match="unknown entry 'nope'"):
         quotes.fill("<!-- cell nope kind=aggregate x_mean -->1<!-- /cell -->", entries, results)

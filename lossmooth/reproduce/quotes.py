@@ -7,7 +7,8 @@ and ``scripts/build_findings.py`` rewrites the text between the markers from
 targets do (``key=value`` pairs, joined by commas here: ``kind=paired_diff,method=loss_smoothing``),
 ``COLUMN`` is one of its columns (``min_acc_diff``, ``final_target_acc_mean``, ...), shown with its
 95% CI (the columns ``COLUMN_lo`` and ``COLUMN_hi``) where the table has one. Accuracies are shown in
-percent (points for a difference), as the tables show them; a difference carries its sign. A test
+percent (points for a difference), as the tables show them; a difference carries its sign; a p-value or
+q-value (``COLUMN`` ending in ``_p``, ``_p_holm``, ``_q``) is shown as the probability it is. A test
 fails when a page's quote differs from what the committed table gives, or when a page states a number
 with a CI outside such a quote.
 """
@@ -24,6 +25,8 @@ from lossmooth.results.metrics import kind_of
 
 CELL = re.compile(r"<!-- cell (\S+) (\S+) (\S+) -->(.*?)<!-- /cell -->", re.S)
 # a number with a CI as the tables write it: 84.0 [83.4, 84.7], -0.4 [-1.0, 0.1]
+# p-values and q-values: probabilities, shown as they are (never in percent, never signed)
+PROBABILITY = ("_p", "_p_holm", "_q")
 WITH_CI = re.compile(r"[-+−]?\d[\d.]*\s*\[[-+−]?\d[\d.]*, [-+−]?\d[\d.]*\]")
 
 
@@ -43,9 +46,11 @@ def cell(entry: Entry, csv_text: str, row: str, column: str) -> str:
     hit = targets.select_row(rows, targets.selector(row.replace(",", " "), where), where, entry.name)
     if hit.get(column, "") == "":
         raise ConfigError(f"{where}: the row has no value for '{column}'")
+    value = float(hit[column])
+    if column.endswith(PROBABILITY):
+        return f"{value:.2g}"
     pct = kind_of([r for r in rows if r.get("kind") == "aggregate"]) == "acc" and not column.startswith("n")
     signed = "_diff" in column
-    value = float(hit[column])
     text = _number(value, pct, signed)
     lo, hi = hit.get(f"{column}_lo", ""), hit.get(f"{column}_hi", "")
     if lo != "" and hi != "" and not math.isnan(float(lo)):
