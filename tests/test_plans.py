@@ -79,7 +79,7 @@ def test_a_pilot_of_the_hard_switch_alone_plans_from_its_spread(default_rows):
     hard = [r for r in default_rows if r["method"] == "hard_switch"]
     (p,) = seeds.plan(hard, "final_target_acc", 0.01, None)
     sd = np.std([r["summary"]["final_target_acc"] for r in hard], ddof=1)
-    assert not p.paired and p.sd == pytest.approx(np.sqrt(2) * sd) and p.pilot_n == 8
+    assert not p.paired and p.sd == pytest.approx(np.sqrt(2) * sd) and p.pilot_n == 18
     (q,) = seeds.plan(default_rows, "final_target_acc", 0.01, None)
     assert q.paired and q.n_halfwidth == seeds.n_for_halfwidth(q.sd, 0.01)
     for bad, msg in ((dict(metric="nope", halfwidth=1.0, effect=None), "have no 'nope'"),

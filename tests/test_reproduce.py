@@ -439,7 +439,7 @@ def test_an_entry_keeps_its_rows_when_another_run_directory_holds_the_same_runs(
         yaml.safe_dump(cfg, f)
     assert existing.find(points, results, e.setting)[0].path == found.path
     rows = build.rows_of(e, [found], results)
-    assert len(rows) == 16 and {r["run_dir"] for r in rows} == {found.path}
+    assert len(rows) == 36 and {r["run_dir"] for r in rows} == {found.path}  # 18 seeds x 2 methods
 
 
 def test_a_target_row_names_a_dataset_by_its_id_alone():
