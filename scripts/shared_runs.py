@@ -42,6 +42,11 @@ def _summaries(path: str) -> dict:
             json.dumps(r.get("summary"), sort_keys=True) for r in runs}
 
 
+def _order(key: tuple) -> tuple:
+    """Row keys in training order: numbers (seed, step) as numbers, so step 2048 comes before 10240."""
+    return tuple((0, x, "") if isinstance(x, (int, float)) else (1, 0, str(x)) for x in key)
+
+
 def compare(a: str, b: str) -> tuple[int, str]:
     """(exit status, report) for the runs directories ``a`` and ``b`` share."""
     for d in (a, b):
@@ -52,14 +57,14 @@ def compare(a: str, b: str) -> tuple[int, str]:
     shared = sorted(set(sa) & set(sb))
     if not shared:
         return 2, f"shared_runs: {a} and {b} share no (method, numbers, seed)"
-    keep = {(m, h, s) for m, h, s in shared}
+    keep = set(shared)
     ra, rb = _rows(a), _rows(b)
     seeds = {s for _, _, s in keep}
 
     def wanted(k):
         return k[1] in seeds if k[0] == "source" else (k[1], k[2], k[3]) in keep
 
-    keys = sorted((k for k in set(ra) & set(rb) if wanted(k)), key=str)
+    keys = sorted((k for k in set(ra) & set(rb) if wanted(k)), key=_order)
     missing = [k for k in set(ra) ^ set(rb) if wanted(k)]
     bad = [k for k in keys if ra[k] != rb[k]]
     bad_summary = [k for k in shared if sa[k] != sb[k]]
@@ -67,7 +72,7 @@ def compare(a: str, b: str) -> tuple[int, str]:
              f"{min(seeds)}-{max(seeds)}): {len(keys)} metric rows compared, {len(bad)} differ; "
              f"{len(shared)} summaries compared, {len(bad_summary)} differ"]
     if missing:
-        lines.append(f"{len(missing)} rows of shared runs are in one directory only, e.g. {sorted(missing, key=str)[0]}")
+        lines.append(f"{len(missing)} rows of shared runs are in one directory only, e.g. {sorted(missing, key=_order)[0]}")
     if bad:
         lines.append(f"first differing row {bad[0]}:\n  {ra[bad[0]]}\n  {rb[bad[0]]}")
     return (1 if bad or bad_summary or missing else 0), "\n".join(lines)

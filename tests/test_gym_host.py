@@ -181,3 +181,48 @@ def test_a_tiny_gymnasium_run_lands_complete(hopper_minari, tmp_path, capsys, ca
     assert all(np.isfinite(m["target_score"]) for m in adapt)
     assert not any("target_success" in m for m in metrics)  # hopper has no success flag: no regret either
     assert all("regret" not in r["summary"] for r in runs)
+
+
+# ----------------------------------------------------------------------------- batch invariance
+
+
+def test_host_programs_give_a_run_the_same_bytes_whatever_runs_share_its_batch():
+    """The host loop's compiled programs (acting, the training iteration, the evaluation policy) run in
+    blocks of the engine's lanes: run k's outputs alone, beside other runs and at another place in a
+    batch of two blocks are byte-identical (a plain vmap over 3 and over 24 runs rounds differently)."""
+    from rejax.buffers import Minibatch
+
+    from lossmooth.core import engine
+    from lossmooth.rl.host_loop import HostRunner, SpacesEnv
+    from lossmooth.rl.td3 import SmoothedTD3
+
+    p = HOPPER.probe()
+    env = SpacesEnv(p["obs_dim"], p["low"], p["high"], p["max_episode_steps"])
+    algo = SmoothedTD3.create(env=env, env_params=env.default_params, num_envs=2, batch_size=64,
+                              buffer_size=256, fill_buffer=0, num_epochs=2, policy_delay=2,
+                              actor_kwargs={"hidden_layer_sizes": [64, 64]},
+                              critic_kwargs={"hidden_layer_sizes": [64, 64]})
+    runner = HostRunner(HOPPER, 2, 50)
+    n = 24
+    states = jax.vmap(algo.init_state)(jax.random.split(jax.random.PRNGKey(0), n))
+    hp = engine.stack_runs([algo] * n)
+    rng = np.random.default_rng(0)
+    trans = Minibatch(obs=jnp.asarray(rng.normal(size=(n, 2, 2, 11)), jnp.float32),
+                      action=jnp.asarray(rng.uniform(-1, 1, (n, 2, 2, 3)), jnp.float32),
+                      reward=jnp.asarray(rng.normal(size=(n, 2, 2)), jnp.float32),
+                      next_obs=jnp.asarray(rng.normal(size=(n, 2, 2, 11)), jnp.float32),
+                      done=jnp.zeros((n, 2, 2), bool))
+    iterate = runner.iteration(True)
+
+    def one_run(order, k):
+        """Run ``k``'s trained state and actions in the batch of the runs ``order``."""
+        pick = lambda t: jax.tree.map(lambda x: x[np.asarray(order)], t)  # noqa: E731
+        ts = iterate((pick(states), pick(trans)), pick(hp), None)
+        ts, act = runner._act((ts, pick(trans.obs[:, 0])), pick(hp), None)
+        i = order.index(k)
+        return [np.asarray(x[i]).tobytes() for x in jax.tree.leaves((ts, act))]
+
+    alone = one_run([5], 5)
+    assert one_run([3, 4, 5], 5) == alone
+    assert one_run(list(range(n)), 5) == alone
+    assert one_run(list(range(8, n)) + list(range(8)), 5) == alone  # the same run in the third block

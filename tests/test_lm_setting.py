@@ -186,9 +186,10 @@ def test_served_chat_model_answers_and_chooses(checkpoint):
     messages = [{"role": "user", "content": "Which is better, A or B?"}]
     with ChatServer(model.respond, "tiny") as server:
         r = httpx.post(server.base_url + "/chat/completions", json={
-            "model": "tiny", "messages": messages, "max_tokens": 5, "temperature": 0})
+            "model": "tiny", "messages": messages, "max_tokens": 5, "temperature": 0}, timeout=300)
         guided = httpx.post(server.base_url + "/chat/completions", json={
-            "model": "tiny", "messages": messages, "max_tokens": 8, "guided_choice": ["A", "B", "tie"]})
+            "model": "tiny", "messages": messages, "max_tokens": 8, "guided_choice": ["A", "B", "tie"]},
+            timeout=300)  # the first request compiles the decoder (httpx's default is 5 s; a loaded CPU takes longer)
     assert r.status_code == 200 and guided.status_code == 200
     body = r.json()
     assert body["choices"][0]["message"]["role"] == "assistant" and body["usage"]["completion_tokens"] <= 5

@@ -50,3 +50,20 @@ def test_no_shared_run_or_a_missing_file_is_refused(tmp_path):
     os.remove(os.path.join(b, "runs.json"))
     rc, report = shared_runs.compare(a, b)
     assert rc == 2 and "no runs.json" in report
+
+
+def test_the_first_differing_row_is_the_earliest_step(tmp_path):
+    """Steps compare as numbers: a run that differs from step 2048 on is reported at 2048, not 10240."""
+    def job(path, shift):
+        os.makedirs(path)
+        rows = [{"phase": "adapt", "method": "hard_switch", "hparams": HARD, "seed": 6, "step": step, "run_index": 0,
+                 "target_acc": 0.5 + (shift if step else 0.0)} for step in (0, 2048, 10240)]
+        with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        with open(os.path.join(path, "runs.json"), "w") as f:
+            json.dump([{"method": "hard_switch", "hparams": HARD, "seed": 6, "summary": {}}], f)
+        return str(path)
+
+    rc, report = shared_runs.compare(job(tmp_path / "a", 0.0), job(tmp_path / "b", 0.1))
+    assert rc == 1 and "2 differ" in report
+    assert "first differing row ('adapt', 'hard_switch', '" in report and "', 6, 2048)" in report

@@ -58,15 +58,20 @@ def run_mesh(devices=None) -> Mesh:
 # Runs per block of a compiled batch on one device. A batch of n runs is padded to a multiple of LANES
 # and its programs run it block by block (:func:`run_vmap`): every block is the same LANES-wide program,
 # so a run's numbers are the same, bit for bit, whatever other runs share its batch (XLA's CPU kernels
-# round a batch of 8 runs and one of 16 differently in the last bits). 8: a 16-run default is two
-# blocks, and a 2-run job pays at most 4x (benchmarks/lanes.py measures both).
+# round a batch of 8 runs and one of 16 differently in the last bits). A batch is at least two blocks:
+# XLA compiles a one-block batch as straight-line code, fused otherwise than the loop over blocks (TD3's
+# target-network update rounds differently there), so a run alone would not match the same run beside
+# others. 8: a 16-run default is two blocks, and a 2-run job pays at most 8x (benchmarks/lanes.py).
 LANES = 8
 
 
 def padded_size(n_runs: int, n_devices: int, lanes: int = 1) -> int:
-    """The padded run count: a multiple of the device count over several devices, of ``lanes`` on one."""
-    unit = n_devices if n_devices > 1 else max(1, lanes)
-    return -(-n_runs // unit) * unit
+    """The padded run count: a multiple of the device count over several devices; on one, a multiple
+    of ``lanes`` and, where ``lanes > 1``, at least two blocks of them (see :data:`LANES`)."""
+    if n_devices > 1:
+        return -(-n_runs // n_devices) * n_devices
+    unit = max(1, lanes)
+    return max(-(-n_runs // unit), 2 if unit > 1 else 1) * unit
 
 
 def pad_runs(tree, n_runs: int, target: int):
@@ -208,7 +213,8 @@ def run_vmap(fn: Callable, one_run: bool = False, lanes: int = 1):
 
     ``lanes``: on one device, a batch whose size is a multiple of ``lanes`` runs as ``lax.map`` over
     blocks of ``lanes`` runs, each block ``vmap`` of ``fn``: one program for every block, whatever the
-    batch's size, so each run's numbers do not depend on its neighbours (:data:`LANES`). Collectives
+    batch's size, so each run's numbers do not depend on its neighbours (:data:`LANES`; callers pad a
+    batch to two blocks or more, :func:`padded_size`, as a one-block batch compiles otherwise). Collectives
     over ``runs`` reduce within a block. Over several devices, or for another batch size, plain ``vmap``.
     """
     vm = jax.vmap(fn, in_axes=(0, 0, None), axis_name=RUN_AXIS, spmd_axis_name=RUN_AXIS)

@@ -25,7 +25,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from lossmooth.core.objective import RUN_AXIS
+from lossmooth.core import engine
 from lossmooth.rl.agents import with_shared_source
 from lossmooth.rl.gym_envs import EnvSpec, HostEnvs, rollout_episodes
 
@@ -82,7 +82,7 @@ class HostRunner:
 
     def __init__(self, spec: EnvSpec, episodes: int, max_steps: int):
         self.spec, self.episodes, self.max_steps = spec, episodes, max_steps
-        self._act = jax.jit(jax.vmap(lambda ts, algo, obs: algo.host_act(ts, obs)))
+        self._act = _in_lanes(lambda s, algo, _: algo.host_act(s[0], s[1]))  # s = (state, obs)
         self._policies = {}
         self._iters = {}
 
@@ -93,7 +93,7 @@ class HostRunner:
                 run = algo.replace(with_source=with_source)
                 return with_shared_source(ts, data, lambda t: run.train_iteration(t, trans))
 
-            self._iters[with_source] = jax.jit(jax.vmap(it, in_axes=(0, 0, None, 0), axis_name=RUN_AXIS))
+            self._iters[with_source] = _in_lanes(lambda s, algo, data: it(s[0], algo, data, s[1]))  # s = (state, trans)
         return self._iters[with_source]
 
     def new_envs(self, run_seeds: list[int], envs_per_run: int) -> HostEnvs:
@@ -112,9 +112,9 @@ class HostRunner:
                 rounds = []
                 for _ in range(algo.policy_delay):
                     obs = jnp.asarray(envs.obs.reshape(n_runs, -1, envs.obs.shape[-1]))
-                    state, actions = self._act(state, hp, obs)
+                    state, actions = self._act((state, obs), hp, None)
                     rounds.append(envs.step(np.asarray(actions).reshape(envs.n, -1)))
-                state = iterate(state, hp, data, _minibatch(rounds, n_runs))
+                state = iterate((state, _minibatch(rounds, n_runs)), hp, data)
             lam = jax.vmap(lambda a, u: a.lam(u))(hp, state.updates)
             return state, {"lam": lam[:, None]}
 
@@ -132,18 +132,35 @@ class HostRunner:
         seeds = (base[:, None] + np.arange(self.episodes)[None]).reshape(-1)
 
         if id(algo) not in self._policies:  # the actor network and normalizer only (one per agent)
-            self._policies[id(algo)] = jax.jit(jax.vmap(lambda v, o: _deterministic_actions(algo, v, o)))
+            self._policies[id(algo)] = _in_lanes(lambda s, _h, _d: _deterministic_actions(algo, s[0], s[1]))
         act = self._policies[id(algo)]
 
         def policy(obs):
             o = jnp.asarray(obs.reshape(n_runs, self.episodes, -1))
-            return np.asarray(act(view, o)).reshape(obs.shape[0], -1)
+            return np.asarray(act((view, o), None, None)).reshape(obs.shape[0], -1)
 
         out = rollout_episodes(self.spec, policy, n_runs * self.episodes, seeds, self.max_steps)
         res = {"target_return": out["return"].reshape(n_runs, -1).mean(1).astype(np.float32)}
         if out["success"] is not None:  # goal tasks: the fraction of episodes that reached the goal
             res["target_success"] = out["success"].reshape(n_runs, -1).mean(1).astype(np.float32)
         return res
+
+
+def _in_lanes(fn):
+    """``fn(state, hp, data)`` per run, jit-compiled over a batch of runs as the engine's programs are
+    (:func:`lossmooth.core.engine.run_vmap`): the batch padded to a multiple of
+    :data:`~lossmooth.core.engine.LANES` (the last run repeated, dropped from the result) and run block
+    by block, each block the same program, so a run's numbers do not depend on the runs beside it
+    (XLA's CPU kernels round a vmap over 16 runs and one over 48 differently in the last bits)."""
+    prog = jax.jit(engine.run_vmap(fn, lanes=engine.LANES))
+
+    def call(state, hp, data):
+        n = int(jax.tree.leaves(state)[0].shape[0])
+        size = engine.padded_size(n, jax.device_count(), engine.LANES)
+        out = prog(engine.pad_runs(state, n, size), engine.pad_runs(hp, n, size), data)
+        return engine.unpad_runs(out, n)
+
+    return call
 
 
 def _deterministic_actions(algo, view, obs):
