@@ -1,7 +1,7 @@
 """What batch invariance costs: the supervised default's adaptation with its batches run in blocks of
 ``lanes`` runs (the setting's ``lanes``, :data:`lossmooth.core.engine.LANES`) against one plain vmap of
 the whole batch (``lanes = 1``, the layout before, with its source-free program from the end of the
-ramps), for a 16-run job (8 seeds x 2 methods: two blocks) and a 2-run job (one seed: padded to a block).
+ramps), for a 16-run job (8 seeds x 2 methods: two blocks) and a 2-run job (one seed: padded to two blocks).
 
     python benchmarks/lanes.py [--adapt-steps 100] [--seeds 8]
 
