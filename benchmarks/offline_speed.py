@@ -134,14 +134,16 @@ def updates(args):
     return uj, algo, ts
 
 
-def model_flops(obs: int, act: int, h: int, batch: int) -> float:
+def model_flops(obs: int, act: int, h: int, batch: int, actor_critics: int = 2) -> float:
     """Analytic matmul FLOPs of one TD3+BC iteration (2 critic updates + 1 actor update), 2 per MAC.
     A backward pass for weight and input gradients costs twice its forward; through the critics in
-    the actor update only the input gradients are needed (once its forward)."""
+    the actor update only the input gradients are needed (once its forward). ``actor_critics``: the
+    critics the actor's Q term runs through (rejax: both; the reference, and ours under its options:
+    the first)."""
     mlp = lambda i, o: i * h + h * h + h * o  # noqa: E731  (MACs per sample)
     actor, critic = mlp(obs, act), mlp(obs + act, 1)
     crit_update = actor + 2 * critic + 3 * (2 * critic)  # target actor + target critics; critics fwd + bwd
-    actor_update = 3 * actor + 2 * (2 * critic)  # actor fwd + bwd; both critics (rejax) fwd + input bwd
+    actor_update = 3 * actor + actor_critics * (2 * critic)  # actor fwd + bwd; critics fwd + input bwd
     return 2.0 * batch * (2 * crit_update + actor_update)
 
 

@@ -99,6 +99,25 @@ def train_both(agents, spec, data, threads: int, hidden: int, slices: int = 8):
     return state, [ref.actor_flax() for ref in refs], total / t_ours, total / t_ref, compile_s
 
 
+def roofline(ups_ours: float, ups_ref: float, peak: float, obs: int, act: int, hidden: int, batch: int,
+             delay: int, actor_critic: str) -> str:
+    """Both sides' model matmul FLOP/s (:func:`benchmarks.offline_speed.model_flops` per critic update:
+    a TD3+BC iteration's over its ``delay`` critic updates) as shares of this machine's float32 matmul
+    peak, and the ratio no program could pass on it: the peak over our FLOPs per update, over the
+    reference's updates/s."""
+    from benchmarks.offline_speed import model_flops
+
+    ours = model_flops(obs, act, hidden, batch, 1 if actor_critic == "first" else 2) / delay
+    ref = model_flops(obs, act, hidden, batch, 1) / delay  # the reference's actor: the first critic's Q
+    g_o, g_r = ups_ours * ours, ups_ref * ref
+    need = SPEED_TARGET * ups_ref * ours
+    return (f"model matmuls per critic update: ours {ours / 1e6:.0f} MFLOP, the reference {ref / 1e6:.0f} MFLOP; "
+            f"ours {g_o / 1e9:.1f} GFLOP/s = {100 * g_o / peak:.0f}% of this machine's float32 matmul peak "
+            f"({peak / 1e9:.1f} GFLOP/s, jnp.dot of 1024^2 and 2048^2 matrices), the reference {g_r / 1e9:.1f} "
+            f"GFLOP/s = {100 * g_r / peak:.0f}%; {SPEED_TARGET:.0f}x the reference needs {need / 1e9:.1f} GFLOP/s = "
+            f"{100 * need / peak:.0f}% of the peak; at the whole peak ours would be {peak / ours / ups_ref:.2f}x")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
@@ -129,6 +148,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"td3bc_reference: {e}")
         return 2
+    from benchmarks.peak import matmul_peak
+    peak = matmul_peak()  # before PyTorch loads (its threads would share the cores)
     try:
         import torch
     except ImportError:
@@ -171,6 +192,8 @@ def main(argv=None) -> int:
     print(f"  speed ratio ours / reference {ratio:.2f}; evaluation {eval_s:.0f}s; total {time.perf_counter() - t0:.0f}s; "
           f"1-min load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes "
           "on the cores slow both sides)")
+    print("  " + roofline(ups_ours, ups_ref, peak, data.obs_dim, data.act_dim, a.hidden, td3["batch_size"],
+                          td3["policy_delay"], td3.get("actor_critic", "mean")))
     print(f"  target: our mean score within the reference's 95% CI: {'met' if within else 'NOT met'}; "
           f"ours >= {SPEED_TARGET:.0f}x the reference's updates/s: {'met' if ratio >= SPEED_TARGET else 'NOT met'}")
     return 0

@@ -139,3 +139,20 @@ def test_the_default_half_loss_is_the_one_difference():
     _, ts, ref = iterations("half")
     with pytest.raises(AssertionError, match="critic"):
         close(ts.critic_ts.params, ref.critic_flax(), "critic")
+
+
+def test_the_roofline_counts_each_sides_matmuls_and_the_ratio_no_program_passes():
+    """One-wide layers by hand: the actor (1 -> 1 -> 1 -> 1) is 3 MACs a sample, a critic (2 -> 1 -> 1
+    -> 1) 4; a critic update runs the target actor (3), both target critics (8) and both critics
+    forward and backward (24); the actor update runs the actor forward and backward (9) and its Q
+    critics forward and input-backward (8 each); two critic updates an iteration, 2 FLOPs a MAC."""
+    from benchmarks.offline_speed import model_flops
+    from benchmarks.td3bc_reference import roofline
+
+    assert model_flops(1, 1, 1, 1, actor_critics=1) == 2 * (2 * 35 + 17)
+    assert model_flops(1, 1, 1, 1, actor_critics=2) == 2 * (2 * 35 + 25)
+    per_update = model_flops(17, 6, 256, 256, actor_critics=1) / 2
+    line = roofline(ups_ours=200.0, ups_ref=100.0, peak=per_update * 500.0, obs=17, act=6, hidden=256, batch=256,
+                    delay=2, actor_critic="first")
+    assert "ours would be 5.00x" in line and "= 40% of this machine's" in line and "= 20%;" in line
+    assert "3x the reference needs" in line and "= 60% of the peak" in line

@@ -242,6 +242,22 @@ def run_vmap(fn: Callable, one_run: bool = False, lanes: int = 1):
     return single
 
 
+def in_lanes(fn: Callable) -> Callable:
+    """``call(state, hp, data)``: a per-run ``fn(state, hp, data)`` jit-compiled over a batch of runs as
+    the engine's programs are, for a caller outside a chunk (e.g. a host-stepped loop): the batch padded
+    to :func:`padded_size` with :data:`LANES` (the last run repeated), run block by block by
+    :func:`run_vmap`, and the padding dropped from the result; so a run's numbers do not depend on the
+    runs beside it."""
+    prog = jax.jit(run_vmap(fn, lanes=LANES))
+
+    def call(state, hp, data):
+        n = int(jax.tree.leaves(state)[0].shape[0])
+        size = padded_size(n, jax.device_count(), LANES)
+        return unpad_runs(prog(pad_runs(state, n, size), pad_runs(hp, n, size), data), n)
+
+    return call
+
+
 def make_eval(eval_fn: Callable, one_run: bool = False, lanes: int = LANES):
     """``jit(vmap(eval_fn))`` for an evaluation outside the chunks (e.g. at the switch); ``one_run``
     and ``lanes``: see :func:`run_vmap`."""

@@ -82,7 +82,7 @@ class HostRunner:
 
     def __init__(self, spec: EnvSpec, episodes: int, max_steps: int):
         self.spec, self.episodes, self.max_steps = spec, episodes, max_steps
-        self._act = _in_lanes(lambda s, algo, _: algo.host_act(s[0], s[1]))  # s = (state, obs)
+        self._act = engine.in_lanes(lambda s, algo, _: algo.host_act(s[0], s[1]))  # s = (state, obs)
         self._policies = {}
         self._iters = {}
 
@@ -93,7 +93,7 @@ class HostRunner:
                 run = algo.replace(with_source=with_source)
                 return with_shared_source(ts, data, lambda t: run.train_iteration(t, trans))
 
-            self._iters[with_source] = _in_lanes(lambda s, algo, data: it(s[0], algo, data, s[1]))  # s = (state, trans)
+            self._iters[with_source] = engine.in_lanes(lambda s, algo, data: it(s[0], algo, data, s[1]))  # s = (state, trans)
         return self._iters[with_source]
 
     def new_envs(self, run_seeds: list[int], envs_per_run: int) -> HostEnvs:
@@ -132,7 +132,7 @@ class HostRunner:
         seeds = (base[:, None] + np.arange(self.episodes)[None]).reshape(-1)
 
         if id(algo) not in self._policies:  # the actor network and normalizer only (one per agent)
-            self._policies[id(algo)] = _in_lanes(lambda s, _h, _d: _deterministic_actions(algo, s[0], s[1]))
+            self._policies[id(algo)] = engine.in_lanes(lambda s, _h, _d: _deterministic_actions(algo, s[0], s[1]))
         act = self._policies[id(algo)]
 
         def policy(obs):
@@ -144,23 +144,6 @@ class HostRunner:
         if out["success"] is not None:  # goal tasks: the fraction of episodes that reached the goal
             res["target_success"] = out["success"].reshape(n_runs, -1).mean(1).astype(np.float32)
         return res
-
-
-def _in_lanes(fn):
-    """``fn(state, hp, data)`` per run, jit-compiled over a batch of runs as the engine's programs are
-    (:func:`lossmooth.core.engine.run_vmap`): the batch padded to a multiple of
-    :data:`~lossmooth.core.engine.LANES` (the last run repeated, dropped from the result) and run block
-    by block, each block the same program, so a run's numbers do not depend on the runs beside it
-    (XLA's CPU kernels round a vmap over 16 runs and one over 48 differently in the last bits)."""
-    prog = jax.jit(engine.run_vmap(fn, lanes=engine.LANES))
-
-    def call(state, hp, data):
-        n = int(jax.tree.leaves(state)[0].shape[0])
-        size = engine.padded_size(n, jax.device_count(), engine.LANES)
-        out = prog(engine.pad_runs(state, n, size), engine.pad_runs(hp, n, size), data)
-        return engine.unpad_runs(out, n)
-
-    return call
 
 
 def _deterministic_actions(algo, view, obs):
