@@ -463,3 +463,22 @@ def test_a_second_run_of_a_config_another_process_is_running_exits_non_zero(tmp_
     assert lines[-1].startswith("lossmooth: error: supervised: this config is running in another process"), p.stderr
     assert "Traceback" not in p.stderr
     assert not [d for d in (results / "supervised").iterdir() if not d.name.startswith(".")]
+
+
+def test_a_run_is_not_resumed_on_other_data_than_its_checkpoints_were_made_on(cfg):
+    """A dataset collected again (collection is not bit-reproducible) under the same config would mix
+    two datasets' rows in one run: refused in one line, the directory untouched; the same data resumes."""
+    d = make(_run_dir(cfg), **STATES["checkpoint+rows"])
+    had = {"dataset_sha256": "a" * 64, "ref_scores": [-93.4, 2252.2]}
+    (d / "meta.json").write_text(json.dumps({"stand_in": True, "data": {**had, "data": "expert"}}))
+    before = _contents(d)
+    for other in ({**had, "dataset_sha256": "b" * 64}, {**had, "ref_scores": [-93.4, 1927.0]}):
+        with pytest.raises(ConfigError) as e:
+            store.RunStore.open_or_create(cfg, "supervised", {"data": other}, say=print)
+        msg = str(e.value)
+        assert str(d) in msg and "\n" not in msg and "move the directory aside" in msg
+        assert _contents(d) == before and (d / store.CHECKPOINTS).is_dir()
+    rs = store.RunStore.open_or_create(cfg, "supervised", {"data": {**had, "data": "expert, loaded again"}},
+                                       say=print)
+    rs.release()
+    assert rs.resumed and rs.path == str(d)

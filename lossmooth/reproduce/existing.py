@@ -53,7 +53,7 @@ def complete_runs(results_dir: str, setting: str) -> list[Found]:
     return sorted(out, key=lambda r: os.path.basename(r.path), reverse=True)
 
 
-IDENTITY = ("dataset_sha256", "ref_scores")  # meta.json's data fields that name the data itself
+IDENTITY = store.DATA_IDENTITY  # meta.json's data fields that name the data itself
 
 
 def _data(path: str) -> dict:

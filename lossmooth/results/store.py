@@ -145,6 +145,14 @@ def config_hash(cfg: dict) -> str:
 HOST_ONLY = ("results_dir", "progress", "cache_dir", "logger", "devices", "shard", "distributed", "rerun", "run_name",
              "checkpoint_every_s", "summaries", "objective")
 CHECKPOINTS = "checkpoints"
+DATA_IDENTITY = ("dataset_sha256", "ref_scores")  # meta.json's data fields that name the data itself
+
+
+def data_identity(meta: dict) -> dict:
+    """The fields of a run's ``meta["data"]`` that name its data (:data:`DATA_IDENTITY`), as JSON
+    stores them."""
+    data = meta.get("data") or {}
+    return json.loads(dumps({k: data[k] for k in DATA_IDENTITY if k in data}))
 # keys added after runs were made, at the value that leaves a run's numbers as they were: a config
 # holding one at that value is the same config as one without it
 NEUTRAL = {"dense_eval": {"steps": 0, "size": None}, "sequence": {"shifts": [], "replay": "previous"}}
@@ -473,6 +481,21 @@ class ConfigLock:
             self._fd = None
 
 
+def _same_data(path: str, meta: dict) -> None:
+    """Refuse to resume the run at ``path`` on other data than its checkpoints were trained on (e.g. a
+    dataset collected again, which is not bit-reproducible): its rows would mix two datasets."""
+    try:
+        had = data_identity(read_json(os.path.join(path, "meta.json")) or {})
+    except CorruptRun:
+        return  # a meta.json that cannot be read names no data to compare
+    now = data_identity(meta)
+    differ = [k for k in DATA_IDENTITY if k in had and k in now and had[k] != now[k]]
+    if differ:
+        k = differ[0]
+        raise ConfigError(f"{path}: its checkpoints were made on data with {k} {had[k]}, this process loaded "
+                          f"{now[k]}: put that data back, or move the directory aside to run anew on this data")
+
+
 class RunStore:
     """One run's directory. Create it only after the config and data are validated."""
 
@@ -518,6 +541,7 @@ class RunStore:
                 rs = cls(cfg["results_dir"], setting, cls.new_id(cfg))
                 rs.create(cfg, meta)
             else:
+                _same_data(found, meta)
                 rs = cls(cfg["results_dir"], setting, os.path.basename(found))
                 rs.resumed = True
                 say(f"lossmooth: resuming {found} from its checkpoints")
