@@ -150,7 +150,10 @@ class SmoothedTD3(TD3):
 
     def actor_loss(self, actor_params, ts, batch, bc_alpha, bc_weight=1.0):
         action = self.actor.apply(actor_params, batch.obs)
-        q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
+        if self.actor_critic == "first":  # the second critic's forward and backward would be thrown away
+            q = self.critic.apply(jax.tree.map(lambda p: p[0], ts.critic_ts.params), batch.obs, action)[None]
+        else:
+            q = self.vmap_critic(ts.critic_ts.params, batch.obs, action)
         q_term = q[0].mean() if self.actor_critic == "first" else q.mean()
         if isinstance(bc_alpha, (int, float)) and bc_alpha == 0:  # statically plain TD3 (the target loss)
             return -q_term
