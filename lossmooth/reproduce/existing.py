@@ -59,10 +59,9 @@ IDENTITY = store.DATA_IDENTITY  # meta.json's data fields that name the data its
 def _data(path: str) -> dict:
     try:
         with open(os.path.join(path, "meta.json")) as f:
-            data = json.load(f).get("data") or {}
+            return store.data_identity(json.load(f))
     except (OSError, ValueError):
         return {}
-    return {k: data[k] for k in IDENTITY if k in data}
 
 
 def data_differs(entry, found: list) -> list[str]:

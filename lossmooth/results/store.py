@@ -153,6 +153,8 @@ def data_identity(meta: dict) -> dict:
     stores them."""
     data = meta.get("data") or {}
     return json.loads(dumps({k: data[k] for k in DATA_IDENTITY if k in data}))
+
+
 # keys added after runs were made, at the value that leaves a run's numbers as they were: a config
 # holding one at that value is the same config as one without it
 NEUTRAL = {"dense_eval": {"steps": 0, "size": None}, "sequence": {"shifts": [], "replay": "previous"}}
