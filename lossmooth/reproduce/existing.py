@@ -53,9 +53,6 @@ def complete_runs(results_dir: str, setting: str) -> list[Found]:
     return sorted(out, key=lambda r: os.path.basename(r.path), reverse=True)
 
 
-IDENTITY = store.DATA_IDENTITY  # meta.json's data fields that name the data itself
-
-
 def _data(path: str) -> dict:
     try:
         with open(os.path.join(path, "meta.json")) as f:
