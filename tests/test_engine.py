@@ -71,6 +71,24 @@ def test_saved_and_restored_state_continues_bit_identically(chunk, tmp_path):
     assert np.array_equal(full.state["w"], rest.state["w"])
 
 
+def test_checkpoints_count_the_chunks_a_resumed_run_has_behind_it(chunk, tmp_path):
+    """The progress a resumed run starts from: every tag's next chunk (a finished loop's all, a loop
+    stopped after its second chunk two), none before any save."""
+    state, hp = init(2)
+    ckpt = engine.Checkpoints(str(tmp_path / "ck"), marker=lambda: {})
+    assert ckpt.chunks_done() == 0
+    engine.run_loop(chunk, state, hp, DATA, n_chunks=3, checkpoints=ckpt, tag="source")
+
+    def stop_after_second(c, s, m):
+        if c == 1:
+            ckpt.stop_requested = True
+
+    with pytest.raises(engine.Preempted):
+        engine.run_loop(chunk, state, hp, DATA, n_chunks=4, callbacks=[stop_after_second], checkpoints=ckpt,
+                        tag="adapt0")
+    assert ckpt.chunks_done() == 3 + 2
+
+
 def test_divergence_is_recorded_with_its_eval_index(chunk):
     state, hp = init(2)
     hp["lr"] = jnp.array([0.01, 50.0])  # the second run blows up

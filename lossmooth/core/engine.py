@@ -447,6 +447,21 @@ class Checkpoints:
             metrics = {k: z[k] for k in z.files}
         return info["next_chunk"], restore_state(os.path.join(d, "state"), like), metrics
 
+    def chunks_done(self) -> int:
+        """Chunks every tag's checkpoint has behind it (a resumed run's progress so far)."""
+        import json
+
+        if not os.path.isdir(self.root):
+            return 0
+        tags = {n.removesuffix(".old").removesuffix(".new") for n in os.listdir(self.root)}
+        done = 0
+        for tag in tags:
+            d = self._pick(tag)
+            if d is not None:
+                with open(os.path.join(d, "done.json")) as f:
+                    done += int(json.load(f)["next_chunk"])
+        return done
+
     def markers(self) -> list[dict]:
         """The markers of every tag's checkpoint."""
         import json

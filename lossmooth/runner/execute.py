@@ -92,7 +92,8 @@ class Execution:
         self.ctx = Context(spec=self.spec, loaded=self.loaded, mesh=self.mesh, run_dir=rs.path, cfg=self.cfg,
                            runs=self.runs)
         self.sink = RowSink(rs, loggers, self.setting.line_key)
-        self.bar = progress_bar(self.plan.total_chunks, self.progress)
+        self.bar = progress_bar(self.plan.total_chunks, self.progress,
+                                done=checkpoints.chunks_done() if checkpoints is not None else 0)
         rows, walls = [], {}
         for lp in self.plan.lines:
             rows += self.line(lp, walls)

@@ -61,12 +61,14 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool, done: int = 0):
+    """The chunks' progress bar; ``done``: chunks a resumed run's checkpoints already hold (its
+    rate and time left count only the chunks this process runs)."""
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="chunks", unit="chunk", dynamic_ncols=True)
+    return tqdm(total=total, initial=done, desc="chunks", unit="chunk", dynamic_ncols=True)
 
 
 def record_run(cfg: dict, setting: str, meta: dict, body, started: float | None = None,
