@@ -449,21 +449,14 @@ class Checkpoints:
 
     def chunks_done(self) -> int:
         """Chunks every tag's checkpoint has behind it (a resumed run's progress so far)."""
-        import json
-
-        if not os.path.isdir(self.root):
-            return 0
-        tags = {n.removesuffix(".old").removesuffix(".new") for n in os.listdir(self.root)}
-        done = 0
-        for tag in tags:
-            d = self._pick(tag)
-            if d is not None:
-                with open(os.path.join(d, "done.json")) as f:
-                    done += int(json.load(f)["next_chunk"])
-        return done
+        return sum(int(info["next_chunk"]) for info in self._saved())
 
     def markers(self) -> list[dict]:
         """The markers of every tag's checkpoint."""
+        return [info["marker"] for info in self._saved()]
+
+    def _saved(self) -> list[dict]:
+        """Every tag's newest whole save's ``done.json`` (next chunk, marker), in the tags' order."""
         import json
 
         if not os.path.isdir(self.root):
@@ -474,7 +467,7 @@ class Checkpoints:
             d = self._pick(tag)
             if d is not None:
                 with open(os.path.join(d, "done.json")) as f:
-                    out.append(json.load(f)["marker"])
+                    out.append(json.load(f))
         return out
 
     def after_chunk(self, tag: str, c: int, n_chunks: int, state, collected: dict) -> None:
